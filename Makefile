@@ -1,0 +1,59 @@
+# One task runner for people and CI. `make cycle` and `make test` are the README's two commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+# The local mirrors some machines have (pip reads them from its config; uv needs them spelled out)
+UV_FLAGS := --index-strategy unsafe-best-match \
+  $(foreach d,/opt/pypi/simple /opt/pypi-more/simple,$(if $(wildcard $(d)),--extra-index-url file://$(d))) \
+  $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export BENTOML_DO_NOT_TRACK := true
+
+.PHONY: setup cycle test test-fast lint format bench ui server-stop lock clean-workspace help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements/lock.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(UV) pip install --python $(BIN)/python --compile-bytecode $(UV_FLAGS) -r requirements/lock.txt
+	$(UV) pip install --python $(BIN)/python --compile-bytecode --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv and install the locked dependencies
+
+cycle: setup ## set up, start the local Prefect server and run the full cycle
+	$(BIN)/voicecycle run
+
+test: setup ## set up and run the whole test suite (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: setup ## the suite without slow tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+format: setup ## format the code
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: setup ## run the benchmarks (JSON under bench/results/, a table on stdout)
+	$(BIN)/voicecycle bench data
+
+ui: setup ## start (or reuse) the Prefect UI
+	$(BIN)/voicecycle server start
+
+server-stop: setup ## stop the local servers started from this workspace
+	$(BIN)/voicecycle server stop
+
+lock: setup ## re-resolve requirements/lock.txt from requirements/requirements.in
+	$(UV) pip compile requirements/requirements.in $(UV_FLAGS) --python-version 3.11 --no-header --no-annotate -o requirements/lock.txt
+
+clean-workspace: ## delete all local state (datasets, registry, logs): asks first
+	@read -p "Delete ./workspace and everything in it? [y/N] " a && [ "$$a" = y ] && rm -rf workspace

@@ -1,0 +1,262 @@
+"""The scoping config: what the project is for, what "good" means, and where every piece of state lives.
+
+`scope.yaml` is loaded into `Scope` and handed to every flow as its parameter, so Prefect
+validates it and the UI shows its schema. Every path is relative to `state.workspace` unless
+absolute; nothing else in the project invents a location.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SourceKind = Literal["synthetic", "nemo", "commonvoice", "csv"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectScope(_Strict):
+    name: str = "voicecycle"
+    task: str = "Transcribe short spoken voice-search queries (English) from a mobile app"
+    users: str = "Drivers and passengers using voice search on their phones, often in a car"
+
+
+class Targets(_Strict):
+    """Success metrics, measured on held-out voices with the decoder that serves."""
+
+    wer_clean: float = Field(0.15, gt=0, le=1)
+    wer_car: float = Field(0.20, gt=0, le=1)
+    cer_clean: float = Field(0.08, gt=0, le=1)
+    cer_car: float = Field(0.12, gt=0, le=1)
+    p95_latency_ms: float = Field(100.0, gt=0)
+    min_throughput_rps: float = Field(10.0, gt=0)
+
+
+class AudioScope(_Strict):
+    sample_rate: int = Field(16000, ge=8000, le=48000)
+    channels: Literal[1] = 1
+    min_duration_s: float = Field(0.3, gt=0)
+    max_duration_s: float = Field(12.0, gt=0)
+    max_upload_bytes: int = Field(4_000_000, gt=0)
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> AudioScope:
+        if self.min_duration_s >= self.max_duration_s:
+            raise ValueError(
+                f"min_duration_s ({self.min_duration_s}) must be below "
+                f"max_duration_s ({self.max_duration_s})"
+            )
+        return self
+
+
+class SyntheticCorpus(_Strict):
+    """The embedded default data source: synthesised voice-search queries."""
+
+    n_utterances: int = Field(2400, ge=4)
+    seed: int = 13
+    n_voices: int | None = Field(None, ge=2)
+    era_weights: dict[str, float] = {"launch": 1.0}
+
+
+class DataSource(_Strict):
+    kind: SourceKind
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    path: Path | None = None  # manifest file for nemo/commonvoice/csv
+    data_root: Path | None = None  # audio must lie under it; default: the manifest's folder
+    synthetic: SyntheticCorpus | None = None
+
+    @model_validator(mode="after")
+    def _has_input(self) -> DataSource:
+        if self.kind == "synthetic" and self.synthetic is None:
+            raise ValueError(f"source {self.name!r}: kind 'synthetic' needs a 'synthetic' block")
+        if self.kind != "synthetic" and self.path is None:
+            raise ValueError(f"source {self.name!r}: kind {self.kind!r} needs a manifest 'path'")
+        return self
+
+
+class SplitPolicy(_Strict):
+    """Split by voice/speaker so that test voices are never heard in training."""
+
+    by: Literal["voice"] = "voice"
+    dev_share: float = Field(0.1, gt=0, lt=0.5)
+    test_share: float = Field(0.15, gt=0, lt=0.5)
+    held_out_synthesizers: list[str] = []  # whole synthesizers kept for cross-synth testing
+    seed: int = 7
+
+
+class DataRules(_Strict):
+    """The data definition: how every label and clip is made consistent."""
+
+    lowercase: bool = True
+    expand_numbers: bool = True
+    drop_fillers: list[str] = ["um", "uh", "er", "erm", "ah", "hmm", "mm"]
+    trim_silence_top_db: float = Field(40.0, gt=0)
+    keep_silence_ms: float = Field(150.0, ge=0)
+    loudness_dbfs: float = Field(-23.0, lt=0)
+    max_clipping_share: float = Field(0.01, ge=0, le=1)
+    max_silence_share: float = Field(0.9, gt=0, le=1)
+    max_quarantine_share: float = Field(0.2, ge=0, le=1)
+    max_chars_per_second: float = Field(30.0, gt=0)
+
+
+class AugmentationPolicy(_Strict):
+    snr_db_min: float = -5.0
+    snr_db_max: float = 20.0
+    noise_types: list[str] = ["engine", "road", "wind", "fan", "cabin"]
+    noise_weights: dict[str, float] = {}
+    augmented_share: float = Field(0.5, ge=0, le=1)
+    noise_dir: Path | None = None  # real noise recordings (wav/flac/ogg), used where present
+    test_snr_db_min: float = 0.0  # dev/test in-car copies: the range the targets speak of
+    test_snr_db_max: float = 20.0
+    seed: int = 11
+
+    @model_validator(mode="after")
+    def _snr_ordered(self) -> AugmentationPolicy:
+        if self.snr_db_min >= self.snr_db_max:
+            raise ValueError(
+                f"snr_db_min ({self.snr_db_min}) must be below snr_db_max ({self.snr_db_max})"
+            )
+        unknown = set(self.noise_weights) - set(self.noise_types)
+        if unknown:
+            raise ValueError(f"noise_weights names unknown noise types: {sorted(unknown)}")
+        return self
+
+
+class TrainingBudget(_Strict):
+    profile: Literal["default", "quality", "smoke"] = "default"
+    max_minutes: float = Field(9.0, gt=0)
+    max_epochs: int = Field(60, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    early_stop_patience: int = Field(4, ge=1)
+    eval_every_steps: int = Field(200, ge=1)
+    seed: int = 3
+    threads: int | None = None
+    hot_words_file: Path | None = None  # a newsroom's curated name list, one per line
+    beam_size: int = Field(24, ge=1)
+
+
+class RegistryScope(_Strict):
+    model_name: str = Field("voicecycle-asr", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    experiment: str = "voicecycle"
+    slice_tolerance: float = Field(0.05, ge=0, le=1)
+
+
+class ServingScope(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    max_batch_size: int = Field(8, ge=1)
+    max_latency_ms: int = Field(1000, ge=10)
+    store_audio_with_consent: bool = True
+    audio_retention_days: int = Field(30, ge=0)
+    reload_poll_seconds: float = Field(10.0, gt=0)
+
+
+class MonitoringScope(_Strict):
+    schedule_cron: str = "*/15 * * * *"
+    window: int = Field(400, ge=10)
+    min_window: int = Field(100, ge=10)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    cooldown_minutes: float = Field(60.0, ge=0)
+
+
+class StateLocations(_Strict):
+    """Where every piece of state lives; relative paths are under `workspace`."""
+
+    workspace: Path = Path("workspace")
+    corpus_dir: Path = Path("corpus")
+    datasets_dir: Path = Path("datasets")
+    augmented_dir: Path = Path("augmented")
+    features_dir: Path = Path("features")
+    runs_dir: Path = Path("runs")
+    reports_dir: Path = Path("reports")
+    mlflow_tracking_uri: str = "sqlite:///{workspace}/mlflow/mlflow.db"
+    mlflow_artifacts: Path = Path("mlflow/artifacts")
+    bentoml_home: Path = Path("bentoml")
+    prefect_home: Path = Path("prefect")
+    prefect_port: int = 4200
+    prediction_log_url: str = "sqlite:///{workspace}/predictions.db"
+
+    def path(self, name: str) -> Path:
+        """Resolve a state location against the workspace (absolute paths pass through)."""
+        value = getattr(self, name)
+        if not isinstance(value, Path):
+            raise ValueError(f"state.{name} is not a path")
+        return value if value.is_absolute() else self.workspace / value
+
+    def url(self, name: str) -> str:
+        """Resolve a URL-valued location, substituting `{workspace}` with its absolute path."""
+        return str(getattr(self, name)).format(workspace=self.workspace.resolve())
+
+
+class Scope(_Strict):
+    """The whole scoping config; the one typed object every flow takes."""
+
+    project: ProjectScope = ProjectScope()
+    targets: Targets = Targets()
+    audio: AudioScope = AudioScope()
+    sources: list[DataSource] = Field(
+        default_factory=lambda: [
+            DataSource(kind="synthetic", name="synthetic", synthetic=SyntheticCorpus())
+        ],
+        min_length=1,
+    )
+    split: SplitPolicy = SplitPolicy()
+    data_rules: DataRules = DataRules()
+    augmentation: AugmentationPolicy = AugmentationPolicy()
+    training: TrainingBudget = TrainingBudget()
+    registry: RegistryScope = RegistryScope()
+    serving: ServingScope = ServingScope()
+    monitoring: MonitoringScope = MonitoringScope()
+    state: StateLocations = StateLocations()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: list[DataSource]) -> list[DataSource]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}")
+        return sources
+
+    def with_workspace(self, workspace: Path) -> Scope:
+        """The same scope with its state rooted at another workspace folder."""
+        return self.model_copy(
+            update={"state": self.state.model_copy(update={"workspace": workspace})}
+        )
+
+
+class ScopeError(ValueError):
+    """A scope file that cannot be used; the message names the file, field and reason."""
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: `field.path: reason (got value)`."""
+    lines = [f"invalid scope in {source}:"]
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"  - {where}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_scope(path: Path) -> Scope:
+    """Read and validate a scope YAML file; raise ScopeError naming the field at fault."""
+    if not path.is_file():
+        raise ScopeError(f"scope file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ScopeError(f"scope file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ScopeError(f"scope file {path} must hold a mapping, got {type(raw).__name__}")
+    try:
+        return Scope.model_validate(raw)
+    except ValidationError as exc:
+        raise ScopeError(format_validation_error(exc, str(path))) from exc

@@ -1,0 +1,204 @@
+"""`voicecycle`: the command line of the cycle. Every subcommand has --help.
+
+Heavy libraries are imported inside the commands, after the environment points at the
+workspace, so `voicecycle --help` is instant and nothing touches a user's own servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from data_contracts.scoping import Scope, ScopeError, load_scope
+
+
+def _load(args: argparse.Namespace) -> Scope:
+    scope = load_scope(Path(args.scope))
+    if args.workspace:
+        scope = scope.with_workspace(Path(args.workspace))
+    return scope
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+    """Keep stdout clean for --json output while flows log and draw progress bars."""
+    if not enabled:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _prepare(scope: Scope, quiet: bool = False) -> str:
+    from flows.runtime import configure_environment, start_server
+
+    configure_environment(scope)
+    ui = start_server(scope)
+    if not quiet:
+        print(f"Prefect UI: {ui}", file=sys.stderr)
+    return ui
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from flows.runtime import configure_environment, server_healthy, start_server, stop_server
+
+    scope = _load(args)
+    configure_environment(scope)
+    if args.action == "start":
+        print(f"Prefect UI: {start_server(scope)}")
+    elif args.action == "stop":
+        print("stopped" if stop_server(scope) else "no server started from this workspace")
+    else:
+        up = server_healthy(scope)
+        print("running" if up else "not running")
+        return 0 if up else 1
+    return 0
+
+
+def cmd_validate_scope(args: argparse.Namespace) -> int:
+    from tasks.scoping import scope_problems
+
+    scope = _load(args)
+    problems = scope_problems(scope)
+    if problems:
+        print("invalid scope:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return 2
+    print(f"scope {args.scope} is valid")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    ui = _prepare(scope)
+    from flows.full_cycle import full_cycle
+
+    result = full_cycle(scope)
+    print(json.dumps(result, indent=2))
+    print(f"\nThe cycle finished. Inspect the runs and artifacts in the Prefect UI: {ui}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from data_contracts.scoping import DataSource
+
+    scope = _load(args)
+    if args.manifest:
+        kind = args.kind
+        if kind is None:
+            from tasks.manifests import detect_kind
+
+            kind = detect_kind(Path(args.manifest))
+        source = DataSource(kind=kind, name=args.source_name, path=Path(args.manifest),
+                            data_root=Path(args.data_root) if args.data_root else None)
+        scope = scope.model_copy(update={"sources": [source]})
+    with _stdout_to_stderr(args.json):
+        _prepare(scope, quiet=args.json)
+        from flows.ingest import ingest
+        from tasks.ingestion import IngestionRejected
+
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            summary_path = Path(tmp) / "summary.json"
+            state = ingest(scope, summary_path=summary_path, return_state=True)
+            summary = (
+                json.loads(summary_path.read_text()) if summary_path.is_file()
+                else {"dataset_version": None, "accepted": 0, "quarantined": [],
+                      "error": str(_exception_of(state))}
+            )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    elif summary.get("dataset_version"):
+        print(f"dataset version {summary['dataset_version']}: {summary['accepted']} accepted, "
+              f"{len(summary['quarantined'])} quarantined")
+    if state.is_completed():
+        return 0
+    exc = _exception_of(state)
+    print(f"ingestion failed: {exc}", file=sys.stderr)
+    return 1 if isinstance(exc, IngestionRejected) else 2
+
+
+def _exception_of(state: Any) -> BaseException:
+    try:
+        state.result()
+    except BaseException as exc:  # the flow's own failure, re-raised by Prefect
+        return exc
+    return RuntimeError("unknown failure")
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    _prepare(scope)
+    from flows.augment import augment
+
+    print(augment(scope, args.dataset_version))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    from flows.runtime import configure_environment
+
+    configure_environment(scope, api=False)
+    import importlib
+
+    module = importlib.import_module(f"bench.{args.suite}")
+    module.main(scope, Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `voicecycle` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="voicecycle",
+        description="The full cycle of a voice-search speech recogniser: scope, data, "
+        "augmentation, training, serving, monitoring, retraining.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--scope", default="scope.yaml", help="scope file (default: scope.yaml)")
+    common.add_argument("--workspace", help="override state.workspace (all local state)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> Any:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("server", cmd_server, "start, stop or check the local Prefect server (UI)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    add("validate-scope", cmd_validate_scope, "check the scope file and what it names")
+    add("run", cmd_run, "run the full cycle against the local Prefect server")
+    p = add("ingest", cmd_ingest, "ingest the scope's sources, or one manifest, into a version")
+    p.add_argument("--manifest", help="a manifest to ingest instead of the scope's sources")
+    p.add_argument("--kind", choices=["nemo", "commonvoice", "csv"],
+                   help="manifest format (default: from the extension)")
+    p.add_argument("--data-root", help="folder all audio must lie under (default: manifest's)")
+    p.add_argument("--source-name", default="manifest", help="name recorded as the rows' source")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p = add("augment", cmd_augment, "augment a dataset version with car noise")
+    p.add_argument("--dataset-version", required=True, help="e.g. ds-0123456789ab")
+    p = add("bench", cmd_bench, "run a benchmark; writes JSON under bench/results/")
+    p.add_argument("suite", choices=["data"], help="which benchmark")
+    p.add_argument("--out", default="bench/results", help="results folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `voicecycle` console command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ScopeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

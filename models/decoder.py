@@ -1,0 +1,355 @@
+"""Turning CTC log-probabilities into text: greedy, and beam search with a word bigram LM.
+
+Both decoders return, per utterance, ``(text, confidence)``. Confidence is defined the same
+way for both: the mean, over the letters of the output (the frame at which each letter is
+emitted in the CTC path; word separators excluded), of the posterior of that letter at that
+frame. For an empty output it is the mean posterior of the blank over the valid frames, i.e.
+how sure the model is that nothing was said.
+
+The beam decoder is torchaudio's (flashlight's) ``ctc_decoder`` with a lexicon built from the
+LM's words plus hot words, and the LM plugged in through the ``CTCDecoderLM`` interface.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchaudio.models.decoder import (
+    CTCDecoder,
+    CTCDecoderLM,
+    CTCDecoderLMState,
+    CTCHypothesis,
+    ctc_decoder,
+)
+
+from models.text import BLANK_ID, SPACE_ID, VOCAB, ctc_collapse, decode
+
+BOS = "<s>"
+EOS = "</s>"
+UNK = "<unk>"
+LM_FORMAT = "voicecycle-word-bigram-kn/1"
+WORD_PATTERN = re.compile(r"^[a-z']+$")
+
+# flashlight's conventions: the word separator ("silence") token is "|", and the blank needs
+# a name of its own. Our space (index 1) becomes "|"; indices are unchanged.
+SIL_TOKEN = "|"
+DECODER_TOKENS: list[str] = [SIL_TOKEN if s == " " else s for s in VOCAB]
+
+
+def _check_emissions(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
+    if log_probs.ndim != 3 or log_probs.shape[2] != len(VOCAB):
+        raise ValueError(
+            f"expected log_probs of shape (B, T, {len(VOCAB)}), got {tuple(log_probs.shape)}"
+        )
+    if lengths.shape != (log_probs.shape[0],):
+        raise ValueError(
+            f"expected lengths of shape ({log_probs.shape[0]},), got {tuple(lengths.shape)}"
+        )
+
+
+def path_confidence(log_probs: torch.Tensor, tokens: Sequence[int], frames: Sequence[int]) -> float:
+    """Confidence of one decoded path; see the module docstring.
+
+    ``log_probs`` is (T, V) for the valid frames, ``tokens``/``frames`` are the emitted
+    (collapsed) tokens and the frame at which each is emitted.
+    """
+    letter_frames = [f for tok, f in zip(tokens, frames, strict=True) if tok != SPACE_ID]
+    letters = [tok for tok in tokens if tok != SPACE_ID]
+    if not letters:
+        if log_probs.shape[0] == 0:
+            return 1.0
+        return float(log_probs[:, BLANK_ID].exp().mean())
+    picked = log_probs[torch.tensor(letter_frames), torch.tensor(letters)]  # (N,)
+    return float(picked.exp().mean())
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+class GreedyDecoder:
+    """Best path: argmax per frame, merge repeats, drop blanks."""
+
+    @torch.inference_mode()
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[tuple[str, float]]:
+        _check_emissions(log_probs, lengths)
+        best = log_probs.argmax(dim=-1).cpu()  # (B, T)
+        log_probs = log_probs.cpu()
+        results: list[tuple[str, float]] = []
+        for b in range(log_probs.shape[0]):
+            n = int(lengths[b])
+            path = best[b, :n].tolist()
+            tokens: list[int] = []
+            frames: list[int] = []
+            previous = BLANK_ID
+            for t, tok in enumerate(path):
+                if tok != previous and tok != BLANK_ID:
+                    tokens.append(tok)
+                    frames.append(t)
+                previous = tok
+            results.append((_clean(decode(tokens)), path_confidence(log_probs[b, :n], tokens, frames)))
+        return results
+
+
+class WordLM:
+    """Word bigram LM, interpolated Kneser-Ney with an add-k continuation unigram.
+
+    P(w | v) = max(c(v, w) - D, 0) / c(v) + D * N1+(v .) / c(v) * P_cont(w)
+    P_cont(w) = (N1+(. w) + k) / (N1+(. .) + k * (|V| + 1))   (the +1 is for unseen words)
+
+    so every word, including one never seen (a hot word), has a non-zero probability.
+    Sentences are wrapped in ``<s>`` ... ``</s>``. Scores are natural logs.
+    """
+
+    def __init__(
+        self, bigram_counts: dict[str, dict[str, int]], discount: float = 0.75, add_k: float = 0.5
+    ) -> None:
+        if not 0.0 < discount < 1.0:
+            raise ValueError(f"expected a discount in (0, 1), got {discount}")
+        if add_k <= 0.0:
+            raise ValueError(f"expected add_k > 0, got {add_k}")
+        self.bigram_counts = bigram_counts
+        self.discount = discount
+        self.add_k = add_k
+        continuation: Counter[str] = Counter()
+        for followers in bigram_counts.values():
+            continuation.update(followers.keys())
+        self._continuation = continuation
+        self._history_total = {v: sum(f.values()) for v, f in bigram_counts.items()}
+        self._bigram_types = sum(continuation.values())
+        vocabulary = set(continuation) | (set(bigram_counts) - {BOS})
+        self.words: tuple[str, ...] = tuple(sorted(vocabulary - {BOS, EOS}))
+        self._denominator = self._bigram_types + add_k * (len(self.words) + 2)  # + EOS + unseen
+        self._cache: dict[tuple[str, str], float] = {}
+
+    @classmethod
+    def from_transcripts(
+        cls, texts: Iterable[str], discount: float = 0.75, add_k: float = 0.5
+    ) -> WordLM:
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        for text in texts:
+            words = text.split()
+            if not words:
+                continue
+            for word in words:
+                if not WORD_PATTERN.match(word):
+                    raise ValueError(
+                        f"expected normalised transcripts (words of a-z and '), got {word!r} "
+                        f"in {text!r}"
+                    )
+            for v, w in zip([BOS, *words], [*words, EOS], strict=True):
+                counts[v][w] += 1
+        return cls({v: dict(f) for v, f in counts.items()}, discount, add_k)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-able dict; ``WordLM.from_dict`` reads it back."""
+        return {
+            "format": LM_FORMAT,
+            "discount": self.discount,
+            "add_k": self.add_k,
+            "bigram_counts": {v: dict(sorted(f.items())) for v, f in sorted(self.bigram_counts.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WordLM:
+        if data.get("format") != LM_FORMAT:
+            raise ValueError(f"expected an LM dict of format {LM_FORMAT!r}, got {data.get('format')!r}")
+        counts = {str(v): {str(w): int(c) for w, c in f.items()} for v, f in data["bigram_counts"].items()}
+        return cls(counts, float(data["discount"]), float(data["add_k"]))
+
+    def continuation_log_prob(self, word: str) -> float:
+        """log P_cont(word): the lower-order (unigram-like) distribution."""
+        return math.log((self._continuation.get(word, 0) + self.add_k) / self._denominator)
+
+    def log_prob(self, previous: str, word: str) -> float:
+        """log P(word | previous); ``previous`` may be ``<s>``, ``word`` may be ``</s>``."""
+        key = (previous, word)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        p_cont = math.exp(self.continuation_log_prob(word))
+        followers = self.bigram_counts.get(previous)
+        if not followers:
+            p = p_cont
+        else:
+            total = self._history_total[previous]
+            seen = max(followers.get(word, 0) - self.discount, 0.0) / total
+            p = seen + self.discount * len(followers) / total * p_cont
+        score = math.log(p)
+        self._cache[key] = score
+        return score
+
+    def sentence_log_prob(self, text: str) -> float:
+        words = text.split()
+        return sum(self.log_prob(v, w) for v, w in zip([BOS, *words], [*words, EOS], strict=True))
+
+
+class _BigramDecoderLM(CTCDecoderLM):
+    """WordLM behind flashlight's LM interface.
+
+    flashlight merges hypotheses whose LM states are the same object, so a bigram state is
+    one object per previous word (children of one root), not one per history.
+    """
+
+    def __init__(self, lm: WordLM, words: Sequence[str], bonus: dict[str, float]) -> None:
+        CTCDecoderLM.__init__(self)
+        self.lm = lm
+        self.words = list(words)  # LM index -> word, the order of the decoder's lm_dict
+        self.bonus = [bonus.get(w, 0.0) for w in self.words]
+        self.root = CTCDecoderLMState()  # "<s>"
+        self.lookahead = CTCDecoderLMState()
+        self.word_states = [self.root.child(i) for i in range(len(self.words))]
+        self.state_word: dict[CTCDecoderLMState, str] = {self.root: BOS}
+        self.state_word.update((s, w) for s, w in zip(self.word_states, self.words, strict=True))
+        # While the decoder builds its lexicon trie it calls start() once and scores every
+        # word from there; those scores only guide pruning inside words (smearing), so they
+        # come from the context-free continuation distribution instead of P(w | <s>).
+        self.building_trie = True
+
+    def start(self, start_with_nothing: bool) -> CTCDecoderLMState:
+        return self.lookahead if self.building_trie else self.root
+
+    def score(self, state: CTCDecoderLMState, usr_token_idx: int) -> tuple[CTCDecoderLMState, float]:
+        word = self.words[usr_token_idx]
+        if state is self.lookahead:
+            return state, self.lm.continuation_log_prob(word) + self.bonus[usr_token_idx]
+        previous = self.state_word[state]
+        score = self.lm.log_prob(previous, word) + self.bonus[usr_token_idx]
+        return self.word_states[usr_token_idx], score
+
+    def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
+        return state, self.lm.log_prob(self.state_word[state], EOS)
+
+
+@dataclass
+class BeamSettings:
+    beam_size: int = 16
+    beam_size_token: int = 8  # tokens tried per frame (the best ones)
+    beam_threshold: float = 15.0  # drop hypotheses this far (log) below the best
+    lm_weight: float = 0.5
+    word_score: float = 0.0  # added per word
+    sil_score: float = 0.0
+    hot_word_bonus: float = 4.0  # log-bonus on each hot word's LM score
+    lexicon_free: bool = False  # spell anything, no LM: for when the lexicon is too narrow
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BeamSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown beam settings {sorted(unknown)}; expected a subset of "
+                             f"{sorted(known)}")
+        return cls(**values)
+
+
+def normalise_hot_words(hot_words: Iterable[str]) -> tuple[str, ...]:
+    """Hot words or phrases -> sorted unique words, each checked to be spellable."""
+    words: set[str] = set()
+    for phrase in hot_words:
+        for word in phrase.split():
+            if not WORD_PATTERN.match(word):
+                raise ValueError(
+                    f"hot word {word!r} (in {phrase!r}) must be lowercase a-z and apostrophes"
+                )
+            words.add(word)
+    return tuple(sorted(words))
+
+
+class BeamDecoder:
+    """Lexicon beam search with the word bigram LM; hot words extend the lexicon.
+
+    Words outside the lexicon (LM words + hot words) cannot be output; with
+    ``settings.lexicon_free`` the search spells freely instead, without an LM.
+    """
+
+    def __init__(
+        self,
+        lm: WordLM | None,
+        hot_words: Sequence[str] = (),
+        settings: BeamSettings | None = None,
+    ) -> None:
+        self.lm = lm
+        self.settings = settings if settings is not None else BeamSettings()
+        self.hot_words = normalise_hot_words(hot_words)
+        self._decoder = self._build()
+
+    def _build(self) -> CTCDecoder:
+        s = self.settings
+        common: dict[str, Any] = dict(
+            tokens=DECODER_TOKENS,
+            beam_size=s.beam_size,
+            beam_size_token=min(s.beam_size_token, len(VOCAB)),
+            beam_threshold=s.beam_threshold,
+            sil_score=s.sil_score,
+            blank_token=VOCAB[BLANK_ID],
+            sil_token=SIL_TOKEN,
+            unk_word=UNK,
+        )
+        if s.lexicon_free:
+            return ctc_decoder(lexicon=None, lm=None, lm_weight=0.0, **common)
+        if self.lm is None:
+            raise ValueError("a lexicon beam decoder needs a WordLM; got lm=None "
+                             "(pass an LM, or BeamSettings(lexicon_free=True))")
+        known = set(self.lm.words)
+        words = [*self.lm.words, *(w for w in self.hot_words if w not in known)]
+        if not words:
+            raise ValueError("expected an LM with at least one word, or hot words; got neither")
+        bonus = dict.fromkeys(self.hot_words, s.hot_word_bonus)
+        decoder_lm = _BigramDecoderLM(self.lm, [*words, UNK], bonus)
+        with tempfile.TemporaryDirectory(prefix="voicecycle-lexicon-") as tmp:
+            lexicon = Path(tmp) / "lexicon.txt"
+            # No trailing "|": our model emits spaces between words, not after the last.
+            lexicon.write_text("".join(f"{w} {' '.join(w)}\n" for w in words))
+            lm_dict = Path(tmp) / "lm_dict.txt"  # fixes LM indices to our order
+            lm_dict.write_text("".join(f"{w}\n" for w in [*words, UNK]))
+            decoder = ctc_decoder(
+                lexicon=str(lexicon),
+                lm=decoder_lm,
+                lm_dict=str(lm_dict),
+                lm_weight=s.lm_weight,
+                word_score=s.word_score,
+                **common,
+            )
+        decoder_lm.building_trie = False
+        return decoder
+
+    def with_hot_words(self, hot_words: Sequence[str]) -> BeamDecoder:
+        return BeamDecoder(self.lm, [*self.hot_words, *hot_words], self.settings)
+
+    def _text(self, hypothesis: CTCHypothesis) -> str:
+        if self.settings.lexicon_free:
+            return _clean(decode(int(t) for t in hypothesis.tokens))
+        return " ".join(hypothesis.words)
+
+    @torch.inference_mode()
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[tuple[str, float]]:
+        _check_emissions(log_probs, lengths)
+        emissions = log_probs.detach().float().cpu().contiguous()  # (B, T, V)
+        lengths = lengths.cpu()
+        results: list[tuple[str, float]] = []
+        for b, hypotheses in enumerate(self._decoder(emissions, lengths)):
+            n = int(lengths[b])
+            if not hypotheses:  # everything pruned: nothing trustworthy was said
+                results.append(("", path_confidence(emissions[b, :n], [], [])))
+                continue
+            best = hypotheses[0]
+            tokens = [int(t) for t in best.tokens]
+            frames = [int(t) for t in best.timesteps]
+            # flashlight's path can start with a silence before frame 0; keep real frames.
+            kept = [(tok, f) for tok, f in zip(tokens, frames, strict=True) if 0 <= f < n]
+            confidence = path_confidence(
+                emissions[b, :n], [tok for tok, _ in kept], [f for _, f in kept]
+            )
+            results.append((self._text(best), confidence))
+        return results

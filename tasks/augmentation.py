@@ -1,0 +1,235 @@
+"""Car-noise augmentation of a dataset version: noisy copies mixed at sampled SNRs.
+
+Training rows get a noisy copy with probability `augmented_share` (SNR from the policy's
+range); every dev, test and cross-synth row gets one at the in-car test range, so that the
+in-car slice of every evaluation is measured on the same fixed audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from prefect import task
+from tqdm import tqdm
+
+from data_contracts.manifest import AugmentedManifest
+from data_contracts.scoping import AugmentationPolicy
+from models.features import SAMPLE_RATE
+from tasks.artifacts import markdown_table, png_markdown, publish_markdown
+from tasks.ingestion import publish_dir
+from tasks.noise import (
+    NOISE_TYPES,
+    car_noise,
+    load_noise_recordings,
+    mix_at_snr,
+    noise_from_recording,
+    plot_noise_summary,
+)
+
+AUGMENTED_COLUMNS = list(AugmentedManifest.to_schema().columns)
+
+
+@dataclass(frozen=True)
+class AugmentResult:
+    version: str
+    directory: Path
+    created: bool
+    rows: int
+    noisy_rows: int
+
+
+def row_rng(seed: int, utterance_id: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the utterance, not on the order of work."""
+    digest = hashlib.sha256(f"{seed}:{utterance_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def noise_menu(policy: AugmentationPolicy, recordings: list[str]) -> tuple[list[str], np.ndarray]:
+    """Noise types with their sampling probabilities (recordings named `rec:<stem>`)."""
+    unknown = [t for t in policy.noise_types if t not in NOISE_TYPES]
+    if unknown:
+        raise ValueError(f"unknown noise types {unknown}; known: {list(NOISE_TYPES)}")
+    kinds = list(policy.noise_types) + [f"rec:{r}" for r in recordings]
+    weights = np.array([policy.noise_weights.get(k, 1.0) for k in kinds], dtype=float)
+    if weights.sum() <= 0:
+        raise ValueError("noise weights sum to zero: at least one noise type needs weight > 0")
+    return kinds, weights / weights.sum()
+
+
+def plan_augmentation(manifest: pd.DataFrame, policy: AugmentationPolicy, kinds: list[str],
+                      probs: np.ndarray) -> pd.DataFrame:
+    """Decide, per row, whether it gets a noisy copy, which noise and which SNR (pure)."""
+    plans = []
+    for row in manifest.itertuples(index=False):
+        rng = row_rng(policy.seed, row.utterance_id)
+        if row.split == "train":
+            if rng.random() >= policy.augmented_share:
+                continue
+            snr = rng.uniform(policy.snr_db_min, policy.snr_db_max)
+        else:
+            snr = rng.uniform(policy.test_snr_db_min, policy.test_snr_db_max)
+        kind = kinds[int(rng.choice(len(kinds), p=probs))]
+        plans.append({"parent_id": row.utterance_id, "noise_type": kind,
+                      "snr_db": round(float(snr), 2), "noise_seed": int(rng.integers(2**31))})
+    return pd.DataFrame(plans, columns=["parent_id", "noise_type", "snr_db", "noise_seed"])
+
+
+def _mix_chunk(args: tuple[list[dict[str, object]], Path, Path, Path | None]) -> int:
+    plans, clean_dir, out_dir, noise_dir = args
+    recordings = load_noise_recordings(noise_dir, SAMPLE_RATE) if noise_dir else {}
+    for plan in plans:
+        speech, sr = sf.read(clean_dir / str(plan["audio_path"]), dtype="float32")
+        if sr != SAMPLE_RATE:
+            raise ValueError(f"{plan['audio_path']}: expected {SAMPLE_RATE} Hz, got {sr}")
+        rng = np.random.default_rng(int(plan["noise_seed"]))  # type: ignore[call-overload]
+        kind = str(plan["noise_type"])
+        duration = len(speech) / SAMPLE_RATE
+        if kind.startswith("rec:"):
+            noise = noise_from_recording(recordings[kind[4:]], duration, SAMPLE_RATE, rng)
+        else:
+            noise = car_noise(kind, duration, SAMPLE_RATE, rng)
+        mixed = mix_at_snr(speech, noise, float(plan["snr_db"]))  # type: ignore[arg-type]
+        sf.write(out_dir / f"{plan['utterance_id']}.wav", mixed, SAMPLE_RATE, subtype="PCM_16")
+    return len(plans)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def augmentation_version(dataset_version: str, policy: AugmentationPolicy,
+                         recordings: list[str]) -> str:
+    """The augmented version: a hash of its inputs (dataset version, policy, recordings)."""
+    key = json.dumps({"dataset": dataset_version, "policy": policy.model_dump(mode="json"),
+                      "recordings": sorted(recordings)},
+                     sort_keys=True)
+    return "aug-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@task(name="augment-with-car-noise")
+def augment_dataset(
+    manifest: pd.DataFrame,
+    dataset_dir: Path,
+    dataset_version: str,
+    augmented_root: Path,
+    policy: AugmentationPolicy,
+    workers: int | None = None,
+    progress: bool = True,
+) -> AugmentResult:
+    """Write an augmented dataset version (clean rows linked, noisy rows mixed) and its manifest."""
+    recordings = (
+        sorted(load_noise_recordings(policy.noise_dir, SAMPLE_RATE)) if policy.noise_dir else []
+    )
+    version = augmentation_version(dataset_version, policy, recordings)
+    final = augmented_root / version
+    if (final / "manifest.csv").is_file():
+        df = load_augmented(final)
+        return AugmentResult(version, final, False, len(df), int((df.condition == "car").sum()))
+    kinds, probs = noise_menu(policy, recordings)
+    plan = plan_augmentation(manifest, policy, kinds, probs)
+    augmented_root.mkdir(parents=True, exist_ok=True)
+    staging = augmented_root / f".staging-{uuid.uuid4().hex[:8]}"
+    try:
+        (staging / "audio").mkdir(parents=True)
+        (staging / "noisy").mkdir()
+        for path in manifest["audio_path"]:
+            _link_or_copy(dataset_dir / path, staging / path)
+        clean = manifest.assign(parent_id=manifest["utterance_id"], condition="clean",
+                                noise_type="none", snr_db=np.nan)
+        parents = manifest.set_index("utterance_id")
+        noisy = parents.loc[plan["parent_id"]].reset_index()
+        noisy = noisy.assign(
+            parent_id=plan["parent_id"].to_numpy(),
+            utterance_id=(plan["parent_id"] + "+car").to_numpy(),
+            condition="car",
+            noise_type=plan["noise_type"].to_numpy(),
+            snr_db=plan["snr_db"].to_numpy(),
+        )
+        jobs = [
+            {"utterance_id": uid, "audio_path": ap, "noise_type": nt, "snr_db": snr,
+             "noise_seed": seed}
+            for uid, ap, nt, snr, seed in zip(noisy["utterance_id"], noisy["audio_path"],
+                                              noisy["noise_type"], noisy["snr_db"],
+                                              plan["noise_seed"], strict=True)
+        ]
+        noisy["audio_path"] = "noisy/" + noisy["utterance_id"] + ".wav"
+        chunks = [jobs[i : i + 32] for i in range(0, len(jobs), 32)]
+        args = [(c, dataset_dir, staging / "noisy", policy.noise_dir) for c in chunks]
+        n_workers = max(1, min(workers or os.cpu_count() or 1, 8))
+        bar = tqdm(total=len(jobs), desc="augment: mixing car noise", unit="clip",
+                   disable=not progress)
+        if n_workers == 1 or len(chunks) <= 1:
+            for done in map(_mix_chunk, args):
+                bar.update(done)
+        else:
+            with ProcessPoolExecutor(n_workers) as pool:
+                for done in pool.map(_mix_chunk, args):
+                    bar.update(done)
+        bar.close()
+        out = pd.concat([clean, noisy], ignore_index=True)[AUGMENTED_COLUMNS]
+        out = AugmentedManifest.validate(out, lazy=True)
+        out.sort_values("utterance_id").to_csv(staging / "manifest.csv", index=False,
+                                               float_format="%.4f")
+        (staging / "augmentation.json").write_text(json.dumps({
+            "augmented_version": version, "dataset_version": dataset_version,
+            "policy": policy.model_dump(mode="json"), "recordings": recordings,
+            "rows": len(out), "noisy_rows": len(noisy),
+        }, indent=2, sort_keys=True))
+        created = publish_dir(staging, final)
+        return AugmentResult(version, final, created, len(out), len(noisy))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_augmented(directory: Path) -> pd.DataFrame:
+    """Read an augmented manifest back through its contract."""
+    path = directory / "manifest.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no augmented dataset at {directory} (missing manifest.csv)")
+    df = pd.read_csv(path, keep_default_na=False, na_values={"snr_db": [""]},
+                     dtype={c: str for c in AUGMENTED_COLUMNS if c not in
+                            ("duration_s", "sample_rate", "rms_dbfs", "snr_db_estimate", "snr_db")})
+    return AugmentedManifest.validate(df)
+
+
+@task(name="publish-augmentation-report")
+def publish_augmentation_report(result: AugmentResult, policy: AugmentationPolicy) -> Path:
+    """The noise spectra and the SNR histogram as a picture, with counts, in the Prefect UI."""
+    df = load_augmented(result.directory)
+    car = df[df["condition"] == "car"]
+    rng = np.random.default_rng(policy.seed)
+    examples = {k: car_noise(k, 4.0, SAMPLE_RATE, rng) for k in policy.noise_types}
+    png = plot_noise_summary(examples, SAMPLE_RATE, car["snr_db"].astype(float).tolist(),
+                             result.directory / "noise_summary.png")
+    counts = car.groupby(["split", "noise_type"]).size().unstack(fill_value=0)
+    md = "\n".join([
+        f"# Car-noise augmentation `{result.version}`",
+        "",
+        f"- rows: {result.rows} ({result.noisy_rows} noisy copies)"
+        + ("" if result.created else " — already stored, reused unchanged"),
+        f"- training SNR range: {policy.snr_db_min:g} to {policy.snr_db_max:g} dB, "
+        f"augmented share {policy.augmented_share:.0%}; dev/test in-car copies at "
+        f"{policy.test_snr_db_min:g} to {policy.test_snr_db_max:g} dB",
+        "",
+        "## Noisy copies per split and noise type",
+        "",
+        markdown_table(counts, index=True),
+        "",
+        png_markdown(png, "noise spectra and SNR histogram"),
+    ])
+    publish_markdown("augmentation-summary", md, "Car-noise augmentation")
+    return png

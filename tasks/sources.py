@@ -1,0 +1,43 @@
+"""Data sources: the synthetic voice-search corpus and manifests people bring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from data_contracts.scoping import DataSource
+from tasks.manifests import read_manifest
+from tasks.synthesis import build_corpus, list_voices
+
+
+def corpus_dir_for(source: DataSource, corpus_root: Path) -> Path:
+    """Where a synthetic source lives: named by its parameters, so a change never overwrites."""
+    syn = source.synthetic
+    assert syn is not None
+    eras = "-".join(f"{k}{v:g}" for k, v in sorted(syn.era_weights.items()))
+    voices = f"-v{syn.n_voices}" if syn.n_voices else ""
+    return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-{eras}"
+
+
+@task(name="synthesize-corpus")
+def synthesize_corpus(source: DataSource, corpus_root: Path, progress: bool = True) -> Path:
+    """Synthesise (or reuse) the voice-search corpus of a synthetic source; return its manifest."""
+    syn = source.synthetic
+    if syn is None:
+        raise ValueError(f"source {source.name!r} is not synthetic")
+    voices = list_voices(seed=syn.seed, n=syn.n_voices)
+    out = corpus_dir_for(source, corpus_root)
+    build_corpus(out, syn.n_utterances, syn.seed, era_weights=syn.era_weights, voices=voices,
+                 progress=progress)
+    return out / "manifest.csv"
+
+
+@task(name="read-manifest")
+def read_source(manifest: Path, source: DataSource) -> tuple[pd.DataFrame, Path, Path]:
+    """Read one source's manifest: (RawManifest rows, folder paths are relative to, data root)."""
+    kind = None if source.kind == "synthetic" else source.kind
+    raw = read_manifest(manifest, source.name, kind=kind)
+    root = source.data_root or manifest.parent
+    return raw, manifest.parent, root

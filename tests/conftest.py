@@ -1,0 +1,48 @@
+"""Shared fixtures: a clean environment, a tiny real scope, a Prefect test server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from data_contracts.scoping import Scope, SyntheticCorpus, DataSource
+
+_OURS = ("PREFECT_", "MLFLOW_", "BENTOML_")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test never talks to a user's own Prefect, MLflow or BentoML (httpx's clean_environ)."""
+    for key in list(os.environ):
+        if key.startswith(_OURS) and key not in _HARNESS_KEYS:
+            monkeypatch.delenv(key)
+
+
+_HARNESS_KEYS: set[str] = set()
+
+
+def tiny_scope(workspace: Path, n_utterances: int = 24, n_voices: int = 6) -> Scope:
+    """The default scope shrunk to a few clips, with all state under `workspace`."""
+    source = DataSource(
+        kind="synthetic", name="synthetic",
+        synthetic=SyntheticCorpus(n_utterances=n_utterances, seed=5, n_voices=n_voices),
+    )
+    return Scope(sources=[source]).with_workspace(workspace)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One temporary Prefect server for every flow test of the session."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    for key in [k for k in os.environ if k.startswith(_OURS)]:
+        del os.environ[key]
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    _HARNESS_KEYS.update({"PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED"})
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
