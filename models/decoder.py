@@ -30,7 +30,7 @@ from torchaudio.models.decoder import (
     ctc_decoder,
 )
 
-from models.text import BLANK_ID, SPACE_ID, VOCAB, ctc_collapse, decode
+from models.text import BLANK_ID, SPACE_ID, VOCAB, decode
 
 BOS = "<s>"
 EOS = "</s>"
@@ -346,8 +346,9 @@ class BeamDecoder:
             best = hypotheses[0]
             tokens = [int(t) for t in best.tokens]
             frames = [int(t) for t in best.timesteps]
-            # flashlight's path can start with a silence before frame 0; keep real frames.
-            kept = [(tok, f) for tok, f in zip(tokens, frames, strict=True) if 0 <= f < n]
+            # flashlight's path has a silence sentinel before frame 0 and after the last
+            # frame, and torchaudio's timesteps index that path: frame = timestep - 1.
+            kept = [(tok, f - 1) for tok, f in zip(tokens, frames, strict=True) if 0 < f <= n]
             confidence = path_confidence(
                 emissions[b, :n], [tok for tok, _ in kept], [f for _, f in kept]
             )

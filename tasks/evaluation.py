@@ -627,7 +627,7 @@ def analyse(
             "n": int(len(rows)),
         }
     chosen = _split_rows(predictions, split)
-    slices = _slice_table(per.loc[chosen.index])
+    slices = _slice_table(per[(predictions["split"] == split).to_numpy()])
     diagnosis = diagnose(
         overall["train"]["wer"],
         overall["dev"]["wer"],

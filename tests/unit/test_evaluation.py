@@ -410,3 +410,11 @@ def test_module_import_does_not_load_matplotlib() -> None:
 
 def test_numpy_floats_accepted() -> None:
     assert diagnose(np.float32(0.1), 0.1, 0.1, 0.1, None).verdict == ("on target",)
+
+
+def test_analyse_ignores_index_labels() -> None:
+    frame = _mixed_predictions()
+    frame.index = [0] * len(frame)  # duplicate labels must not duplicate rows
+    analysis = analyse(frame, 0.10, None, POLICY, min_slice_n=1)
+    assert analysis.slices["n"].iloc[0] == 20
+    assert analysis.overall["train"]["n"] == 20

@@ -1,0 +1,163 @@
+"""MLflow: runs, the model registry, the champion/challenger aliases and rollback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from prefect import task
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+PYFUNC_CODE = Path(__file__).resolve().parents[1] / "deployments" / "mlflow_pyfunc.py"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+
+
+def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
+    """Point MLflow at the tracking store; create the experiment with artifacts in the workspace."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        mlflow.set_experiment(experiment_id=found.experiment_id)
+        return str(found.experiment_id)
+    artifact_root.mkdir(parents=True, exist_ok=True)
+    exp_id = mlflow.create_experiment(experiment, artifact_location=artifact_root.resolve().as_uri())
+    mlflow.set_experiment(experiment_id=exp_id)
+    return str(exp_id)
+
+
+def code_version(repo: Path | None = None) -> dict[str, str]:
+    """The git commit the code runs at, and whether the tree had uncommitted changes."""
+    cwd = repo or Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True,
+                               text=True, check=True).stdout.strip() != ""
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": sha, "git_dirty": str(dirty).lower()}
+
+
+def input_example(sample_rate: int = 16000) -> pd.DataFrame:
+    """A small valid request for the model signature: 0.25 s of faint noise as WAV, base64."""
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(sample_rate // 4) * 1e-3).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, audio, sample_rate, format="WAV", subtype="PCM_16")
+    return pd.DataFrame({"audio_base64": [base64.b64encode(buf.getvalue()).decode("ascii")]})
+
+
+@task(name="register-model", retries=2, retry_delay_seconds=3)
+def register_model(run_id: str, recognizer_dir: Path, model_name: str,
+                   tags: dict[str, str]) -> RegisteredModel:
+    """Log the recogniser (weights + config, loaded by code) to the run and register a version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = input_example()
+    signature = infer_signature(
+        example, pd.DataFrame({"transcript": ["play jazz"], "confidence": [0.9]})
+    )
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="recognizer",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"recognizer": str(recognizer_dir)},
+            signature=signature,
+            input_example=example,
+            code_paths=None,
+        )
+    version = mlflow.register_model(info.model_uri, model_name, tags=tags)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    return RegisteredModel(model_name, str(version.version), run_id, info.model_uri)
+
+
+def alias_version(model_name: str, alias: str) -> str | None:
+    """The version an alias points at, or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _history(client: Any, model_name: str) -> list[str]:
+    tags = client.get_registered_model(model_name).tags
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+@task(name="promote-champion")
+def promote(model_name: str, version: str, reason: str) -> None:
+    """Move the champion alias to `version`, remembering the previous one for rollback."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    history = _history(client, model_name)
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history + [version]))
+    client.set_model_version_tag(model_name, version, "promotion", reason[:5000])
+
+
+def rollback(model_name: str) -> tuple[str, str]:
+    """Move champion back to the previous champion; return (from_version, to_version)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    history = _history(client, model_name)
+    current = alias_version(model_name, CHAMPION)
+    if current is None or len(history) < 2:
+        raise RuntimeError(
+            f"cannot roll back {model_name!r}: it has no earlier champion "
+            f"(champion history: {history or 'empty'})"
+        )
+    previous = history[-2]
+    client.set_registered_model_alias(model_name, CHAMPION, previous)
+    client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history[:-1]))
+    client.set_model_version_tag(model_name, current, "rolled_back", "true")
+    return current, previous
+
+
+def download_recognizer(model_name: str, alias_or_version: str, dest: Path | None = None) -> Path:
+    """Download the recogniser folder (weights.pt + config.json) of a registered version."""
+    import mlflow
+
+    ref = (f"models:/{model_name}/{alias_or_version}" if alias_or_version.isdigit()
+           else f"models:/{model_name}@{alias_or_version}")
+    target = dest or Path(tempfile.mkdtemp(prefix="voicecycle-model-"))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(target))
+    folder = Path(local) / "artifacts" / "recognizer"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{ref} has no recognizer artifacts (looked in {folder})")
+    return folder
+
+
+def version_tags(model_name: str, version: str) -> dict[str, str]:
+    """The tags of a model version (dataset version, code version, metrics)."""
+    import mlflow
+
+    return dict(mlflow.MlflowClient().get_model_version(model_name, version).tags)
