@@ -12,6 +12,7 @@ from pandera.typing import Series
 
 from models.text import TRANSCRIPT_PATTERN
 
+UTTERANCE_ID_PATTERN = r"^[A-Za-z0-9][\w.:-]*$"
 SPLITS = ("train", "dev", "test", "cross_synth")
 CONDITIONS = ("clean", "car")
 # a normalised transcript, or empty (an empty label is quarantined by ingestion, but a
@@ -41,7 +42,7 @@ class RawManifest(pa.DataFrameModel):
 class Manifest(pa.DataFrameModel):
     """An ingested dataset version: clean labels, probed 16 kHz mono audio, a split per voice."""
 
-    utterance_id: Series[str] = pa.Field(unique=True, str_matches=r"^[A-Za-z0-9][\w.:-]*$")
+    utterance_id: Series[str] = pa.Field(unique=True, str_matches=UTTERANCE_ID_PATTERN)
     audio_path: Series[str] = pa.Field(str_matches=r"^audio/[^/]+\.wav$")
     transcript: Series[str] = pa.Field(str_matches=TRANSCRIPT_OR_EMPTY)
     raw_transcript: Series[str]
