@@ -138,6 +138,7 @@ class TrainingBudget(_Strict):
     seed: int = 3
     threads: int | None = None
     hot_words_file: Path | None = None  # a newsroom's curated name list, one per line
+    hot_words: list[str] = []  # extra names for the decoder's lexicon (never test transcripts)
     beam_size: int = Field(24, ge=1)
 
 
@@ -145,6 +146,8 @@ class RegistryScope(_Strict):
     model_name: str = Field("voicecycle-asr", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     experiment: str = "voicecycle"
     slice_tolerance: float = Field(0.05, ge=0, le=1)
+    min_slice_n: int = Field(20, ge=1)  # slices smaller than this are too noisy to block
+    bootstrap_champion: bool = True  # with no champion at all, the first model serves
 
 
 class ServingScope(_Strict):

@@ -233,3 +233,8 @@ def publish_augmentation_report(result: AugmentResult, policy: AugmentationPolic
     ])
     publish_markdown("augmentation-summary", md, "Car-noise augmentation")
     return png
+
+
+def augmentation_info(directory: Path) -> dict[str, object]:
+    """What an augmented version was made from (its augmentation.json)."""
+    return json.loads((directory / "augmentation.json").read_text())

@@ -161,3 +161,47 @@ def version_tags(model_name: str, version: str) -> dict[str, str]:
     import mlflow
 
     return dict(mlflow.MlflowClient().get_model_version(model_name, version).tags)
+
+
+@task(name="start-mlflow-run", retries=2, retry_delay_seconds=3)
+def start_run(tracking_uri: str, experiment: str, artifact_root: Path, run_name: str,
+              tags: dict[str, str], params: dict[str, object]) -> str:
+    """Create an MLflow run with its tags and params; return its id (logged to by id later)."""
+    import mlflow
+
+    configure_mlflow(tracking_uri, experiment, artifact_root)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    run = client.create_run(exp.experiment_id, run_name=run_name, tags=tags)
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, str(value)[:6000])
+    return str(run.info.run_id)
+
+
+@task(name="log-to-mlflow", retries=2, retry_delay_seconds=3)
+def log_run_results(run_id: str, history: list[dict[str, float]], metrics: dict[str, float],
+                    artifacts: list[Path], status: str = "FINISHED") -> None:
+    """Per-evaluation metrics (by step), final metrics and artifact files; close the run."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient()
+    now = int(time_ms())
+    batch = [Metric(key, float(rec[key]), now, int(rec["step"]))
+             for rec in history for key in ("train_loss", "dev_wer_greedy", "lr") if key in rec]
+    batch += [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]  # skip NaN
+    for start in range(0, len(batch), 900):
+        client.log_batch(run_id, metrics=batch[start : start + 900])
+    for path in artifacts:
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=path.name)
+        elif path.is_file():
+            client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, status=status)
+
+
+def time_ms() -> float:
+    """Wall-clock milliseconds, as MLflow timestamps metrics."""
+    import time
+
+    return time.time() * 1000

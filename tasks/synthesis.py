@@ -166,6 +166,25 @@ def flite_voices() -> tuple[str, ...]:
     return tuple(v for v in _FLITE_VOICES if v in names)
 
 
+def check_voice(voice: Voice) -> None:
+    """Raise ValueError unless the installed engines can speak with this voice."""
+    if voice.synthesizer in ("espeak", "espeak-klatt"):
+        variant_file = espeak_data_path() / "voices" / "!v" / voice.variant
+        if voice.language not in espeak_accents() or not variant_file.is_file():
+            raise ValueError(
+                f"voice {voice.voice_id!r}: expected an accent in {espeak_accents()} and a variant "
+                f"file under {variant_file.parent}, got {voice.language!r} + {voice.variant!r}"
+            )
+    elif voice.synthesizer == "flite":
+        if voice.variant not in flite_voices():
+            raise ValueError(
+                f"voice {voice.voice_id!r}: flite voice {voice.variant!r} is not available "
+                f"(available: {flite_voices() or 'none, flite is not on PATH'})"
+            )
+    else:
+        raise ValueError(f"voice {voice.voice_id!r}: unknown synthesizer {voice.synthesizer!r}")
+
+
 def _prosody_rng(seed: int, voice_id: str) -> np.random.Generator:
     """A generator for one voice's prosody: the same voice_id keeps its prosody for a seed."""
     return np.random.default_rng([seed, zlib.crc32(voice_id.encode("utf-8"))])
@@ -270,9 +289,9 @@ class _Espeak:
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
         lib.espeak_Info.restype = ctypes.c_char_p
-        data_path = str(espeak_data_path()).encode()
+        data_path = espeak_data_path()
         rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), _INITIALIZE_DONT_EXIT
         )
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed (returned {rate}) with data {data_path}")
@@ -376,7 +395,10 @@ def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 
 def synthesize(text: str, voice: Voice, sample_rate: int) -> np.ndarray:
-    """Speak `text` with `voice`: float32 mono samples in [-1, 1] at `sample_rate`."""
+    """Speak `text` with `voice`: float32 mono samples in [-1, 1] at `sample_rate`.
+
+    espeak audio varies slightly with what this process spoke before (see the module docstring).
+    """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"expected non-empty text to speak, got {text!r}")
     if not isinstance(sample_rate, int) or sample_rate < 8000:
@@ -416,11 +438,6 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return pink / (rms or 1.0)
 
 
-def _dbfs(x: float) -> float:
-    """Amplitude ratio to dB."""
-    return 20 * math.log10(max(x, 1e-12))
-
-
 def render_utterance(
     text: str, voice: Voice, sample_rate: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -446,6 +463,8 @@ def render_utterance(
 
 @dataclass(frozen=True)
 class _Item:
+    """One utterance to render: its index (for its seed), id, spoken text and voice."""
+
     index: int
     utterance_id: str
     spoken: str
@@ -454,6 +473,8 @@ class _Item:
 
 @dataclass(frozen=True)
 class _ShardJob:
+    """Utterances one fresh worker process renders in order."""
+
     audio_dir: str
     seed: int
     sample_rate: int
@@ -606,6 +627,8 @@ def build_corpus(
         raise ValueError(f"expected a non-empty sequence of Voice, got {voices!r:.200}")
     if len({v.voice_id for v in voices}) != len(voices):
         raise ValueError("expected voices with distinct voice_id values")
+    for voice in voices:
+        check_voice(voice)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"expected at least one worker, got {workers!r}")

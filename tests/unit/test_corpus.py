@@ -1,0 +1,193 @@
+"""The synthetic voice-search corpus: queries, voices, synthesis and the corpus folder."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tasks.corpus import ENTITY_NAMES, INTENTS, Query, generate_queries
+from tasks.synthesis import (
+    MANIFEST_COLUMNS,
+    MAX_PEAK,
+    Voice,
+    build_corpus,
+    list_voices,
+    render_utterance,
+    synthesize,
+)
+from tasks.text import normalise_transcript
+
+LABEL = re.compile(r"^[a-z']+( [a-z']+)*$")
+M3 = Voice("espeak/en-us+m3", "espeak", "en-us", "m3", pitch=50, pitch_range=50, rate=175)
+F2 = Voice("espeak/en-gb-x-rp+f2", "espeak", "en-gb-x-rp", "f2", pitch=50, pitch_range=50, rate=175)
+TEXT = "what's the weather in paris tomorrow"
+
+
+def _words(texts: list[str]) -> set[str]:
+    return {w for t in texts for w in normalise_transcript(t).split()}
+
+
+def _ltas_db(audio: np.ndarray) -> np.ndarray:
+    """Long-term average spectrum of the voiced frames, in dB."""
+    frames = audio[: len(audio) // 512 * 512].reshape(-1, 512) * np.hanning(512)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    energy = power.sum(axis=1)
+    return 10 * np.log10(power[energy > energy.max() * 1e-3].mean(axis=0) + 1e-10)
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+def test_queries_are_deterministic_by_seed() -> None:
+    first = generate_queries(60, seed=7)
+    assert first == generate_queries(60, seed=7)
+    assert first != generate_queries(60, seed=8)
+    assert all(isinstance(q, Query) and q.era == "launch" for q in first)
+
+
+def test_both_eras_appear_with_era_weights() -> None:
+    queries = generate_queries(300, seed=3, era_weights={"launch": 1.0, "new": 1.0})
+    eras = {q.era for q in queries}
+    assert eras == {"launch", "new"}
+    new_names = set(ENTITY_NAMES["new"])
+    for q in queries:
+        if q.era == "new":
+            assert new_names & set(q.entities), q
+        else:
+            assert not new_names & set(q.entities), q
+
+
+def test_new_era_names_are_never_heard_at_launch() -> None:
+    assert len(ENTITY_NAMES["new"]) >= 40
+    launch_vocab = _words(list(ENTITY_NAMES["launch"])) | _words(
+        [q.text for q in generate_queries(3000, seed=11)]
+    )
+    new_vocab = _words(list(ENTITY_NAMES["new"]))
+    assert not new_vocab & launch_vocab
+
+
+def test_every_intent_appears_in_500_queries() -> None:
+    assert len(INTENTS) >= 10
+    assert {q.intent for q in generate_queries(500, seed=5)} == set(INTENTS)
+
+
+def test_queries_are_written_form_that_normalises_to_valid_labels() -> None:
+    queries = generate_queries(1000, seed=2, era_weights={"launch": 3.0, "new": 1.0})
+    texts = [q.text for q in queries]
+    assert any(re.search(r"\d", t) for t in texts)  # digits, spelled out only by normalisation
+    assert any(t[0].isupper() for t in texts)
+    spoken = [normalise_transcript(t, drop_fillers=()) for t in texts]
+    assert 0.005 < np.mean([bool({"um", "uh"} & set(s.split())) for s in spoken]) < 0.08
+    assert all(LABEL.match(normalise_transcript(t)) for t in texts)
+
+
+def test_bad_era_weights_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        generate_queries(5, seed=0, era_weights={"future": 1.0})
+    with pytest.raises(ValueError, match="positive sum"):
+        generate_queries(5, seed=0, era_weights={"launch": 0.0})
+
+
+# --- voices and synthesis -------------------------------------------------------------------
+
+
+def test_default_voice_list_is_deterministic_and_varied() -> None:
+    voices = list_voices(seed=0)
+    assert voices == list_voices(seed=0)
+    assert 60 <= len(voices) <= 110
+    assert len({v.voice_id for v in voices}) == len(voices)
+    assert {"espeak", "espeak-klatt"} <= {v.synthesizer for v in voices}
+    assert len({v.language for v in voices}) >= 5
+    assert list_voices(seed=0, n=10) == voices[:10]
+
+
+def test_synthesize_returns_plausible_audio() -> None:
+    audio = synthesize(TEXT, M3, 16000)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) <= 1.0
+    assert 0.3 <= len(audio) / 16000 <= 8.0
+
+
+def test_two_voices_sound_different() -> None:
+    a, again, b = (synthesize(TEXT, v, 16000) for v in (M3, M3, F2))
+    same = np.sqrt(np.mean((_ltas_db(a) - _ltas_db(again)) ** 2))
+    different = np.sqrt(np.mean((_ltas_db(a) - _ltas_db(b)) ** 2))
+    assert same < 1.0 < 3.0 < different
+
+
+def test_unknown_variant_is_an_error_not_a_silent_fallback() -> None:
+    bogus = Voice("espeak/en-us+nosuch", "espeak", "en-us", "nosuch", 50, 50, 175)
+    with pytest.raises(ValueError, match="nosuch"):
+        synthesize(TEXT, bogus, 16000)
+
+
+def test_render_utterance_adds_silence_gain_and_noise_floor() -> None:
+    rng = np.random.default_rng(0)
+    audio = render_utterance(TEXT, M3, 16000, rng)
+    assert audio.dtype == np.float32
+    assert np.max(np.abs(audio)) <= MAX_PEAK + 1e-6
+    lead = audio[: int(0.04 * 16000)]  # always silence: at least 50 ms is prepended
+    lead_db = 20 * np.log10(np.sqrt(np.mean(lead**2)))
+    assert -100 < lead_db < -50  # a faint floor, not digital silence
+    assert len(audio) > len(synthesize(TEXT, M3, 16000)) * 0.8
+
+
+# --- the corpus folder ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "c6"
+    assert build_corpus(out, 6, seed=4, era_weights={"launch": 1.0, "new": 1.0},
+                        workers=2, progress=False) == out
+    return out
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    with (folder / "manifest.csv").open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_build_corpus_writes_audio_and_manifest(corpus: Path) -> None:
+    rows = _rows(corpus)
+    assert len(rows) == 6 and tuple(rows[0]) == MANIFEST_COLUMNS
+    assert len(list((corpus / "audio").glob("*.wav"))) == 6
+    for row in rows:
+        info = sf.info(corpus / row["audio_path"])
+        assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+        assert 0.3 < info.duration < 10
+        assert row["era"] in ("launch", "new") and row["synthesizer"].startswith("espeak")
+    assert not [p for p in corpus.parent.iterdir() if ".partial-" in p.name]
+
+
+def test_build_corpus_is_identical_with_another_worker_count(corpus: Path, tmp_path: Path) -> None:
+    other = build_corpus(tmp_path / "c6", 6, seed=4, era_weights={"launch": 1.0, "new": 1.0},
+                         workers=1, progress=False)
+    assert (other / "manifest.csv").read_bytes() == (corpus / "manifest.csv").read_bytes()
+    for row in _rows(corpus):
+        path = row["audio_path"]
+        assert (other / path).read_bytes() == (corpus / path).read_bytes(), path
+
+
+def test_build_corpus_reuses_a_folder_with_the_same_parameters(corpus: Path) -> None:
+    stamps = {p: p.stat().st_mtime_ns for p in corpus.rglob("*")}
+    build_corpus(corpus, 6, seed=4, era_weights={"new": 1.0, "launch": 1.0}, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*")} == stamps
+
+
+def test_build_corpus_refuses_other_parameters_or_foreign_folders(
+    corpus: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="another folder"):
+        build_corpus(corpus, 6, seed=5, era_weights={"launch": 1.0, "new": 1.0}, progress=False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="another folder"):
+        build_corpus(foreign, 6, seed=4, progress=False)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
