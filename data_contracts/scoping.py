@@ -1,4 +1,4 @@
-"""The scoping config: what the project is for, what "good" means, and where every piece of state lives.
+"""The scoping config: what the project is for, what "good" means, where state lives.
 
 `scope.yaml` is loaded into `Scope` and handed to every flow as its parameter, so Prefect
 validates it and the UI shows its schema. Every path is relative to `state.workspace` unless

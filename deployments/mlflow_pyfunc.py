@@ -35,8 +35,9 @@ class RecognizerPyfunc(PythonModel):
 
         waves = []
         for encoded in model_input["audio_base64"]:
-            audio, sr = sf.read(io.BytesIO(base64.b64decode(encoded)), dtype="float32",
-                                always_2d=True)
+            audio, sr = sf.read(
+                io.BytesIO(base64.b64decode(encoded)), dtype="float32", always_2d=True
+            )
             mono = audio.mean(axis=1)
             if sr != SAMPLE_RATE:
                 from math import gcd
@@ -45,8 +46,9 @@ class RecognizerPyfunc(PythonModel):
                 mono = resample_poly(mono, SAMPLE_RATE // g, sr // g).astype(np.float32)
             waves.append(mono)
         out = self.recognizer.transcribe(waves)
-        return pd.DataFrame({"transcript": [t.text for t in out],
-                             "confidence": [t.confidence for t in out]})
+        return pd.DataFrame(
+            {"transcript": [t.text for t in out], "confidence": [t.confidence for t in out]}
+        )
 
 
 mlflow.models.set_model(RecognizerPyfunc())

@@ -16,7 +16,12 @@ def augment(scope: Scope, dataset_version: str) -> str:
     validate_scope(scope)
     dataset_dir = scope.state.path("datasets_dir") / dataset_version
     manifest = load_dataset(dataset_dir)
-    result = augment_dataset(manifest, dataset_dir, dataset_version,
-                             scope.state.path("augmented_dir"), scope.augmentation)
+    result = augment_dataset(
+        manifest,
+        dataset_dir,
+        dataset_version,
+        scope.state.path("augmented_dir"),
+        scope.augmentation,
+    )
     publish_augmentation_report(result, scope.augmentation)
     return result.version

@@ -93,29 +93,40 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             from tasks.manifests import detect_kind
 
             kind = detect_kind(Path(args.manifest))
-        source = DataSource(kind=kind, name=args.source_name, path=Path(args.manifest),
-                            data_root=Path(args.data_root) if args.data_root else None)
+        source = DataSource(
+            kind=kind,
+            name=args.source_name,
+            path=Path(args.manifest),
+            data_root=Path(args.data_root) if args.data_root else None,
+        )
         scope = scope.model_copy(update={"sources": [source]})
     with _stdout_to_stderr(args.json):
         _prepare(scope, quiet=args.json)
+        import tempfile
+
         from flows.ingest import ingest
         from tasks.ingestion import IngestionRejected
-
-        import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             summary_path = Path(tmp) / "summary.json"
             state = ingest(scope, summary_path=summary_path, return_state=True)
             summary = (
-                json.loads(summary_path.read_text()) if summary_path.is_file()
-                else {"dataset_version": None, "accepted": 0, "quarantined": [],
-                      "error": str(_exception_of(state))}
+                json.loads(summary_path.read_text())
+                if summary_path.is_file()
+                else {
+                    "dataset_version": None,
+                    "accepted": 0,
+                    "quarantined": [],
+                    "error": str(_exception_of(state)),
+                }
             )
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     elif summary.get("dataset_version"):
-        print(f"dataset version {summary['dataset_version']}: {summary['accepted']} accepted, "
-              f"{len(summary['quarantined'])} quarantined")
+        print(
+            f"dataset version {summary['dataset_version']}: {summary['accepted']} accepted, "
+            f"{len(summary['quarantined'])} quarantined"
+        )
     if state.is_completed():
         return 0
     exc = _exception_of(state)
@@ -175,8 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "run the full cycle against the local Prefect server")
     p = add("ingest", cmd_ingest, "ingest the scope's sources, or one manifest, into a version")
     p.add_argument("--manifest", help="a manifest to ingest instead of the scope's sources")
-    p.add_argument("--kind", choices=["nemo", "commonvoice", "csv"],
-                   help="manifest format (default: from the extension)")
+    p.add_argument(
+        "--kind",
+        choices=["nemo", "commonvoice", "csv"],
+        help="manifest format (default: from the extension)",
+    )
     p.add_argument("--data-root", help="folder all audio must lie under (default: manifest's)")
     p.add_argument("--source-name", default="manifest", help="name recorded as the rows' source")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")

@@ -31,8 +31,13 @@ def ingest(scope: Scope, summary_path: Path | None = None) -> str:
         manifest_dirs += [folder] * len(raw)
         roots += [root] * len(raw)
     result = ingest_manifests(
-        pd.concat(frames, ignore_index=True), manifest_dirs, roots, state.path("datasets_dir"),
-        scope.data_rules, scope.audio, scope.split,
+        pd.concat(frames, ignore_index=True),
+        manifest_dirs,
+        roots,
+        state.path("datasets_dir"),
+        scope.data_rules,
+        scope.audio,
+        scope.split,
     )
     publish_ingestion_report(result, state.path("reports_dir"), summary_path)
     return enforce_quarantine_limit(result)

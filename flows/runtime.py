@@ -68,10 +68,22 @@ def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
     ws = scope.state.workspace.resolve()
     log = open(ws / "logs" / "prefect-server.log", "ab")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(scope.state.prefect_port)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=os.environ.copy(),
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(scope.state.prefect_port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=os.environ.copy(),
     )
     (ws / "prefect-server.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + timeout_s

@@ -46,40 +46,81 @@ def train(scope: Scope, augmented_version: str) -> dict[str, object]:
     tracking = st.url("mlflow_tracking_uri")
     artifacts = st.path("mlflow_artifacts")
     configure_mlflow(tracking, reg.experiment, artifacts)
-    tags = {**code_version(), "augmented_version": augmented_version,
-            "dataset_version": augmentation_info(data_dir)["dataset_version"]}
-    run_id = start_run(tracking, reg.experiment, artifacts, f"train-{augmented_version}", tags,
-                       {"training": scope.training.model_dump_json(),
-                        "augmentation": scope.augmentation.model_dump_json(),
-                        "train_clips": len(train_ids), "dev_clips": len(dev_ids)})
-    result = train_acoustic_model(cache, train_ids, dev_ids, st.path("runs_dir") / run_id,
-                                  scope.training)
-    recognizer_dir = save_recognizer(result, lm_texts, scope.training,
-                                     st.path("runs_dir") / run_id / "recognizer")
+    tags = {
+        **code_version(),
+        "augmented_version": augmented_version,
+        "dataset_version": augmentation_info(data_dir)["dataset_version"],
+    }
+    run_id = start_run(
+        tracking,
+        reg.experiment,
+        artifacts,
+        f"train-{augmented_version}",
+        tags,
+        {
+            "training": scope.training.model_dump_json(),
+            "augmentation": scope.augmentation.model_dump_json(),
+            "train_clips": len(train_ids),
+            "dev_clips": len(dev_ids),
+        },
+    )
+    result = train_acoustic_model(
+        cache, train_ids, dev_ids, st.path("runs_dir") / run_id, scope.training
+    )
+    recognizer_dir = save_recognizer(
+        result, lm_texts, scope.training, st.path("runs_dir") / run_id / "recognizer"
+    )
     predictions = evaluate_recognizer(recognizer_dir, manifest, data_dir, scope.training.seed)
     report_dir = st.path("runs_dir") / run_id / "error_analysis"
-    analysis, _ = run_error_analysis(predictions, scope.targets, None, scope.augmentation,
-                                     report_dir)
+    analysis, _ = run_error_analysis(
+        predictions, scope.targets, None, scope.augmentation, report_dir
+    )
     champion = alias_version(reg.model_name, CHAMPION)
     champion_slices = None
     if champion is not None:
         champion_dir = download_recognizer(reg.model_name, champion)
-        champion_predictions = evaluate_recognizer(champion_dir, manifest, data_dir,
-                                                   scope.training.seed, label="champion")
+        champion_predictions = evaluate_recognizer(
+            champion_dir, manifest, data_dir, scope.training.seed, label="champion"
+        )
         champion_slices = slice_metrics(champion_predictions)
-    decision = decide_promotion(analysis.slices, champion_slices, scope.targets,
-                                reg.slice_tolerance, reg.bootstrap_champion, reg.min_slice_n)
-    metrics = {f"{split}_{m}": v[m] for split, v in analysis.overall.items() for m in ("wer", "cer")}
+    decision = decide_promotion(
+        analysis.slices,
+        champion_slices,
+        scope.targets,
+        reg.slice_tolerance,
+        reg.bootstrap_champion,
+        reg.min_slice_n,
+    )
+    metrics = {
+        f"{split}_{m}": v[m] for split, v in analysis.overall.items() for m in ("wer", "cer")
+    }
     metrics.update(slice_headlines(analysis.slices))
-    metrics.update({"train_utterances_per_second": result.utterances_per_second,
-                    "train_seconds": result.seconds, "best_dev_wer_greedy": result.best_dev_wer})
+    metrics.update(
+        {
+            "train_utterances_per_second": result.utterances_per_second,
+            "train_seconds": result.seconds,
+            "best_dev_wer_greedy": result.best_dev_wer,
+        }
+    )
     log_run_results(run_id, result.history, metrics, [report_dir])
-    registered = register_model(run_id, recognizer_dir, reg.model_name,
-                                {**tags, "promoted": str(decision.promote).lower(),
-                                 "gate": " | ".join(decision.reasons)[:4000]})
+    registered = register_model(
+        run_id,
+        recognizer_dir,
+        reg.model_name,
+        {
+            **tags,
+            "promoted": str(decision.promote).lower(),
+            "gate": " | ".join(decision.reasons)[:4000],
+        },
+    )
     if decision.promote:
         promote(reg.model_name, registered.version, " ".join(decision.reasons))
     publish_error_analysis(analysis, report_dir, decision, registered.version, champion)
-    return {"run_id": run_id, "model_version": registered.version,
-            "promoted": decision.promote, "reasons": list(decision.reasons),
-            "champion": alias_version(reg.model_name, CHAMPION), **metrics}
+    return {
+        "run_id": run_id,
+        "model_version": registered.version,
+        "promoted": decision.promote,
+        "reasons": list(decision.reasons),
+        "champion": alias_version(reg.model_name, CHAMPION),
+        **metrics,
+    }

@@ -12,6 +12,7 @@ LM's words plus hot words, and the LM plugged in through the ``CTCDecoderLM`` in
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import tempfile
@@ -41,6 +42,7 @@ WORD_PATTERN = re.compile(r"^[a-z']+$")
 # flashlight's conventions: the word separator ("silence") token is "|", and the blank needs
 # a name of its own. Our space (index 1) becomes "|"; indices are unchanged.
 SIL_TOKEN = "|"
+HOT_PHRASE_LOG_PROB = math.log(0.5)
 DECODER_TOKENS: list[str] = [SIL_TOKEN if s == " " else s for s in VOCAB]
 
 
@@ -199,11 +201,18 @@ class _BigramDecoderLM(CTCDecoderLM):
     one object per previous word (children of one root), not one per history.
     """
 
-    def __init__(self, lm: WordLM, words: Sequence[str], bonus: dict[str, float]) -> None:
+    def __init__(
+        self,
+        lm: WordLM,
+        words: Sequence[str],
+        bonus: dict[str, float],
+        phrase_pairs: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         CTCDecoderLM.__init__(self)
         self.lm = lm
         self.words = list(words)  # LM index -> word, the order of the decoder's lm_dict
         self.bonus = [bonus.get(w, 0.0) for w in self.words]
+        self.phrase_pairs = phrase_pairs
         self.root = CTCDecoderLMState()  # "<s>"
         self.lookahead = CTCDecoderLMState()
         self.word_states = [self.root.child(i) for i in range(len(self.words))]
@@ -222,8 +231,12 @@ class _BigramDecoderLM(CTCDecoderLM):
         if state is self.lookahead:
             return state, self.lm.continuation_log_prob(word) + self.bonus[usr_token_idx]
         previous = self.state_word[state]
-        score = self.lm.log_prob(previous, word) + self.bonus[usr_token_idx]
-        return self.word_states[usr_token_idx], score
+        score = self.lm.log_prob(previous, word)
+        if (previous, word) in self.phrase_pairs:
+            # Inside a hot phrase ("kamala" -> "harris") the next word is likely, whatever
+            # the LM, which never saw the pair.
+            score = max(score, HOT_PHRASE_LOG_PROB)
+        return self.word_states[usr_token_idx], score + self.bonus[usr_token_idx]
 
     def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
         return state, self.lm.log_prob(self.state_word[state], EOS)
@@ -254,16 +267,18 @@ class BeamSettings:
 
 
 def normalise_hot_words(hot_words: Iterable[str]) -> tuple[str, ...]:
-    """Hot words or phrases -> sorted unique words, each checked to be spellable."""
-    words: set[str] = set()
+    """Hot words or phrases -> sorted unique phrases with single spaces, each word checked."""
+    phrases: set[str] = set()
     for phrase in hot_words:
-        for word in phrase.split():
+        words = phrase.split()
+        for word in words:
             if not WORD_PATTERN.match(word):
                 raise ValueError(
                     f"hot word {word!r} (in {phrase!r}) must be lowercase a-z and apostrophes"
                 )
-            words.add(word)
-    return tuple(sorted(words))
+        if words:
+            phrases.add(" ".join(words))
+    return tuple(sorted(phrases))
 
 
 class BeamDecoder:
@@ -281,7 +296,8 @@ class BeamDecoder:
     ) -> None:
         self.lm = lm
         self.settings = settings if settings is not None else BeamSettings()
-        self.hot_words = normalise_hot_words(hot_words)
+        self.hot_words = normalise_hot_words(hot_words)  # phrases
+        self.hot_word_set = frozenset(w for phrase in self.hot_words for w in phrase.split())
         self._decoder = self._build()
 
     def _build(self) -> CTCDecoder:
@@ -302,11 +318,14 @@ class BeamDecoder:
             raise ValueError("a lexicon beam decoder needs a WordLM; got lm=None "
                              "(pass an LM, or BeamSettings(lexicon_free=True))")
         known = set(self.lm.words)
-        words = [*self.lm.words, *(w for w in self.hot_words if w not in known)]
+        words = [*self.lm.words, *sorted(self.hot_word_set - known)]
         if not words:
             raise ValueError("expected an LM with at least one word, or hot words; got neither")
-        bonus = dict.fromkeys(self.hot_words, s.hot_word_bonus)
-        decoder_lm = _BigramDecoderLM(self.lm, [*words, UNK], bonus)
+        bonus = dict.fromkeys(self.hot_word_set, s.hot_word_bonus)
+        pairs = frozenset(
+            pair for phrase in self.hot_words for pair in itertools.pairwise(phrase.split())
+        )
+        decoder_lm = _BigramDecoderLM(self.lm, [*words, UNK], bonus, pairs)
         with tempfile.TemporaryDirectory(prefix="voicecycle-lexicon-") as tmp:
             lexicon = Path(tmp) / "lexicon.txt"
             # No trailing "|": our model emits spaces between words, not after the last.

@@ -66,8 +66,9 @@ def noise_menu(policy: AugmentationPolicy, recordings: list[str]) -> tuple[list[
     return kinds, weights / weights.sum()
 
 
-def plan_augmentation(manifest: pd.DataFrame, policy: AugmentationPolicy, kinds: list[str],
-                      probs: np.ndarray) -> pd.DataFrame:
+def plan_augmentation(
+    manifest: pd.DataFrame, policy: AugmentationPolicy, kinds: list[str], probs: np.ndarray
+) -> pd.DataFrame:
     """Decide, per row, whether it gets a noisy copy, which noise and which SNR (pure)."""
     plans = []
     for row in manifest.itertuples(index=False):
@@ -79,8 +80,14 @@ def plan_augmentation(manifest: pd.DataFrame, policy: AugmentationPolicy, kinds:
         else:
             snr = rng.uniform(policy.test_snr_db_min, policy.test_snr_db_max)
         kind = kinds[int(rng.choice(len(kinds), p=probs))]
-        plans.append({"parent_id": row.utterance_id, "noise_type": kind,
-                      "snr_db": round(float(snr), 2), "noise_seed": int(rng.integers(2**31))})
+        plans.append(
+            {
+                "parent_id": row.utterance_id,
+                "noise_type": kind,
+                "snr_db": round(float(snr), 2),
+                "noise_seed": int(rng.integers(2**31)),
+            }
+        )
     return pd.DataFrame(plans, columns=["parent_id", "noise_type", "snr_db", "noise_seed"])
 
 
@@ -110,12 +117,18 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def augmentation_version(dataset_version: str, policy: AugmentationPolicy,
-                         recordings: list[str]) -> str:
+def augmentation_version(
+    dataset_version: str, policy: AugmentationPolicy, recordings: list[str]
+) -> str:
     """The augmented version: a hash of its inputs (dataset version, policy, recordings)."""
-    key = json.dumps({"dataset": dataset_version, "policy": policy.model_dump(mode="json"),
-                      "recordings": sorted(recordings)},
-                     sort_keys=True)
+    key = json.dumps(
+        {
+            "dataset": dataset_version,
+            "policy": policy.model_dump(mode="json"),
+            "recordings": sorted(recordings),
+        },
+        sort_keys=True,
+    )
     return "aug-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -147,8 +160,9 @@ def augment_dataset(
         (staging / "noisy").mkdir()
         for path in manifest["audio_path"]:
             _link_or_copy(dataset_dir / path, staging / path)
-        clean = manifest.assign(parent_id=manifest["utterance_id"], condition="clean",
-                                noise_type="none", snr_db=np.nan)
+        clean = manifest.assign(
+            parent_id=manifest["utterance_id"], condition="clean", noise_type="none", snr_db=np.nan
+        )
         parents = manifest.set_index("utterance_id")
         noisy = parents.loc[plan["parent_id"]].reset_index()
         noisy = noisy.assign(
@@ -159,18 +173,29 @@ def augment_dataset(
             snr_db=plan["snr_db"].to_numpy(),
         )
         jobs = [
-            {"utterance_id": uid, "audio_path": ap, "noise_type": nt, "snr_db": snr,
-             "noise_seed": seed}
-            for uid, ap, nt, snr, seed in zip(noisy["utterance_id"], noisy["audio_path"],
-                                              noisy["noise_type"], noisy["snr_db"],
-                                              plan["noise_seed"], strict=True)
+            {
+                "utterance_id": uid,
+                "audio_path": ap,
+                "noise_type": nt,
+                "snr_db": snr,
+                "noise_seed": seed,
+            }
+            for uid, ap, nt, snr, seed in zip(
+                noisy["utterance_id"],
+                noisy["audio_path"],
+                noisy["noise_type"],
+                noisy["snr_db"],
+                plan["noise_seed"],
+                strict=True,
+            )
         ]
         noisy["audio_path"] = "noisy/" + noisy["utterance_id"] + ".wav"
         chunks = [jobs[i : i + 32] for i in range(0, len(jobs), 32)]
         args = [(c, dataset_dir, staging / "noisy", policy.noise_dir) for c in chunks]
         n_workers = max(1, min(workers or os.cpu_count() or 1, 8))
-        bar = tqdm(total=len(jobs), desc="augment: mixing car noise", unit="clip",
-                   disable=not progress)
+        bar = tqdm(
+            total=len(jobs), desc="augment: mixing car noise", unit="clip", disable=not progress
+        )
         if n_workers == 1 or len(chunks) <= 1:
             for done in map(_mix_chunk, args):
                 bar.update(done)
@@ -181,13 +206,23 @@ def augment_dataset(
         bar.close()
         out = pd.concat([clean, noisy], ignore_index=True)[AUGMENTED_COLUMNS]
         out = AugmentedManifest.validate(out, lazy=True)
-        out.sort_values("utterance_id").to_csv(staging / "manifest.csv", index=False,
-                                               float_format="%.4f")
-        (staging / "augmentation.json").write_text(json.dumps({
-            "augmented_version": version, "dataset_version": dataset_version,
-            "policy": policy.model_dump(mode="json"), "recordings": recordings,
-            "rows": len(out), "noisy_rows": len(noisy),
-        }, indent=2, sort_keys=True))
+        out.sort_values("utterance_id").to_csv(
+            staging / "manifest.csv", index=False, float_format="%.4f"
+        )
+        (staging / "augmentation.json").write_text(
+            json.dumps(
+                {
+                    "augmented_version": version,
+                    "dataset_version": dataset_version,
+                    "policy": policy.model_dump(mode="json"),
+                    "recordings": recordings,
+                    "rows": len(out),
+                    "noisy_rows": len(noisy),
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
         created = publish_dir(staging, final)
         return AugmentResult(version, final, created, len(out), len(noisy))
     finally:
@@ -200,9 +235,16 @@ def load_augmented(directory: Path) -> pd.DataFrame:
     path = directory / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no augmented dataset at {directory} (missing manifest.csv)")
-    df = pd.read_csv(path, keep_default_na=False, na_values={"snr_db": [""]},
-                     dtype={c: str for c in AUGMENTED_COLUMNS if c not in
-                            ("duration_s", "sample_rate", "rms_dbfs", "snr_db_estimate", "snr_db")})
+    df = pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values={"snr_db": [""]},
+        dtype={
+            c: str
+            for c in AUGMENTED_COLUMNS
+            if c not in ("duration_s", "sample_rate", "rms_dbfs", "snr_db_estimate", "snr_db")
+        },
+    )
     return AugmentedManifest.validate(df)
 
 
@@ -213,24 +255,30 @@ def publish_augmentation_report(result: AugmentResult, policy: AugmentationPolic
     car = df[df["condition"] == "car"]
     rng = np.random.default_rng(policy.seed)
     examples = {k: car_noise(k, 4.0, SAMPLE_RATE, rng) for k in policy.noise_types}
-    png = plot_noise_summary(examples, SAMPLE_RATE, car["snr_db"].astype(float).tolist(),
-                             result.directory / "noise_summary.png")
+    png = plot_noise_summary(
+        examples,
+        SAMPLE_RATE,
+        car["snr_db"].astype(float).tolist(),
+        result.directory / "noise_summary.png",
+    )
     counts = car.groupby(["split", "noise_type"]).size().unstack(fill_value=0)
-    md = "\n".join([
-        f"# Car-noise augmentation `{result.version}`",
-        "",
-        f"- rows: {result.rows} ({result.noisy_rows} noisy copies)"
-        + ("" if result.created else " — already stored, reused unchanged"),
-        f"- training SNR range: {policy.snr_db_min:g} to {policy.snr_db_max:g} dB, "
-        f"augmented share {policy.augmented_share:.0%}; dev/test in-car copies at "
-        f"{policy.test_snr_db_min:g} to {policy.test_snr_db_max:g} dB",
-        "",
-        "## Noisy copies per split and noise type",
-        "",
-        markdown_table(counts, index=True),
-        "",
-        png_markdown(png, "noise spectra and SNR histogram"),
-    ])
+    md = "\n".join(
+        [
+            f"# Car-noise augmentation `{result.version}`",
+            "",
+            f"- rows: {result.rows} ({result.noisy_rows} noisy copies)"
+            + ("" if result.created else " — already stored, reused unchanged"),
+            f"- training SNR range: {policy.snr_db_min:g} to {policy.snr_db_max:g} dB, "
+            f"augmented share {policy.augmented_share:.0%}; dev/test in-car copies at "
+            f"{policy.test_snr_db_min:g} to {policy.test_snr_db_max:g} dB",
+            "",
+            "## Noisy copies per split and noise type",
+            "",
+            markdown_table(counts, index=True),
+            "",
+            png_markdown(png, "noise spectra and SNR histogram"),
+        ]
+    )
     publish_markdown("augmentation-summary", md, "Car-noise augmentation")
     return png
 

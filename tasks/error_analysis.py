@@ -35,25 +35,39 @@ def evaluation_rows(manifest: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 @task(name="evaluate-recognizer")
-def evaluate_recognizer(recognizer_dir: Path, manifest: pd.DataFrame, data_dir: Path,
-                        seed: int, label: str = "challenger") -> pd.DataFrame:
+def evaluate_recognizer(
+    recognizer_dir: Path,
+    manifest: pd.DataFrame,
+    data_dir: Path,
+    seed: int,
+    label: str = "challenger",
+) -> pd.DataFrame:
     """Transcribe the evaluation rows with the serving decoder; predictions for the analysis."""
     recognizer = Recognizer.load(recognizer_dir)
     rows = evaluation_rows(manifest, seed)
-    return prediction_frame(transcribe_manifest(recognizer, rows, data_dir,
-                                                desc=f"evaluate {label}"))
+    return prediction_frame(
+        transcribe_manifest(recognizer, rows, data_dir, desc=f"evaluate {label}")
+    )
 
 
 def policy_dict(policy: AugmentationPolicy) -> dict[str, Any]:
     """The part of the augmentation policy the error analysis may change."""
-    return {"augmented_share": policy.augmented_share, "snr_db_min": policy.snr_db_min,
-            "snr_db_max": policy.snr_db_max,
-            "noise_weights": {k: policy.noise_weights.get(k, 1.0) for k in policy.noise_types}}
+    return {
+        "augmented_share": policy.augmented_share,
+        "snr_db_min": policy.snr_db_min,
+        "snr_db_max": policy.snr_db_max,
+        "noise_weights": {k: policy.noise_weights.get(k, 1.0) for k in policy.noise_types},
+    }
 
 
 @task(name="error-analysis")
-def run_error_analysis(predictions: pd.DataFrame, targets: Targets, peer_wer: float | None,
-                       policy: AugmentationPolicy, out_dir: Path) -> tuple[ErrorAnalysis, Path]:
+def run_error_analysis(
+    predictions: pd.DataFrame,
+    targets: Targets,
+    peer_wer: float | None,
+    policy: AugmentationPolicy,
+    out_dir: Path,
+) -> tuple[ErrorAnalysis, Path]:
     """Slices, diagnosis, confusions and an HTML report; recommendations come from dev, not test.
 
     Tuning the next round's augmentation on the test set would overfit the very set the
@@ -63,54 +77,75 @@ def run_error_analysis(predictions: pd.DataFrame, targets: Targets, peer_wer: fl
     dev = predictions[predictions["split"] == "dev"]
     if len(dev):
         analysis.recommendations = recommendations(
-            slice_metrics(predictions, split="dev"), analysis.diagnosis, policy_dict(policy))
+            slice_metrics(predictions, split="dev"), analysis.diagnosis, policy_dict(policy)
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     html = write_html_report(analysis, out_dir)
     analysis.slices.to_csv(out_dir / "slices.csv", index=False)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     (out_dir / "recommendations.json").write_text(
-        json.dumps(analysis.recommendations, indent=2, default=str))
+        json.dumps(analysis.recommendations, indent=2, default=str)
+    )
     return analysis, html
 
 
 @task(name="promotion-gate")
-def decide_promotion(challenger: pd.DataFrame, champion: pd.DataFrame | None, targets: Targets,
-                     slice_tolerance: float, bootstrap: bool, min_slice_n: int = 20
-                     ) -> GateDecision:
+def decide_promotion(
+    challenger: pd.DataFrame,
+    champion: pd.DataFrame | None,
+    targets: Targets,
+    slice_tolerance: float,
+    bootstrap: bool,
+    min_slice_n: int = 20,
+) -> GateDecision:
     """The gate: targets met and no regression vs the champion on the same fixed test set.
 
     With no champion at all and `bootstrap` on, a model that misses only the targets still
     becomes the first champion (something must serve), and the reasons say so plainly.
     """
     wanted = {k: getattr(targets, k) for k in GATE_TARGETS}
-    decision = promotion_gate(challenger, champion, wanted, slice_tolerance,
-                              min_slice_n=min_slice_n)
+    decision = promotion_gate(
+        challenger, champion, wanted, slice_tolerance, min_slice_n=min_slice_n
+    )
     if decision.promote or champion is not None or not bootstrap:
         return decision
-    return GateDecision(True, ("bootstrap: no champion existed, so the first model serves "
-                               "although it misses targets:", *decision.reasons))
+    return GateDecision(
+        True,
+        (
+            "bootstrap: no champion existed, so the first model serves although it misses targets:",
+            *decision.reasons,
+        ),
+    )
 
 
 @task(name="publish-error-analysis")
-def publish_error_analysis(analysis: ErrorAnalysis, report_dir: Path, decision: GateDecision,
-                           version: str, champion_before: str | None) -> None:
+def publish_error_analysis(
+    analysis: ErrorAnalysis,
+    report_dir: Path,
+    decision: GateDecision,
+    version: str,
+    champion_before: str | None,
+) -> None:
     """Error analysis, plots and the gate's decision in the Prefect UI."""
     verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
     gate = "\n".join(f"- {r}" for r in decision.reasons)
     pngs = sorted(report_dir.glob("*.png"))
-    md = "\n".join([
-        f"# Model version {version}: {verdict}",
-        f"(champion before: {champion_before or 'none'})",
-        "",
-        "## Promotion gate",
-        gate,
-        "",
-        analysis.summary_markdown(),
-        "",
-        *[png_markdown(p, p.stem) for p in pngs],
-    ])
+    md = "\n".join(
+        [
+            f"# Model version {version}: {verdict}",
+            f"(champion before: {champion_before or 'none'})",
+            "",
+            "## Promotion gate",
+            gate,
+            "",
+            analysis.summary_markdown(),
+            "",
+            *[png_markdown(p, p.stem) for p in pngs],
+        ]
+    )
     publish_markdown("error-analysis", md, "Error analysis and promotion decision")
     publish_table("slice-metrics", analysis.slices.round(4), "WER/CER per slice (test)")
     if not analysis.confusions.empty:
-        publish_markdown("top-confusions", markdown_table(analysis.confusions.head(20)),
-                         "Top word confusions")
+        publish_markdown(
+            "top-confusions", markdown_table(analysis.confusions.head(20)), "Top word confusions"
+        )

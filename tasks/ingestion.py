@@ -306,9 +306,9 @@ def ingest_manifests(
         content = manifest_bytes(df)
         version = version_of(content)
         (staging / "manifest.csv").write_bytes(content)
-        pd.DataFrame(quarantined, columns=["row", "utterance_id", "audio_path", "source", "reason"]).to_csv(
-            staging / "quarantine.csv", index=False
-        )
+        pd.DataFrame(
+            quarantined, columns=["row", "utterance_id", "audio_path", "source", "reason"]
+        ).to_csv(staging / "quarantine.csv", index=False)
         (staging / "version.json").write_text(
             json.dumps(
                 {

@@ -42,7 +42,9 @@ def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: Path) ->
         mlflow.set_experiment(experiment_id=found.experiment_id)
         return str(found.experiment_id)
     artifact_root.mkdir(parents=True, exist_ok=True)
-    exp_id = mlflow.create_experiment(experiment, artifact_location=artifact_root.resolve().as_uri())
+    exp_id = mlflow.create_experiment(
+        experiment, artifact_location=artifact_root.resolve().as_uri()
+    )
     mlflow.set_experiment(experiment_id=exp_id)
     return str(exp_id)
 
@@ -51,10 +53,19 @@ def code_version(repo: Path | None = None) -> dict[str, str]:
     """The git commit the code runs at, and whether the tree had uncommitted changes."""
     cwd = repo or Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True,
-                               text=True, check=True).stdout.strip() != ""
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "status", "--porcelain"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            != ""
+        )
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "unknown", "git_dirty": "unknown"}
     return {"git_commit": sha, "git_dirty": str(dirty).lower()}
@@ -70,8 +81,9 @@ def input_example(sample_rate: int = 16000) -> pd.DataFrame:
 
 
 @task(name="register-model", retries=2, retry_delay_seconds=3)
-def register_model(run_id: str, recognizer_dir: Path, model_name: str,
-                   tags: dict[str, str]) -> RegisteredModel:
+def register_model(
+    run_id: str, recognizer_dir: Path, model_name: str, tags: dict[str, str]
+) -> RegisteredModel:
     """Log the recogniser (weights + config, loaded by code) to the run and register a version."""
     import mlflow
     from mlflow.models import infer_signature
@@ -146,8 +158,11 @@ def download_recognizer(model_name: str, alias_or_version: str, dest: Path | Non
     """Download the recogniser folder (weights.pt + config.json) of a registered version."""
     import mlflow
 
-    ref = (f"models:/{model_name}/{alias_or_version}" if alias_or_version.isdigit()
-           else f"models:/{model_name}@{alias_or_version}")
+    ref = (
+        f"models:/{model_name}/{alias_or_version}"
+        if alias_or_version.isdigit()
+        else f"models:/{model_name}@{alias_or_version}"
+    )
     target = dest or Path(tempfile.mkdtemp(prefix="voicecycle-model-"))
     local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(target))
     folder = Path(local) / "artifacts" / "recognizer"
@@ -164,8 +179,14 @@ def version_tags(model_name: str, version: str) -> dict[str, str]:
 
 
 @task(name="start-mlflow-run", retries=2, retry_delay_seconds=3)
-def start_run(tracking_uri: str, experiment: str, artifact_root: Path, run_name: str,
-              tags: dict[str, str], params: dict[str, object]) -> str:
+def start_run(
+    tracking_uri: str,
+    experiment: str,
+    artifact_root: Path,
+    run_name: str,
+    tags: dict[str, str],
+    params: dict[str, object],
+) -> str:
     """Create an MLflow run with its tags and params; return its id (logged to by id later)."""
     import mlflow
 
@@ -179,16 +200,25 @@ def start_run(tracking_uri: str, experiment: str, artifact_root: Path, run_name:
 
 
 @task(name="log-to-mlflow", retries=2, retry_delay_seconds=3)
-def log_run_results(run_id: str, history: list[dict[str, float]], metrics: dict[str, float],
-                    artifacts: list[Path], status: str = "FINISHED") -> None:
+def log_run_results(
+    run_id: str,
+    history: list[dict[str, float]],
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    status: str = "FINISHED",
+) -> None:
     """Per-evaluation metrics (by step), final metrics and artifact files; close the run."""
     import mlflow
     from mlflow.entities import Metric
 
     client = mlflow.MlflowClient()
     now = int(time_ms())
-    batch = [Metric(key, float(rec[key]), now, int(rec["step"]))
-             for rec in history for key in ("train_loss", "dev_wer_greedy", "lr") if key in rec]
+    batch = [
+        Metric(key, float(rec[key]), now, int(rec["step"]))
+        for rec in history
+        for key in ("train_loss", "dev_wer_greedy", "lr")
+        if key in rec
+    ]
     batch += [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]  # skip NaN
     for start in range(0, len(batch), 900):
         client.log_batch(run_id, metrics=batch[start : start + 900])

@@ -65,7 +65,8 @@ def publish_ingestion_report(
     if result.dataset_dir is not None:
         manifest = load_dataset(result.dataset_dir)
         counts = manifest.groupby("split").agg(
-            clips=("utterance_id", "size"), voices=("voice", "nunique"),
+            clips=("utterance_id", "size"),
+            voices=("voice", "nunique"),
             hours=("duration_s", lambda s: round(float(s.astype(float).sum()) / 3600, 3)),
         )
         lines += ["", "## Splits (by voice)", "", markdown_table(counts, index=True)]
@@ -76,5 +77,8 @@ def publish_ingestion_report(
         lines += ["", "## Quarantine reasons", "", markdown_table(reasons)]
     publish_markdown("ingestion-summary", "\n".join(lines), "What ingestion accepted")
     if result.quarantined:
-        publish_table("quarantined-rows", pd.DataFrame(result.quarantined[:500]),
-                      "Quarantined rows with their reasons (first 500)")
+        publish_table(
+            "quarantined-rows",
+            pd.DataFrame(result.quarantined[:500]),
+            "Quarantined rows with their reasons (first 500)",
+        )

@@ -29,8 +29,14 @@ def synthesize_corpus(source: DataSource, corpus_root: Path, progress: bool = Tr
         raise ValueError(f"source {source.name!r} is not synthetic")
     voices = list_voices(seed=syn.seed, n=syn.n_voices)
     out = corpus_dir_for(source, corpus_root)
-    build_corpus(out, syn.n_utterances, syn.seed, era_weights=syn.era_weights, voices=voices,
-                 progress=progress)
+    build_corpus(
+        out,
+        syn.n_utterances,
+        syn.seed,
+        era_weights=syn.era_weights,
+        voices=voices,
+        progress=progress,
+    )
     return out / "manifest.csv"
 
 

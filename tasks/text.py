@@ -43,8 +43,10 @@ def number_to_words(n: int) -> str:
         hundreds, rest = divmod(n, 100)
         return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
     thousands, rest = divmod(n, 1000)
-    return number_to_words(thousands) + " thousand" + (
-        "" if rest == 0 else " " + number_to_words(rest)
+    return (
+        number_to_words(thousands)
+        + " thousand"
+        + ("" if rest == 0 else " " + number_to_words(rest))
     )
 
 
@@ -63,15 +65,17 @@ def ordinal_to_words(n: int) -> str:
 
 def _expand_numbers(text: str) -> str:
     # ordinals first so "1st" is not read as "one st"
-    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: " " + ordinal_to_words(int(m[1])) + " ", text)
+    text = re.sub(
+        r"\b(\d+)(st|nd|rd|th)\b", lambda m: " " + ordinal_to_words(int(m[1])) + " ", text
+    )
     # 1,500 -> 1500 before spelling
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     # 3.5 -> three point five
     text = re.sub(
         r"\b(\d+)\.(\d+)\b",
-        lambda m: f" {number_to_words(int(m[1]))} point "
-        + " ".join(_ONES[int(d)] for d in m[2])
-        + " ",
+        lambda m: (
+            f" {number_to_words(int(m[1]))} point " + " ".join(_ONES[int(d)] for d in m[2]) + " "
+        ),
         text,
     )
     return re.sub(r"\d+", lambda m: " " + _spell_digits_or_number(m[0]) + " ", text)

@@ -75,8 +75,9 @@ def read_clip(path: Path) -> np.ndarray:
 
 
 @task(name="cache-features")
-def cache_features(manifest: pd.DataFrame, data_dir: Path, cache_dir: Path, key: str,
-                   progress: bool = True) -> Path:
+def cache_features(
+    manifest: pd.DataFrame, data_dir: Path, cache_dir: Path, key: str, progress: bool = True
+) -> Path:
     """Log-mel features of every clip, computed once per augmented version and reused."""
     path = cache_dir / f"{key}.pt"
     if path.is_file():
@@ -87,16 +88,29 @@ def cache_features(manifest: pd.DataFrame, data_dir: Path, cache_dir: Path, key:
     paths = [data_dir / p for p in manifest["audio_path"]]
     feats: list[torch.Tensor] = []
     with torch.inference_mode():
-        for start in tqdm(range(0, len(ids), 32), desc="train: caching features", unit="batch",
-                          disable=not progress):
+        for start in tqdm(
+            range(0, len(ids), 32),
+            desc="train: caching features",
+            unit="batch",
+            disable=not progress,
+        ):
             waves = [torch.from_numpy(read_clip(p)) for p in paths[start : start + 32]]
             audio, lengths = pad_waveforms(waves)  # (B, S), (B,)
             features, frame_lengths = transform(audio, lengths)  # (B, T, F), (B,)
-            feats += [f[:n].to(torch.float16).clone() for f, n in zip(features, frame_lengths,
-                                                                       strict=True)]
+            feats += [
+                f[:n].to(torch.float16).clone()
+                for f, n in zip(features, frame_lengths, strict=True)
+            ]
     tmp = path.with_suffix(".tmp")
-    torch.save({"format": FEATURE_FORMAT, "ids": ids, "features": feats,
-                "transcripts": list(manifest["transcript"])}, tmp)
+    torch.save(
+        {
+            "format": FEATURE_FORMAT,
+            "ids": ids,
+            "features": feats,
+            "transcripts": list(manifest["transcript"]),
+        },
+        tmp,
+    )
     tmp.rename(path)
     return path
 
@@ -105,7 +119,9 @@ def load_feature_cache(path: Path) -> FeatureCache:
     """Read a feature cache (tensors and strings only: weights_only loading)."""
     data = torch.load(path, weights_only=True)
     if data.get("format") != FEATURE_FORMAT:
-        raise ValueError(f"{path}: expected features {FEATURE_FORMAT!r}, got {data.get('format')!r}")
+        raise ValueError(
+            f"{path}: expected features {FEATURE_FORMAT!r}, got {data.get('format')!r}"
+        )
     return FeatureCache(list(data["ids"]), list(data["features"]), list(data["transcripts"]))
 
 
@@ -121,12 +137,12 @@ def make_batch(cache: FeatureCache, rows: Sequence[int], augment: SpecAugment | 
     targets = torch.zeros(len(rows), max(1, int(target_lengths.max())), dtype=torch.long)
     for j, e in enumerate(encoded):
         targets[j, : len(e)] = torch.tensor(e, dtype=torch.long)
-    return Batch(padded, lengths, targets, target_lengths,
-                 tuple(cache.ids[i] for i in rows))
+    return Batch(padded, lengths, targets, target_lengths, tuple(cache.ids[i] for i in rows))
 
 
-def length_buckets(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
-                   max_frames: int = 6000) -> list[list[int]]:
+def length_buckets(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, max_frames: int = 6000
+) -> list[list[int]]:
     """Batches of similar length (less padding), capped in total frames, in random order."""
     order = np.argsort(np.asarray(lengths) + rng.uniform(0, 30, len(lengths)))
     batches, current, longest = [], [], 0
@@ -191,8 +207,12 @@ def train_acoustic_model(
         state = torch.load(last, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, epoch, bad_evals, spent = (int(state["step"]), int(state["epoch"]),
-                                         int(state["bad_evals"]), float(state["spent"]))
+        step, epoch, bad_evals, spent = (
+            int(state["step"]),
+            int(state["epoch"]),
+            int(state["bad_evals"]),
+            float(state["spent"]),
+        )
         result.best_dev_wer = float(state["best_dev_wer"])
         result.history = json.loads(str(state["history"]))
         rng = np.random.default_rng(budget.seed + epoch)
@@ -213,8 +233,11 @@ def train_acoustic_model(
             rows = [train_rows[i] for i in batch_rows]
             elapsed = time.monotonic() - started
             frac = min(1.0, elapsed / budget_s)
-            lr = budget.learning_rate * min(1.0, (step + 1) / warmup) * (
-                0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr = (
+                budget.learning_rate
+                * min(1.0, (step + 1) / warmup)
+                * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = make_batch(cache, rows, augment)
@@ -230,8 +253,14 @@ def train_acoustic_model(
             bar.update(1)
             if step % budget.eval_every_steps == 0 or elapsed >= budget_s:
                 dev_wer = greedy_wer(model, cache, dev_rows)
-                record = {"step": step, "epoch": epoch, "train_loss": float(np.mean(losses)),
-                          "dev_wer_greedy": dev_wer, "lr": lr, "elapsed_s": elapsed}
+                record = {
+                    "step": step,
+                    "epoch": epoch,
+                    "train_loss": float(np.mean(losses)),
+                    "dev_wer_greedy": dev_wer,
+                    "lr": lr,
+                    "elapsed_s": elapsed,
+                }
                 result.history.append(record)
                 losses = []
                 bar.set_postfix(loss=f"{record['train_loss']:.3f}", dev_wer=f"{dev_wer:.3f}")
@@ -240,10 +269,19 @@ def train_acoustic_model(
                     torch.save(model.state_dict(), best)
                 else:
                     bad_evals += 1
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "step": step, "epoch": epoch, "bad_evals": bad_evals,
-                            "spent": elapsed, "best_dev_wer": result.best_dev_wer,
-                            "history": json.dumps(result.history)}, last)
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "epoch": epoch,
+                        "bad_evals": bad_evals,
+                        "spent": elapsed,
+                        "best_dev_wer": result.best_dev_wer,
+                        "history": json.dumps(result.history),
+                    },
+                    last,
+                )
                 if bad_evals >= budget.early_stop_patience:
                     stop = f"early stop: dev WER did not improve in {bad_evals} evaluations"
                 elif elapsed >= budget_s:
@@ -260,8 +298,13 @@ def train_acoustic_model(
     return result
 
 
-def build_recognizer(checkpoint: Path, config: AcousticModelConfig, lm_texts: Sequence[str],
-                     hot_words: Sequence[str], beam_size: int) -> Recognizer:
+def build_recognizer(
+    checkpoint: Path,
+    config: AcousticModelConfig,
+    lm_texts: Sequence[str],
+    hot_words: Sequence[str],
+    beam_size: int,
+) -> Recognizer:
     """The serving recogniser: trained weights + lexicon beam search with a word bigram LM."""
     model = CTCAcousticModel(config)
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
@@ -270,8 +313,13 @@ def build_recognizer(checkpoint: Path, config: AcousticModelConfig, lm_texts: Se
     return Recognizer(model.eval(), decoder)
 
 
-def transcribe_manifest(recognizer: Recognizer, manifest: pd.DataFrame, data_dir: Path,
-                        progress: bool = True, desc: str = "evaluate") -> pd.DataFrame:
+def transcribe_manifest(
+    recognizer: Recognizer,
+    manifest: pd.DataFrame,
+    data_dir: Path,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> pd.DataFrame:
     """Transcribe every clip of a manifest; returns the manifest with hypothesis + confidence."""
     hyps: list[str] = []
     confs: list[float] = []
@@ -286,22 +334,34 @@ def transcribe_manifest(recognizer: Recognizer, manifest: pd.DataFrame, data_dir
 def prediction_frame(transcribed: pd.DataFrame) -> pd.DataFrame:
     """The columns tasks.evaluation expects, from a transcribed augmented manifest."""
     df = transcribed
-    return pd.DataFrame({
-        "utterance_id": df["utterance_id"], "split": df["split"],
-        "reference": df["transcript"], "hypothesis": df["hypothesis"],
-        "confidence": df["confidence"].astype(float), "condition": df["condition"],
-        "snr_db": pd.to_numeric(df["snr_db"], errors="coerce"), "noise_type": df["noise_type"],
-        "voice": df["voice"], "synthesizer": df["synthesizer"],
-        "duration_s": df["duration_s"].astype(float), "intent": df["intent"], "era": df["era"],
-        "has_entity": df["entities"].astype(str).str.len() > 0,
-    })
+    return pd.DataFrame(
+        {
+            "utterance_id": df["utterance_id"],
+            "split": df["split"],
+            "reference": df["transcript"],
+            "hypothesis": df["hypothesis"],
+            "confidence": df["confidence"].astype(float),
+            "condition": df["condition"],
+            "snr_db": pd.to_numeric(df["snr_db"], errors="coerce"),
+            "noise_type": df["noise_type"],
+            "voice": df["voice"],
+            "synthesizer": df["synthesizer"],
+            "duration_s": df["duration_s"].astype(float),
+            "intent": df["intent"],
+            "era": df["era"],
+            "has_entity": df["entities"].astype(str).str.len() > 0,
+        }
+    )
 
 
 def result_params(result: TrainResult) -> dict[str, object]:
     """What to log to MLflow about a training run."""
-    return {**{f"model_{k}": v for k, v in asdict(result.config).items()},
-            "steps": result.steps, "train_seconds": round(result.seconds, 1),
-            "stopped_because": result.stopped_because}
+    return {
+        **{f"model_{k}": v for k, v in asdict(result.config).items()},
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        "stopped_because": result.stopped_because,
+    }
 
 
 def training_sets(manifest: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
@@ -316,17 +376,22 @@ def read_hot_words(budget: TrainingBudget) -> list[str]:
     """The curated hot-word list of the scope (inline list plus the optional file)."""
     words = list(budget.hot_words)
     if budget.hot_words_file is not None:
-        words += [w.strip().lower() for w in budget.hot_words_file.read_text().splitlines()
-                  if w.strip() and not w.startswith("#")]
+        words += [
+            w.strip().lower()
+            for w in budget.hot_words_file.read_text().splitlines()
+            if w.strip() and not w.startswith("#")
+        ]
     return words
 
 
 @task(name="save-recognizer")
-def save_recognizer(result: TrainResult, lm_texts: Sequence[str], budget: TrainingBudget,
-                    out_dir: Path) -> Path:
+def save_recognizer(
+    result: TrainResult, lm_texts: Sequence[str], budget: TrainingBudget, out_dir: Path
+) -> Path:
     """Assemble the serving recogniser (weights + LM + hot words) and save it as files."""
-    recognizer = build_recognizer(result.checkpoint, result.config, lm_texts,
-                                  read_hot_words(budget), budget.beam_size)
+    recognizer = build_recognizer(
+        result.checkpoint, result.config, lm_texts, read_hot_words(budget), budget.beam_size
+    )
     recognizer.save(out_dir)
     return out_dir
 

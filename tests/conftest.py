@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data_contracts.scoping import Scope, SyntheticCorpus, DataSource
+from data_contracts.scoping import DataSource, Scope, SyntheticCorpus
 
 _OURS = ("PREFECT_", "MLFLOW_", "BENTOML_")
 
@@ -27,7 +27,8 @@ _HARNESS_KEYS: set[str] = set()
 def tiny_scope(workspace: Path, n_utterances: int = 24, n_voices: int = 6) -> Scope:
     """The default scope shrunk to a few clips, with all state under `workspace`."""
     source = DataSource(
-        kind="synthetic", name="synthetic",
+        kind="synthetic",
+        name="synthetic",
         synthetic=SyntheticCorpus(n_utterances=n_utterances, seed=5, n_voices=n_voices),
     )
     return Scope(sources=[source]).with_workspace(workspace)

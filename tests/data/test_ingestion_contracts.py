@@ -88,8 +88,14 @@ def _plant(root: Path, manifest: pd.DataFrame) -> pd.DataFrame:
 def _ingest(root: Path, datasets: Path, max_share: float = 0.9) -> IngestResult:
     raw = read_manifest(root / "manifest.csv", "synthetic")
     return ingest_manifests.fn(
-        raw, [root] * len(raw), [root] * len(raw), datasets,
-        DataRules(max_quarantine_share=max_share), AudioScope(), SplitPolicy(), workers=1,
+        raw,
+        [root] * len(raw),
+        [root] * len(raw),
+        datasets,
+        DataRules(max_quarantine_share=max_share),
+        AudioScope(),
+        SplitPolicy(),
+        workers=1,
         progress=False,
     )
 
@@ -146,8 +152,9 @@ def test_rejected_ingestion_leaves_stored_versions_intact(generated: Path, tmp_p
         ("m.tsv", "client_id\tpath\nx\ta.mp3\n", "sentence"),
     ],
 )
-def test_manifest_missing_a_column_names_it(tmp_path: Path, name: str, content: str,
-                                            missing: str) -> None:
+def test_manifest_missing_a_column_names_it(
+    tmp_path: Path, name: str, content: str, missing: str
+) -> None:
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(ManifestError, match=missing):

@@ -58,4 +58,6 @@ def test_missing_files_are_problems(tmp_path: Path) -> None:
 def test_state_paths_resolve_under_the_workspace(tmp_path: Path) -> None:
     scope = Scope().with_workspace(tmp_path)
     assert scope.state.path("datasets_dir") == tmp_path / "datasets"
-    assert scope.state.url("mlflow_tracking_uri") == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
+    assert (
+        scope.state.url("mlflow_tracking_uri") == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
+    )

@@ -35,16 +35,22 @@ def test_fillers_can_be_kept_for_synthesis() -> None:
 
 @pytest.mark.parametrize(
     ("n", "words"),
-    [(0, "zero"), (13, "thirteen"), (40, "forty"), (105, "one hundred five"),
-     (2024, "two thousand twenty four"), (999_999, "nine hundred ninety nine thousand nine "
-                                          "hundred ninety nine")],
+    [
+        (0, "zero"),
+        (13, "thirteen"),
+        (40, "forty"),
+        (105, "one hundred five"),
+        (2024, "two thousand twenty four"),
+        (999_999, "nine hundred ninety nine thousand nine hundred ninety nine"),
+    ],
 )
 def test_number_to_words(n: int, words: str) -> None:
     assert number_to_words(n) == words
 
 
-@pytest.mark.parametrize(("n", "words"), [(1, "first"), (22, "twenty second"), (30, "thirtieth"),
-                                          (13, "thirteenth")])
+@pytest.mark.parametrize(
+    ("n", "words"), [(1, "first"), (22, "twenty second"), (30, "thirtieth"), (13, "thirteenth")]
+)
 def test_ordinals(n: int, words: str) -> None:
     assert ordinal_to_words(n) == words
 
