@@ -165,8 +165,13 @@ def download_recognizer(model_name: str, alias_or_version: str, dest: Path | Non
     )
     target = dest or Path(tempfile.mkdtemp(prefix="voicecycle-model-"))
     local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(target))
-    folder = Path(local) / "artifacts" / "recognizer"
-    if not (folder / "config.json").is_file():
+    import yaml
+
+    mlmodel = yaml.safe_load((Path(local) / "MLmodel").read_text())
+    pyfunc_conf = mlmodel.get("flavors", {}).get("python_function", {})
+    rel = pyfunc_conf.get("artifacts", {}).get("recognizer", {}).get("path", "")
+    folder = Path(local) / rel
+    if not rel or not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{ref} has no recognizer artifacts (looked in {folder})")
     return folder
 
