@@ -155,7 +155,8 @@ class PredictionStore:
     def count(self) -> int:
         """Number of rows in the log."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+            query = sa.select(sa.func.count()).select_from(self.table)
+            return int(conn.execute(query).scalar_one())
 
     def read(self, since: datetime | None = None, limit: int | None = None) -> pd.DataFrame:
         """The newest `limit` rows (all by default) at or after `since`, oldest first."""
@@ -172,7 +173,9 @@ class PredictionStore:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        frame = pd.DataFrame([dict(r) for r in reversed(rows)], columns=list(PREDICTION_LOG_COLUMNS))
+        frame = pd.DataFrame(
+            [dict(r) for r in reversed(rows)], columns=list(PREDICTION_LOG_COLUMNS)
+        )
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
         for name in _NULLABLE:  # NULL stays None, not NaN, for the nullable text columns
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)

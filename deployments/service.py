@@ -7,8 +7,8 @@ row to the prediction log and only then answers. `GET /healthz`, `GET /readyz` (
 
 How batching applies. BentoML batches calls of a `batchable=True` API that arrive through the
 server. Inside a served instance, BentoML sets `__self_proxy__`, and `self.to_async.recognize`
-goes through that proxy: an in-process HTTP hop (httpx over the ASGI app) into `/recognize`,
-whose dispatcher merges concurrent calls into one list. Called as a plain object (tests), the
+goes through that proxy: an in-process HTTP hop (aiohttp over an ASGI connector, JSON) into
+`/recognize`, whose dispatcher merges concurrent calls into one list. Called as a plain object (tests), the
 same line runs `recognize` directly with a batch of one. `/recognize` is thus a route of the
 service too; it refuses any call without this process's random key, so traffic cannot skip
 validation or the prediction log.
@@ -21,7 +21,7 @@ model) is set up when the service is instantiated.
 Environment (set by `voicecycle serve`):
   VOICECYCLE_SCOPE        path to scope.yaml (default: the defaults of `Scope()`)
   VOICECYCLE_WORKSPACE    overrides `state.workspace`
-  VOICECYCLE_MODEL_TAG    BentoML model tag to serve (default "voicecycle-asr:latest")
+  VOICECYCLE_MODEL_TAG    BentoML model tag to serve (default "<registry.model_name>:latest")
   VOICECYCLE_ADMIN_TOKEN  bearer token for `POST /admin/reload`; unset: reload answers 403
 """
 
@@ -31,7 +31,6 @@ import base64
 import io
 import json
 import logging
-import math
 import os
 import secrets
 import threading
@@ -79,7 +78,7 @@ MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries and the small form fields around
 TRAFFIC_TIMEOUT_S = 30  # a backstop (504); overload is answered sooner with 503
 PURGE_EVERY_S = 3600.0
 AUDIO_DIR_NAME = "prediction_audio"
-DEFAULT_MODEL_TAG = "voicecycle-asr:latest"
+UNKNOWN_WAV_SIZE = 0x7FFF0000  # placeholders written by streaming WAV writers (sox, ffmpeg)
 
 
 def service_scope() -> Scope:
@@ -90,9 +89,14 @@ def service_scope() -> Scope:
     return scope.with_workspace(Path(workspace)) if workspace else scope
 
 
+def served_model_tag(scope: Scope) -> str:
+    """VOICECYCLE_MODEL_TAG, else the latest version of the scope's registered model name."""
+    return os.environ.get("VOICECYCLE_MODEL_TAG") or f"{scope.registry.model_name}:latest"
+
+
 # Read at import because BentoML takes these at decoration time (see the module docstring).
 _SCOPE_AT_IMPORT = service_scope()
-MODEL_TAG = os.environ.get("VOICECYCLE_MODEL_TAG", DEFAULT_MODEL_TAG)
+MODEL_TAG = served_model_tag(_SCOPE_AT_IMPORT)
 MAX_BATCH_SIZE = max(2, _SCOPE_AT_IMPORT.serving.max_batch_size)  # BentoML requires > 1
 MAX_LATENCY_MS = _SCOPE_AT_IMPORT.serving.max_latency_ms
 MAX_UPLOAD_BYTES = _SCOPE_AT_IMPORT.audio.max_upload_bytes
@@ -142,8 +146,8 @@ class Recognition(BaseModel):
     model_version: str
 
 
-class Rejected(BentoMLException):
-    """A request that is answered with a 4xx/503 and a JSON body naming the problem."""
+class Rejected(Exception):
+    """A request answered with a 4xx/503 and a JSON body naming the problem."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -185,7 +189,7 @@ def _wav_truncation(data: bytes) -> str | None:
     while pos + 8 <= len(data):
         chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
         if chunk == b"data":
-            if size in (0, 0xFFFFFFFF):  # streaming writers leave the size unknown
+            if size == 0 or size >= UNKNOWN_WAV_SIZE:  # streaming writers leave it unknown
                 return None
             have = len(data) - (pos + 8)
             if have < size:
@@ -372,7 +376,6 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata_endpoint, methods=
 # -- the service -----------------------------------------------------------------------------
 
 
-@bentoml.asgi_app(metadata_app, path="/", name="metadata")
 @bentoml.service(
     name="VoiceSearchASR",
     workers=1,  # one process owns both cores; torch parallelises inside a batch
@@ -386,6 +389,7 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata_endpoint, methods=
     resources={"cpu": "2"},
     labels={"project": "voicecycle", "task": "speech-recognition"},
 )
+@bentoml.asgi_app(metadata_app, path="/", name="metadata")
 class VoiceSearchASR:
     """Transcribe short voice-search queries; every answer is logged before it is sent."""
 
@@ -399,14 +403,16 @@ class VoiceSearchASR:
 
     def __init__(self) -> None:
         self.scope = service_scope()
-        self.model_tag = MODEL_TAG
+        self.model_tag = served_model_tag(self.scope)
         self.admin_token = os.environ.get("VOICECYCLE_ADMIN_TOKEN") or None
         self.audio_dir = self.scope.state.workspace.resolve() / AUDIO_DIR_NAME
         self.store = PredictionStore(self.scope.state.url("prediction_log_url"))
         self.batch_sizes: Counter[int] = Counter()
+        self._batch_sizes_lock = threading.Lock()
         self._key = secrets.token_hex(16)
         self._served: ServedModel | None = None
         self._reload_lock = threading.Lock()
+        self._failed_tag: str | None = None  # a model that did not load is not retried by polls
         self._in_flight = 0
         self._stop = threading.Event()
         self.purge_audio()
@@ -416,11 +422,12 @@ class VoiceSearchASR:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def reload(self, force: bool = False) -> bool:
+    def reload(self, retry_failed: bool = False) -> bool:
         """Load the model the tag resolves to now, if it differs; swap it in. True if swapped.
 
         The new recogniser is loaded completely before the reference is replaced, so requests
-        in flight finish on the model they started with.
+        in flight finish on the model they started with. A model that fails to load is logged
+        and skipped by later polls (the current one keeps serving) unless `retry_failed`.
         """
         with self._reload_lock:
             try:
@@ -430,9 +437,16 @@ class VoiceSearchASR:
                     logger.warning("no model %s in the BentoML store yet", self.model_tag)
                 return False
             current = self._served
-            if current is not None and current.tag == resolved and not force:
+            if current is not None and current.tag == resolved:
                 return False
-            served = load_served_model(resolved)
+            if resolved == self._failed_tag and not retry_failed:
+                return False
+            try:
+                served = load_served_model(resolved)
+            except Exception:
+                self._failed_tag = resolved
+                raise
+            self._failed_tag = None
             self._served = served
         logger.info(
             "serving %s (version %s)%s",
@@ -479,6 +493,8 @@ class VoiceSearchASR:
         """Model lineage, the scope's targets and the serving settings."""
         served = self._served
         meta = served.metadata if served else {}
+        with self._batch_sizes_lock:
+            batch_sizes = dict(self.batch_sizes)
         return {
             "service": "VoiceSearchASR",
             "ready": served is not None,
@@ -495,7 +511,7 @@ class VoiceSearchASR:
             "batching": {
                 "max_batch_size": MAX_BATCH_SIZE,
                 "max_latency_ms": MAX_LATENCY_MS,
-                "observed_batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+                "observed_batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
             },
             "limits": {"max_in_flight": MAX_IN_FLIGHT, "timeout_s": TRAFFIC_TIMEOUT_S},
         }
@@ -512,7 +528,8 @@ class VoiceSearchASR:
         served = self._served  # one model for the whole batch, even if a reload swaps now
         if served is None:
             raise BentoMLException("no model loaded", error_code=HTTPStatus.SERVICE_UNAVAILABLE)
-        self.batch_sizes[len(clips)] += 1
+        with self._batch_sizes_lock:
+            self.batch_sizes[len(clips)] += 1
         logger.debug("recognize: batch of %d", len(clips))
         waves = [np.frombuffer(base64.b64decode(c.samples_b64), dtype="<f4").copy() for c in clips]
         results = served.recognizer.transcribe(waves)
@@ -528,13 +545,18 @@ class VoiceSearchASR:
         ]
 
     async def _recognize(self, samples: np.ndarray) -> Recognition:
-        clip = Clip(samples_b64=base64.b64encode(samples.astype("<f4").tobytes()).decode(), key=self._key)
+        encoded = base64.b64encode(samples.astype("<f4").tobytes()).decode("ascii")
+        clip = Clip(samples_b64=encoded, key=self._key)
         try:
             (result,) = await self.to_async.recognize([clip])  # type: ignore[attr-defined]
         except BentoMLException as exc:
             status = int(exc.error_code)
             if status in (429, 503, 504):
-                raise Rejected(503, "overloaded", "the recogniser is overloaded; retry") from None
+                raise Rejected(
+                    503,
+                    "overloaded",
+                    f"the recogniser could not take the request ({status}); retry",
+                ) from None
             raise
         return result if isinstance(result, Recognition) else Recognition.model_validate(result)
 
@@ -554,10 +576,13 @@ class VoiceSearchASR:
         `client` is a JSON object of client metadata (app version, device, ...). With
         `consent`, the audio is kept (16 kHz WAV) for the retention period. `scenario` and
         `reference` (the true transcript) are for simulated or labelled traffic.
+        `latency_ms` runs from the handler's start (the upload already parsed) to the
+        transcript, before the log write. Errors come back as JSON `{error, code, request_id}`
+        with a 4xx (or 503) status; BentoML passes a returned Response through as is.
         """
         request_id = uuid.uuid4().hex
         if self._in_flight >= MAX_IN_FLIGHT:
-            return _rejection(
+            return _rejection(  # type: ignore[return-value]
                 Rejected(503, "overloaded", f"over {MAX_IN_FLIGHT} requests in flight; retry"),
                 request_id,
             )
@@ -566,7 +591,7 @@ class VoiceSearchASR:
             return await self._transcribe(request_id, audio, consent, client, scenario, reference)
         except Rejected as exc:
             logger.info("request %s rejected (%d %s): %s", request_id, exc.status, exc.code, exc)
-            return _rejection(exc, request_id)
+            return _rejection(exc, request_id)  # type: ignore[return-value]
         finally:
             self._in_flight -= 1
 
@@ -602,19 +627,21 @@ class VoiceSearchASR:
         result = await self._recognize(decoded.samples)
         latency_ms = (time.perf_counter() - started) * 1000.0
         keep_audio = consent and self.scope.serving.store_audio_with_consent
+        confidence = min(max(float(result.confidence), 0.0), 1.0)
+        audio_path = self.audio_dir / f"{request_id}.wav"
         record = {
             "request_id": request_id,
             "ts": datetime.now(UTC),
             "model_version": result.model_version,
             "model_tag": result.model_tag,
             "transcript": result.text,
-            "confidence": min(max(result.confidence, 0.0), 1.0),
+            "confidence": confidence,
             "latency_ms": latency_ms,
             **features,
             "n_words": len(result.text.split()),
             "client": json.dumps(client_meta, sort_keys=True),
             "consent": consent,
-            "audio_path": str(self.audio_dir / f"{request_id}.wav") if keep_audio else None,
+            "audio_path": str(audio_path) if keep_audio else None,
             "scenario": scenario,
             "reference": reference,
         }
@@ -622,7 +649,7 @@ class VoiceSearchASR:
         def persist() -> None:
             if keep_audio:  # the file first: a row never points at audio that is not there
                 self.audio_dir.mkdir(parents=True, exist_ok=True)
-                sf.write(record["audio_path"], decoded.samples, SAMPLE_RATE, subtype="PCM_16")
+                sf.write(audio_path, decoded.samples, SAMPLE_RATE, subtype="PCM_16")
             self.store.append(record)
 
         try:
@@ -634,7 +661,7 @@ class VoiceSearchASR:
             ) from None
         return Transcript(
             transcript=result.text,
-            confidence=record["confidence"],
+            confidence=confidence,
             duration_s=round(features["duration_s"], 4),
             model_version=result.model_version,
             request_id=request_id,
@@ -647,23 +674,29 @@ class VoiceSearchASR:
         header = ctx.request.headers.get("authorization", "")
         if self.admin_token is None:
             ctx.response.status_code = 403
-            return {"error": "admin reload is disabled: VOICECYCLE_ADMIN_TOKEN is not set",
-                    "code": "admin_disabled"}
+            return {
+                "error": "admin reload is disabled: VOICECYCLE_ADMIN_TOKEN is not set",
+                "code": "admin_disabled",
+            }
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(
             token.strip().encode(), self.admin_token.encode()
         ):
             ctx.response.status_code = 403
-            return {"error": "a valid 'Authorization: Bearer <token>' header is required",
-                    "code": "forbidden"}
+            return {
+                "error": "a valid 'Authorization: Bearer <token>' header is required",
+                "code": "forbidden",
+            }
         previous = self._served.tag if self._served else None
         try:
-            swapped = await anyio.to_thread.run_sync(self.reload)
+            swapped = await anyio.to_thread.run_sync(lambda: self.reload(retry_failed=True))
         except Exception as exc:
             logger.exception("admin reload failed")
             ctx.response.status_code = 500
-            return {"error": f"reload failed, still serving {previous}: {exc}",
-                    "code": "reload_failed"}
+            return {
+                "error": f"reload failed, still serving {previous}: {exc}",
+                "code": "reload_failed",
+            }
         served = self._served
         return {
             "reloaded": swapped,
@@ -673,6 +706,7 @@ class VoiceSearchASR:
         }
 
 
-VoiceSearchASR.add_asgi_middleware(
+# (mypy sees the class; the decorator made it a bentoml Service)
+VoiceSearchASR.add_asgi_middleware(  # type: ignore[attr-defined]
     UploadLimit, max_bytes=MAX_UPLOAD_BYTES + MULTIPART_SLACK_BYTES, paths=("/transcribe",)
 )

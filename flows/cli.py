@@ -151,6 +151,33 @@ def cmd_augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    _prepare(scope)
+    from flows.train import train
+
+    print(json.dumps(train(scope, args.augmented_version), indent=2, default=str))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    from flows.runtime import configure_environment
+
+    configure_environment(scope, api=False)
+    from tasks.registry import configure_mlflow, rollback
+
+    configure_mlflow(scope.state.url("mlflow_tracking_uri"), scope.registry.experiment,
+                     scope.state.path("mlflow_artifacts"))
+    try:
+        before, after = rollback(scope.registry.model_name)
+    except RuntimeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"champion of {scope.registry.model_name}: version {before} -> {after}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     scope = _load(args)
     from flows.runtime import configure_environment
@@ -196,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p = add("augment", cmd_augment, "augment a dataset version with car noise")
     p.add_argument("--dataset-version", required=True, help="e.g. ds-0123456789ab")
+    p = add("train", cmd_train, "train, analyse, register and gate on an augmented version")
+    p.add_argument("--augmented-version", required=True, help="e.g. aug-0123456789ab")
+    add("rollback", cmd_rollback, "move the champion alias back to the previous champion")
     p = add("bench", cmd_bench, "run a benchmark; writes JSON under bench/results/")
     p.add_argument("suite", choices=["data"], help="which benchmark")
     p.add_argument("--out", default="bench/results", help="results folder")

@@ -36,8 +36,10 @@ class AcousticModelConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown acoustic model config keys {sorted(unknown)}; "
-                             f"expected a subset of {sorted(known)}")
+            raise ValueError(
+                f"unknown acoustic model config keys {sorted(unknown)}; "
+                f"expected a subset of {sorted(known)}"
+            )
         return cls(**values)
 
 
@@ -118,9 +120,10 @@ class CTCAcousticModel(nn.Module):
 def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Mean CTC loss (per target token, as nn.CTCLoss does) over the batch."""
     loss_fn = nn.CTCLoss(blank=BLANK_ID, reduction="mean", zero_infinity=True)
-    return loss_fn(
+    loss: torch.Tensor = loss_fn(
         log_probs.transpose(0, 1),  # (T', B, V), as CTCLoss wants
         batch.targets,
         out_lengths,
         batch.target_lengths,
     )
+    return loss

@@ -97,7 +97,9 @@ class GreedyDecoder:
                     tokens.append(tok)
                     frames.append(t)
                 previous = tok
-            results.append((_clean(decode(tokens)), path_confidence(log_probs[b, :n], tokens, frames)))
+            results.append(
+                (_clean(decode(tokens)), path_confidence(log_probs[b, :n], tokens, frames))
+            )
         return results
 
 
@@ -157,14 +159,20 @@ class WordLM:
             "format": LM_FORMAT,
             "discount": self.discount,
             "add_k": self.add_k,
-            "bigram_counts": {v: dict(sorted(f.items())) for v, f in sorted(self.bigram_counts.items())},
+            "bigram_counts": {
+                v: dict(sorted(f.items())) for v, f in sorted(self.bigram_counts.items())
+            },
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WordLM:
         if data.get("format") != LM_FORMAT:
-            raise ValueError(f"expected an LM dict of format {LM_FORMAT!r}, got {data.get('format')!r}")
-        counts = {str(v): {str(w): int(c) for w, c in f.items()} for v, f in data["bigram_counts"].items()}
+            raise ValueError(
+                f"expected an LM dict of format {LM_FORMAT!r}, got {data.get('format')!r}"
+            )
+        counts = {
+            str(v): {str(w): int(c) for w, c in f.items()} for v, f in data["bigram_counts"].items()
+        }
         return cls(counts, float(data["discount"]), float(data["add_k"]))
 
     def continuation_log_prob(self, word: str) -> float:
@@ -226,7 +234,9 @@ class _BigramDecoderLM(CTCDecoderLM):
     def start(self, start_with_nothing: bool) -> CTCDecoderLMState:
         return self.lookahead if self.building_trie else self.root
 
-    def score(self, state: CTCDecoderLMState, usr_token_idx: int) -> tuple[CTCDecoderLMState, float]:
+    def score(
+        self, state: CTCDecoderLMState, usr_token_idx: int
+    ) -> tuple[CTCDecoderLMState, float]:
         word = self.words[usr_token_idx]
         if state is self.lookahead:
             return state, self.lm.continuation_log_prob(word) + self.bonus[usr_token_idx]
@@ -261,8 +271,9 @@ class BeamSettings:
         known = set(cls.__dataclass_fields__)
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown beam settings {sorted(unknown)}; expected a subset of "
-                             f"{sorted(known)}")
+            raise ValueError(
+                f"unknown beam settings {sorted(unknown)}; expected a subset of {sorted(known)}"
+            )
         return cls(**values)
 
 
@@ -315,8 +326,10 @@ class BeamDecoder:
         if s.lexicon_free:
             return ctc_decoder(lexicon=None, lm=None, lm_weight=0.0, **common)
         if self.lm is None:
-            raise ValueError("a lexicon beam decoder needs a WordLM; got lm=None "
-                             "(pass an LM, or BeamSettings(lexicon_free=True))")
+            raise ValueError(
+                "a lexicon beam decoder needs a WordLM; got lm=None "
+                "(pass an LM, or BeamSettings(lexicon_free=True))"
+            )
         known = set(self.lm.words)
         words = [*self.lm.words, *sorted(self.hot_word_set - known)]
         if not words:

@@ -88,7 +88,8 @@ class Recognizer:
         ]
         audio, lengths = pad_waveforms(padded)  # (B, S), (B,)
         features, feature_lengths = self.transform(audio, lengths)  # (B, T, F), (B,)
-        return self.model(features, feature_lengths)  # (B, T', V), (B,)
+        log_probs, out_lengths = self.model(features, feature_lengths)  # (B, T', V), (B,)
+        return log_probs, out_lengths
 
     @torch.inference_mode()
     def transcribe(self, waveforms: Sequence[np.ndarray]) -> list[Transcription]:

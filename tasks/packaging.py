@@ -38,6 +38,7 @@ def import_recognizer(
     then keeps pointing at the newest import, not at the returned model.
     """
     import bentoml
+    from bentoml.exceptions import NotFound
 
     missing = [name for name in RECOGNIZER_FILES if not (recognizer_dir / name).is_file()]
     if missing:
@@ -47,7 +48,11 @@ def import_recognizer(
         )
     version = metadata.get("registry_version")
     if version is not None:
-        for existing in bentoml.models.list(model_name):
+        try:
+            existing_models = bentoml.models.list(model_name)
+        except NotFound:  # no model of this name yet
+            existing_models = []
+        for existing in existing_models:
             if str(existing.info.metadata.get("registry_version")) == str(version):
                 return str(existing.tag)
     with bentoml.models.create(
@@ -87,14 +92,27 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
     config["envs"] = [
         env for env in config.get("envs", []) if env.get("name") != "VOICECYCLE_MODEL_TAG"
     ] + [{"name": "VOICECYCLE_MODEL_TAG", "value": exact_tag}]
-    env = {**os.environ, "BENTOML_HOME": str(home), "VOICECYCLE_MODEL_TAG": exact_tag,
-           "BENTOML_DO_NOT_TRACK": "True"}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "VOICECYCLE_MODEL_TAG": exact_tag,
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
     with tempfile.TemporaryDirectory(prefix="voicecycle-bentofile-") as tmp:
         bentofile = Path(tmp) / "bentofile.yaml"
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False))
         done = subprocess.run(
-            [sys.executable, "-m", "bentoml", "build", "-f", str(bentofile), "-o", "tag",
-             str(service_dir)],
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "build",
+                "-f",
+                str(bentofile),
+                "-o",
+                "tag",
+                str(service_dir),
+            ],
             cwd=service_dir,
             env=env,
             capture_output=True,
@@ -102,9 +120,7 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
             timeout=timeout_s,
         )
     if done.returncode != 0:
-        raise RuntimeError(
-            f"bentoml build failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
-        )
+        raise RuntimeError(f"bentoml build failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("__tag__:"):
             return line.removeprefix("__tag__:").strip()
@@ -114,6 +130,13 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
 def serve_command(host: str, port: int) -> list[str]:
     """The `bentoml serve` command line for the service (run it from the repository root)."""
     return [
-        sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT,
-        "--host", host, "--port", str(port),
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_IMPORT,
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]

@@ -230,7 +230,9 @@ def test_blank_leaning_model_gives_empty_transcripts() -> None:
 def test_transcribe_keeps_order_across_batches() -> None:
     recognizer = Recognizer(tiny_model(), batch_size=2)
     rng = np.random.default_rng(1)
-    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000, 3000, 9000, 500, 12000)]
+    clips = [
+        (0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000, 3000, 9000, 500, 12000)
+    ]
     together = recognizer.transcribe(clips)
     alone = [recognizer.transcribe([clip])[0] for clip in clips]
     assert [t.duration_s for t in together] == [len(c) / SAMPLE_RATE for c in clips]

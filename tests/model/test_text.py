@@ -14,9 +14,7 @@ def test_vocab_layout() -> None:
     assert len(set(VOCAB)) == len(VOCAB)
 
 
-@pytest.mark.parametrize(
-    "text", ["", "a", "who is taylor swift", "don't stop", "zz top", "'"]
-)
+@pytest.mark.parametrize("text", ["", "a", "who is taylor swift", "don't stop", "zz top", "'"])
 def test_encode_decode_round_trip(text: str) -> None:
     ids = encode(text)
     assert 0 not in ids
@@ -25,7 +23,13 @@ def test_encode_decode_round_trip(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "char", "position"),
-    [("Hello", "H", 0), ("hi!", "!", 2), ("caf\u00e9", "\u00e9", 3), ("a_b", "_", 1), ("a1", "1", 1)],
+    [
+        ("Hello", "H", 0),
+        ("hi!", "!", 2),
+        ("caf\u00e9", "\u00e9", 3),
+        ("a_b", "_", 1),
+        ("a1", "1", 1),
+    ],
 )
 def test_encode_rejects_unknown_characters(text: str, char: str, position: int) -> None:
     with pytest.raises(ValueError, match=rf"{re.escape(repr(char))} at position {position}"):
@@ -52,8 +56,15 @@ def test_decode_rejects_out_of_range_ids() -> None:
 
 @pytest.mark.parametrize(
     ("text", "ok"),
-    [("who is it", True), ("rock'n'roll", True), ("", False), (" a", False), ("a  b", False),
-     ("a ", False), ("A", False)],
+    [
+        ("who is it", True),
+        ("rock'n'roll", True),
+        ("", False),
+        (" a", False),
+        ("a  b", False),
+        ("a ", False),
+        ("A", False),
+    ],
 )
 def test_transcript_pattern(text: str, ok: bool) -> None:
     assert (re.match(TRANSCRIPT_PATTERN, text) is not None) == ok
