@@ -7,6 +7,7 @@ from prefect import flow
 from data_contracts.scoping import Scope
 from tasks.augmentation import augmentation_info, load_augmented
 from tasks.error_analysis import (
+    build_drift_reference,
     decide_promotion,
     evaluate_recognizer,
     publish_error_analysis,
@@ -75,6 +76,7 @@ def train(scope: Scope, augmented_version: str) -> dict[str, object]:
     analysis, _ = run_error_analysis(
         predictions, scope.targets, None, scope.augmentation, report_dir
     )
+    build_drift_reference(predictions, manifest, data_dir, report_dir / "drift_reference.csv")
     champion = alias_version(reg.model_name, CHAMPION)
     champion_slices = None
     if champion is not None:

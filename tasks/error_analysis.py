@@ -149,3 +149,26 @@ def publish_error_analysis(
         publish_markdown(
             "top-confusions", markdown_table(analysis.confusions.head(20)), "Top word confusions"
         )
+
+
+@task(name="build-drift-reference")
+def build_drift_reference(predictions: pd.DataFrame, manifest: pd.DataFrame, data_dir: Path,
+                          out_path: Path) -> Path:
+    """The champion's held-out predictions with the audio features the service logs.
+
+    Monitoring compares production windows with this table, so it is made from the same
+    features (tasks.audio_features) on the held-out clean and in-car clips.
+    """
+    from tasks.audio_features import compute_audio_features
+    from tasks.training import read_clip
+
+    held = predictions[predictions["split"].isin(["dev", "test"])]
+    paths = manifest.set_index("utterance_id").loc[held["utterance_id"], "audio_path"]
+    feats = [compute_audio_features(read_clip(data_dir / p), 16000).as_dict() for p in paths]
+    ref = pd.DataFrame(feats)
+    ref["confidence"] = held["confidence"].to_numpy()
+    ref["transcript"] = held["hypothesis"].fillna("").to_numpy()
+    ref["n_words"] = ref["transcript"].str.split().str.len().fillna(0).astype(int)
+    ref["condition"] = held["condition"].to_numpy()
+    ref.to_csv(out_path, index=False)
+    return out_path

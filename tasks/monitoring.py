@@ -1,0 +1,111 @@
+"""Monitoring steps: the production window, the champion's reference, the drift decision,
+and the trigger that starts a retrain."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+
+from data_contracts.scoping import MonitoringScope
+from tasks.drift import DriftDecision, DriftResult, decide, drift_features, run_drift_report
+
+DRIFT_EVENT = "voicecycle.drift.detected"
+RETRAIN_DEPLOYMENT = "retrain/retrain"
+
+
+@task(name="read-prediction-window", retries=2, retry_delay_seconds=2)
+def read_window(prediction_log_url: str, size: int) -> pd.DataFrame:
+    """The most recent `size` logged predictions (oldest first)."""
+    from deployments.prediction_log import PredictionStore
+
+    store = PredictionStore(prediction_log_url)
+    try:
+        return store.read(limit=size)
+    finally:
+        store.close()
+
+
+def lexicon_of(recognizer_dir: Path) -> set[str]:
+    """The words a saved recogniser can output: its LM vocabulary plus hot words."""
+    config = json.loads((recognizer_dir / "config.json").read_text())
+    words: set[str] = set(config.get("hot_words", []))
+    lm = config.get("lm") or {}
+    for history, followers in lm.get("bigram_counts", {}).items():
+        words.add(history)
+        words.update(followers)
+    return {w for w in words if not w.startswith("<")}
+
+
+@task(name="champion-reference", retries=2, retry_delay_seconds=2)
+def champion_reference(model_name: str, alias: str, dest: Path) -> tuple[pd.DataFrame, set[str],
+                                                                          str]:
+    """The champion's drift reference table, its lexicon and its version."""
+    import mlflow
+
+    from tasks.registry import download_recognizer
+
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version_by_alias(model_name, alias)
+    dest.mkdir(parents=True, exist_ok=True)
+    ref_path = mlflow.artifacts.download_artifacts(
+        run_id=mv.run_id, artifact_path="error_analysis/drift_reference.csv", dst_path=str(dest))
+    recognizer = download_recognizer(model_name, str(mv.version), dest / "model")
+    return pd.read_csv(ref_path, keep_default_na=False), lexicon_of(recognizer), str(mv.version)
+
+
+@task(name="drift-report")
+def drift_check(reference: pd.DataFrame, current_log: pd.DataFrame, lexicon: set[str],
+                html_path: Path) -> DriftResult:
+    """Evidently's drift preset over audio and prediction features, saved as HTML."""
+    reference = reference.assign(oov_share=0.0)
+    ref = drift_features(reference.assign(client="{}"), lexicon) if "oov_share" not in \
+        reference else reference
+    cur = drift_features(current_log, lexicon)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    return run_drift_report(ref, cur, html_path)
+
+
+def _state_path(workspace: Path) -> Path:
+    return workspace / "monitoring" / "state.json"
+
+
+def last_trigger(workspace: Path) -> datetime | None:
+    """When monitoring last started a retrain (for the cooldown)."""
+    path = _state_path(workspace)
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get("last_trigger")
+    return datetime.fromisoformat(value) if value else None
+
+
+@task(name="drift-decision")
+def drift_decision(result: DriftResult, window_rows: int, settings: MonitoringScope,
+                   workspace: Path) -> DriftDecision:
+    """Apply the scope's decision rule (drift share, minimum window, cooldown)."""
+    now = datetime.now(UTC)
+    decision = decide(result, settings.drift_share, settings.min_window, last_trigger(workspace),
+                      now, settings.cooldown_minutes)
+    if decision.retrain:
+        path = _state_path(workspace)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"last_trigger": now.isoformat(), "reason": decision.reason}))
+    return decision
+
+
+@task(name="trigger-retrain")
+def trigger_retrain(reason: str, scope_payload: dict[str, Any], wait: bool = False) -> str:
+    """Emit the drift event and start the retrain deployment (returns its flow-run id)."""
+    from prefect.deployments import run_deployment
+    from prefect.events import emit_event
+
+    emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": "voicecycle.monitor"},
+               payload={"reason": reason})
+    run = run_deployment(RETRAIN_DEPLOYMENT,
+                         parameters={"scope": scope_payload, "reason": reason},
+                         timeout=None if wait else 0)
+    return str(run.id)

@@ -1,0 +1,136 @@
+"""Production traffic, simulated: real HTTP requests to the served endpoint in scenarios.
+
+The simulator speaks queries with voices the model never heard in training, processes them
+the way ingestion does (trim, loudness), optionally mixes car noise, and posts them to
+`POST /transcribe`. It knows the true transcript, so it also plays the labeller.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+
+from models.features import SAMPLE_RATE
+from tasks.audio_features import normalise_loudness, trim_silence
+from tasks.corpus import generate_queries
+from tasks.noise import NOISE_TYPES, car_noise, mix_at_snr
+from tasks.synthesis import Voice, render_utterance
+from tasks.text import normalise_transcript
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What production looks like: which entities people ask about, and how often from a car."""
+
+    name: str
+    era_weights: dict[str, float]
+    car_share: float
+    snr_db: tuple[float, float]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    # stable mirrors the held-out evaluation mix the reference was built from
+    "stable": Scenario("stable", {"launch": 1.0}, 0.5, (0.0, 20.0)),
+    "new-names": Scenario("new-names", {"new": 1.0}, 0.5, (0.0, 20.0)),
+    "in-car": Scenario("in-car", {"launch": 1.0}, 1.0, (-5.0, 5.0)),
+    "mixed": Scenario("mixed", {"launch": 0.3, "new": 0.7}, 0.9, (-5.0, 10.0)),
+}
+
+
+@dataclass(frozen=True)
+class Clip:
+    wav_bytes: bytes
+    reference: str
+    era: str
+    condition: str
+
+
+@dataclass
+class SimulationResult:
+    scenario: str
+    sent: int = 0
+    ok: int = 0
+    status_counts: dict[int, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    hypotheses: list[str] = field(default_factory=list)
+    eras: list[str] = field(default_factory=list)
+    model_versions: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """Counts and latency percentiles (ms)."""
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {"scenario": self.scenario, "sent": self.sent, "ok": self.ok,
+                "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
+                "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+                "model_versions": sorted(set(self.model_versions))}
+
+
+def make_clips(scenario: Scenario, count: int, voices: Sequence[Voice], seed: int,
+               loudness_dbfs: float = -23.0) -> list[Clip]:
+    """Render `count` queries of a scenario as WAV bytes with their true transcripts."""
+    if not voices:
+        raise ValueError("expected at least one voice to speak the traffic")
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i, query in enumerate(generate_queries(count, seed, scenario.era_weights)):
+        voice = voices[int(rng.integers(len(voices)))]
+        spoken = normalise_transcript(query.text, drop_fillers=())
+        audio = render_utterance(spoken, voice, SAMPLE_RATE, rng)
+        audio = normalise_loudness(trim_silence(audio, SAMPLE_RATE, 40.0, 150.0), loudness_dbfs)
+        condition = "car" if rng.random() < scenario.car_share else "clean"
+        if condition == "car":
+            kind = NOISE_TYPES[int(rng.integers(len(NOISE_TYPES)))]
+            noise = car_noise(kind, len(audio) / SAMPLE_RATE, SAMPLE_RATE,
+                              np.random.default_rng(seed * 100_003 + i))
+            audio = mix_at_snr(audio, noise, float(rng.uniform(*scenario.snr_db)))
+        buf = io.BytesIO()
+        sf.write(buf, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+        clips.append(Clip(buf.getvalue(), normalise_transcript(query.text), query.era, condition))
+    return clips
+
+
+def send(url: str, clips: Sequence[Clip], scenario: str, concurrency: int = 4,
+         rate_per_s: float | None = None, timeout_s: float = 30.0) -> SimulationResult:
+    """POST every clip to `url` (…/transcribe) with consent and the true transcript."""
+    import httpx
+
+    result = SimulationResult(scenario)
+
+    def one(item: tuple[int, Clip]) -> tuple[int, dict[str, object], float, Clip]:
+        i, clip = item
+        if rate_per_s:
+            time.sleep(max(0.0, i / rate_per_s - (time.monotonic() - started)))
+        t0 = time.perf_counter()
+        try:
+            resp = client.post(url, files={"audio": ("query.wav", clip.wav_bytes, "audio/wav")},
+                               data={"consent": "true", "scenario": scenario,
+                                     "reference": clip.reference,
+                                     "client": json.dumps({"app": "simulator/1"})})
+            body = resp.json() if resp.headers.get("content-type", "").startswith(
+                "application/json") else {}
+            status = resp.status_code
+        except httpx.HTTPError as exc:
+            status, body = 599, {"error": str(exc)}
+        return status, body, (time.perf_counter() - t0) * 1000, clip
+
+    started = time.monotonic()
+    with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(concurrency) as pool:
+        for status, body, ms, clip in pool.map(one, enumerate(clips)):
+            result.sent += 1
+            result.status_counts[status] = result.status_counts.get(status, 0) + 1
+            if status == 200:
+                result.ok += 1
+                result.latencies_ms.append(ms)
+                result.references.append(clip.reference)
+                result.hypotheses.append(str(body.get("transcript", "")))
+                result.eras.append(clip.era)
+                result.model_versions.append(str(body.get("model_version", "")))
+    return result
