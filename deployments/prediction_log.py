@@ -112,7 +112,12 @@ class PredictionStore:
         # SQLite lets one writer in at a time anyway; serialising this process's writers here
         # keeps them off the busy-wait path (other processes still rely on busy_timeout).
         self._write_lock = threading.Lock() if self.is_sqlite else None
-        self._metadata.create_all(self.engine, checkfirst=True)
+        try:
+            self._metadata.create_all(self.engine, checkfirst=True)
+        except sa.exc.DatabaseError:
+            # Another process (a second worker) created it between the check and the create.
+            if not sa.inspect(self.engine).has_table(TABLE_NAME):
+                raise
 
     def __repr__(self) -> str:
         return f"PredictionStore({self.engine.url.render_as_string(hide_password=True)!r})"

@@ -186,7 +186,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(f"bench.{args.suite}")
-    module.main(scope, Path(args.out))
+    if args.suite == "train":
+        module.main(scope, Path(args.out), profile=args.profile)
+    else:
+        module.main(scope, Path(args.out))
     return 0
 
 
@@ -227,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augmented-version", required=True, help="e.g. aug-0123456789ab")
     add("rollback", cmd_rollback, "move the champion alias back to the previous champion")
     p = add("bench", cmd_bench, "run a benchmark; writes JSON under bench/results/")
-    p.add_argument("suite", choices=["data"], help="which benchmark")
+    p.add_argument("suite", choices=["data", "train"], help="which benchmark")
+    p.add_argument("--profile", choices=["default", "quality"], default="default",
+                   help="training profile for the train benchmark")
     p.add_argument("--out", default="bench/results", help="results folder")
     return parser
 

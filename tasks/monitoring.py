@@ -62,9 +62,7 @@ def champion_reference(model_name: str, alias: str, dest: Path) -> tuple[pd.Data
 def drift_check(reference: pd.DataFrame, current_log: pd.DataFrame, lexicon: set[str],
                 html_path: Path) -> DriftResult:
     """Evidently's drift preset over audio and prediction features, saved as HTML."""
-    reference = reference.assign(oov_share=0.0)
-    ref = drift_features(reference.assign(client="{}"), lexicon) if "oov_share" not in \
-        reference else reference
+    ref = drift_features(reference, lexicon)
     cur = drift_features(current_log, lexicon)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     return run_drift_report(ref, cur, html_path)
@@ -109,3 +107,40 @@ def trigger_retrain(reason: str, scope_payload: dict[str, Any], wait: bool = Fal
                          parameters={"scope": scope_payload, "reason": reason},
                          timeout=None if wait else 0)
     return str(run.id)
+
+
+@task(name="publish-drift-report", retries=1)
+def publish_drift(result: DriftResult, decision: DriftDecision, champion_version: str,
+                  experiment: str) -> None:
+    """The decision and per-column drift in the Prefect UI; the HTML report logged to MLflow."""
+    import mlflow
+    from prefect.artifacts import create_link_artifact
+
+    from tasks.artifacts import markdown_table, publish_markdown
+
+    rows = pd.DataFrame([{"column": k, **v} for k, v in result.per_column.items()])
+    verdict = "DRIFT" if decision.drift else "no drift"
+    md = "\n".join([
+        f"# Drift check: {verdict} (champion v{champion_version})",
+        "",
+        f"- drifted columns: {len(result.drifted_columns)} of {len(result.per_column)} "
+        f"(share {result.drift_share:.2f}); window {result.n_current} vs reference "
+        f"{result.n_reference}",
+        f"- decision: {decision.reason}",
+        f"- retrain triggered: {decision.retrain}",
+        "",
+        markdown_table(rows) if len(rows) else "",
+    ])
+    publish_markdown("drift-check", md, "Latest drift check")
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    run = client.create_run(exp.experiment_id, run_name="monitor",
+                            tags={"kind": "drift-check", "champion_version": champion_version})
+    client.log_metric(run.info.run_id, "drift_share", result.drift_share)
+    client.log_metric(run.info.run_id, "window", result.n_current)
+    client.log_param(run.info.run_id, "decision", decision.reason[:500])
+    if result.html_path is not None and result.html_path.is_file():
+        client.log_artifact(run.info.run_id, str(result.html_path))
+        create_link_artifact(key="drift-report", link=result.html_path.resolve().as_uri(),
+                             link_text="Evidently drift report (HTML)")
+    client.set_terminated(run.info.run_id)

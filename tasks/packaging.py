@@ -23,6 +23,7 @@ RECOGNIZER_FILES = ("weights.pt", "config.json")
 
 
 def _bentoml_home() -> Path:
+    # BentoML has no public accessor for the home it resolved (env var or ~/bentoml).
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     return Path(BentoMLContainer.bentoml_home.get()).resolve()
@@ -69,18 +70,15 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
 
     Runs `bentoml build` in a child process, so the service module is imported fresh with
     VOICECYCLE_MODEL_TAG=model_tag (the model the Bento declares and therefore packs).
-    Offline: packages are not locked. BENTOML_HOME must lie outside `service_dir`.
+    Offline: packages are not locked. A BENTOML_HOME inside `service_dir` (the default scope
+    keeps it in workspace/bentoml) is excluded from the build context, so the store is never
+    copied into the Bento it is building.
     """
     import bentoml
     from bentoml.exceptions import NotFound
 
     service_dir = service_dir.resolve()
     home = _bentoml_home()
-    if home.is_relative_to(service_dir):
-        raise ValueError(
-            f"BENTOML_HOME ({home}) lies inside the build context ({service_dir}); "
-            "point BENTOML_HOME outside the repository"
-        )
     try:
         model = bentoml.models.get(model_tag)
     except NotFound:
@@ -88,6 +86,9 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
     exact_tag = str(model.tag)
 
     config = yaml.safe_load((service_dir / BENTOFILE).read_text())
+    if home.is_relative_to(service_dir):
+        inside = f"{home.relative_to(service_dir).as_posix()}/"
+        config["exclude"] = [*config.get("exclude", []), inside]
     config["labels"] = {**config.get("labels", {}), "model_tag": exact_tag.replace(":", "-")}
     config["envs"] = [
         env for env in config.get("envs", []) if env.get("name") != "VOICECYCLE_MODEL_TAG"

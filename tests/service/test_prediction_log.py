@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def record(**overrides: object) -> dict[str, object]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> PredictionStore:
+def store(tmp_path: Path) -> Iterator[PredictionStore]:
     store = PredictionStore(f"sqlite:///{tmp_path / 'log' / 'predictions.db'}")
     yield store
     store.close()
