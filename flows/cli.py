@@ -78,8 +78,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.full_cycle import full_cycle
 
     result = full_cycle(scope)
-    print(json.dumps(result, indent=2))
-    print(f"\nThe cycle finished. Inspect the runs and artifacts in the Prefect UI: {ui}")
+    print(json.dumps(result, indent=2, default=str))
+    from flows.runtime import start_service
+
+    url = start_service(scope, Path(args.scope))
+    print(f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
+          f"  Speech endpoint: {url}/transcribe (docs: {url}/docs)\n"
+          f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
+          f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000")
     return 0
 
 
@@ -149,6 +155,57 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
     print(augment(scope, args.dataset_version))
     return 0
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    _prepare(scope)
+    from flows.package import package
+
+    print(json.dumps(package(scope, build=not args.no_build), indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.runtime import configure_environment, start_service, stop_service
+
+    scope = _load(args)
+    if args.port:
+        scope = scope.model_copy(update={"serving": scope.serving.model_copy(
+            update={"port": args.port})})
+    configure_environment(scope)
+    if args.stop:
+        print("stopped" if stop_service(scope) else "no service started from this workspace")
+        return 0
+    if not _store_has_model(scope):
+        print("the BentoML store has no model yet: packaging the champion first",
+              file=sys.stderr)
+        _prepare(scope)
+        from flows.package import package
+
+        package(scope, build=False)
+    if args.foreground:
+        import os
+        import subprocess
+
+        from flows.runtime import REPO_ROOT, service_env
+        from tasks.packaging import serve_command
+
+        cmd = serve_command(scope.serving.host, scope.serving.port)
+        return subprocess.call(cmd, cwd=REPO_ROOT, env=service_env(scope, Path(args.scope)))
+    url = start_service(scope, Path(args.scope))
+    print(f"serving on {url} (POST /transcribe, GET /metadata, docs at {url}/docs)")
+    return 0
+
+
+def _store_has_model(scope: Scope) -> bool:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bool(bentoml.models.list(scope.registry.model_name))
+    except NotFound:
+        return False
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -229,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "train, analyse, register and gate on an augmented version")
     p.add_argument("--augmented-version", required=True, help="e.g. aug-0123456789ab")
     add("rollback", cmd_rollback, "move the champion alias back to the previous champion")
+    p = add("package", cmd_package, "import the champion into the BentoML store, build a Bento")
+    p.add_argument("--no-build", action="store_true", help="only import into the model store")
+    p = add("serve", cmd_serve, "serve the champion over HTTP with BentoML (127.0.0.1)")
+    p.add_argument("--port", type=int, help="override serving.port")
+    p.add_argument("--foreground", action="store_true", help="run attached (Ctrl-C stops)")
+    p.add_argument("--stop", action="store_true", help="stop the background service")
     p = add("bench", cmd_bench, "run a benchmark; writes JSON under bench/results/")
     p.add_argument("suite", choices=["data", "train"], help="which benchmark")
     p.add_argument("--profile", choices=["default", "quality"], default="default",

@@ -1,4 +1,4 @@
-"""The full cycle: scope -> ingest -> augment (-> train -> register -> package as they land)."""
+"""The full cycle: scope -> ingest -> augment -> train (register, gate) -> package."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from prefect import flow
 from data_contracts.scoping import Scope
 from flows.augment import augment
 from flows.ingest import ingest
+from flows.package import package
 from flows.train import train
 from tasks.artifacts import publish_markdown
 from tasks.scoping import scope_markdown, validate_scope

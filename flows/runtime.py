@@ -5,6 +5,7 @@ here runs at import.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from data_contracts.scoping import Scope
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def prefect_api_url(scope: Scope) -> str:
@@ -99,27 +102,90 @@ def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
     raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s")
 
 
-def stop_pidfile(pidfile: Path, grace_s: float = 10.0) -> bool:
-    """Stop the process group recorded in a pid file; True if something was stopped."""
+def stop_pidfile(pidfile: Path, grace_s: float = 15.0) -> bool:
+    """Stop the process recorded in a pid file and every process it started.
+
+    `bentoml serve` starts its workers in sessions of their own, so signalling the process
+    group is not enough: the whole tree is collected first, then terminated, then killed.
+    """
+    import psutil
+
     if not pidfile.is_file():
         return False
     pid = int(pidfile.read_text().strip())
     pidfile.unlink()
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
         return False
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.3)
-    os.killpg(pid, signal.SIGKILL)
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
     return True
 
 
 def stop_server(scope: Scope) -> bool:
     """Stop the Prefect server this workspace started."""
     return stop_pidfile(scope.state.workspace.resolve() / "prefect-server.pid")
+
+
+def service_url(scope: Scope) -> str:
+    """The base URL of the BentoML service."""
+    return f"http://{scope.serving.host}:{scope.serving.port}"
+
+
+def service_ready(scope: Scope) -> bool:
+    """True when the service answers its readiness check (a model is loaded)."""
+    return _healthy(service_url(scope) + "/readyz")
+
+
+def service_env(scope: Scope, scope_path: Path) -> dict[str, str]:
+    """The environment `bentoml serve` runs with: scope, workspace, store, admin token."""
+    ws = scope.state.workspace.resolve()
+    token_file = ws / "admin-token"
+    if not token_file.is_file():
+        import secrets
+
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    return {**os.environ, "VOICECYCLE_SCOPE": str(scope_path.resolve()),
+            "VOICECYCLE_WORKSPACE": str(ws),
+            "VOICECYCLE_ADMIN_TOKEN": os.environ.get("VOICECYCLE_ADMIN_TOKEN",
+                                                     token_file.read_text().strip())}
+
+
+def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> str:
+    """Start `bentoml serve` in the background (or reuse a ready one); return its URL."""
+    from tasks.packaging import serve_command
+
+    configure_environment(scope)
+    if service_ready(scope):
+        return service_url(scope)
+    ws = scope.state.workspace.resolve()
+    log = open(ws / "logs" / "service.log", "ab")  # noqa: SIM115 (handed to the child)
+    proc = subprocess.Popen(
+        serve_command(scope.serving.host, scope.serving.port), cwd=REPO_ROOT,
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=service_env(scope, scope_path),
+    )
+    (ws / "service.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service_ready(scope):
+            return service_url(scope)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the BentoML service exited with code {proc.returncode}; "
+                               f"see {ws / 'logs' / 'service.log'}")
+        time.sleep(1.0)
+    raise RuntimeError(f"the BentoML service was not ready within {timeout_s:.0f} s; "
+                       f"see {ws / 'logs' / 'service.log'}")
+
+
+def stop_service(scope: Scope) -> bool:
+    """Stop the BentoML service this workspace started (workers included)."""
+    return stop_pidfile(scope.state.workspace.resolve() / "service.pid")

@@ -1,6 +1,6 @@
 """BentoML packaging: the champion recogniser into the model store, the service into a Bento.
 
-Plain functions (no prefect import): the packaging flow wraps them in tasks. BentoML writes
+The store and build functions are plain; the steps at the end are the packaging flow's tasks. BentoML writes
 to the store under `BENTOML_HOME`; the caller sets it (from `state.bentoml_home`).
 """
 
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect import task
+
+from data_contracts.scoping import Scope
 
 SERVICE_IMPORT = "deployments.service:VoiceSearchASR"
 BENTOFILE = Path("deployments") / "bentofile.yaml"
@@ -34,9 +37,9 @@ def import_recognizer(
 ) -> str:
     """Copy a saved Recognizer into the BentoML store; returns the model tag.
 
-    Idempotent on `metadata["registry_version"]`: if a model of this name already carries
-    that registry version, its tag is returned and nothing is written. Note that `latest`
-    then keeps pointing at the newest import, not at the returned model.
+    Idempotent on `metadata["registry_version"]`: if the newest model of this name already
+    carries that registry version, its tag is returned and nothing is written; an older import
+    of it (after a rollback) is imported again so that `latest` points at it.
     """
     import bentoml
     from bentoml.exceptions import NotFound
@@ -53,8 +56,12 @@ def import_recognizer(
             existing_models = bentoml.models.list(model_name)
         except NotFound:  # no model of this name yet
             existing_models = []
+        newest = max(existing_models, key=lambda m: m.info.creation_time, default=None)
         for existing in existing_models:
-            if str(existing.info.metadata.get("registry_version")) == str(version):
+            same = str(existing.info.metadata.get("registry_version")) == str(version)
+            # a rollback re-promotes an older version: import it again so it becomes `latest`,
+            # which is what the running service follows
+            if same and existing is newest:
                 return str(existing.tag)
     with bentoml.models.create(
         model_name,
@@ -141,3 +148,48 @@ def serve_command(host: str, port: int) -> list[str]:
         "--port",
         str(port),
     ]
+
+
+# -- pipeline steps (the packaging flow wires these) ---------------------------------------
+
+
+@task(name="resolve-champion", retries=2, retry_delay_seconds=2)
+def resolve_champion(scope: Scope) -> str:
+    """The registry version the champion alias points at (error if there is none)."""
+    from tasks.registry import CHAMPION, alias_version, configure_mlflow
+
+    configure_mlflow(scope.state.url("mlflow_tracking_uri"), scope.registry.experiment,
+                     scope.state.path("mlflow_artifacts"))
+    version = alias_version(scope.registry.model_name, CHAMPION)
+    if version is None:
+        raise RuntimeError(f"model {scope.registry.model_name!r} has no champion to package; "
+                           "run the training flow first")
+    return version
+
+
+@task(name="import-to-bentoml", retries=1)
+def import_champion(scope: Scope, version: str) -> str:
+    """Download the registered version and import it, with its lineage, into the store."""
+    import mlflow
+
+    from tasks.registry import download_recognizer, version_tags
+
+    name = scope.registry.model_name
+    tags = version_tags(name, version)
+    client = mlflow.MlflowClient()
+    run_metrics = client.get_run(client.get_model_version(name, version).run_id).data.metrics
+    metrics = {k: round(v, 4) for k, v in run_metrics.items()
+               if k.startswith(("wer_", "cer_", "test_", "cross_synth_"))}
+    folder = download_recognizer(name, version)
+    metadata = {"registry_version": version, "model_name": name,
+                "dataset_version": tags.get("dataset_version", ""),
+                "augmented_version": tags.get("augmented_version", ""),
+                "git_commit": tags.get("git_commit", ""), "gate": tags.get("gate", ""),
+                "metrics": metrics}
+    return import_recognizer(folder, name, metadata, {"registry_version": version})
+
+
+@task(name="build-bento")
+def build_bento_task(model_tag: str) -> str:
+    """Build the Bento for a model tag from this repository."""
+    return build_bento(Path(__file__).resolve().parents[1], model_tag)
