@@ -79,8 +79,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = full_cycle(scope)
     print(json.dumps(result, indent=2, default=str))
-    from flows.runtime import start_service
+    from flows.runtime import deploy_all, start_service, start_worker
 
+    deploy_all(scope)
+    start_worker(scope)
     url = start_service(scope, Path(args.scope))
     print(f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
           f"  Speech endpoint: {url}/transcribe (docs: {url}/docs)\n"
@@ -208,6 +210,65 @@ def _store_has_model(scope: Scope) -> bool:
         return False
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    _prepare(scope)
+    from flows.runtime import deploy_all, start_worker
+
+    for name in deploy_all(scope):
+        print(f"deployed {name}")
+    start_worker(scope)
+    print("process worker running for work pool 'voicecycle-local'")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    ui = _prepare(scope)
+    if args.local:
+        from flows.retrain import retrain
+
+        print(json.dumps(retrain(scope, args.reason), indent=2, default=str))
+        return 0
+    from prefect.deployments import run_deployment
+
+    from flows.runtime import deploy_all, start_worker
+
+    deploy_all(scope)
+    start_worker(scope)
+    run = run_deployment("retrain/retrain", parameters={"reason": args.reason},
+                         timeout=None if args.wait else 0)
+    print(f"retrain flow run {run.id} ({run.state.name if run.state else 'scheduled'}): "
+          f"{ui}/runs/flow-run/{run.id}")
+    return 0 if not args.wait or (run.state and run.state.is_completed()) else 1
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    _prepare(scope)
+    from flows.monitor import monitor
+
+    print(json.dumps(monitor(scope, trigger=not args.no_trigger), indent=2, default=str))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    from flows.runtime import configure_environment, service_url
+
+    configure_environment(scope, api=False)
+    from tasks.traffic import SCENARIOS, make_clips, production_voices, send
+
+    synthetic = next((s.synthetic for s in scope.sources if s.synthetic), None)
+    voices = production_voices(scope.state.path("datasets_dir"),
+                               synthetic.seed if synthetic else 13)[: args.voices]
+    clips = make_clips(SCENARIOS[args.scenario], args.count, voices, args.seed)
+    url = args.url or service_url(scope) + "/transcribe"
+    result = send(url, clips, args.scenario, concurrency=args.concurrency, rate_per_s=args.rate)
+    print(json.dumps(result.summary(), indent=2))
+    return 0 if result.ok == result.sent else 1
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     scope = _load(args)
     _prepare(scope)
@@ -286,6 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "train, analyse, register and gate on an augmented version")
     p.add_argument("--augmented-version", required=True, help="e.g. aug-0123456789ab")
     add("rollback", cmd_rollback, "move the champion alias back to the previous champion")
+    add("deploy", cmd_deploy, "register prefect.yaml's deployments and start the worker")
+    p = add("retrain", cmd_retrain, "trigger the retrain deployment (or run it here)")
+    p.add_argument("--reason", required=True, help="why: recorded in the run and the registry")
+    p.add_argument("--wait", action="store_true", help="wait for the retrain to finish")
+    p.add_argument("--local", action="store_true", help="run in this process, not the worker")
+    p = add("monitor", cmd_monitor, "check the prediction log for drift now")
+    p.add_argument("--no-trigger", action="store_true", help="report only; never retrain")
+    p = add("simulate", cmd_simulate, "send simulated voice-search traffic to the endpoint")
+    p.add_argument("--scenario", choices=["stable", "new-names", "in-car", "mixed"],
+                   default="stable")
+    p.add_argument("--count", type=int, default=50, help="requests to send")
+    p.add_argument("--rate", type=float, help="requests per second (default: as fast as allowed)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--voices", type=int, default=24, help="held-out speakers to draw from")
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--url", help="endpoint (default: the scope's serving host and port)")
     p = add("package", cmd_package, "import the champion into the BentoML store, build a Bento")
     p.add_argument("--no-build", action="store_true", help="only import into the model store")
     p = add("serve", cmd_serve, "serve the champion over HTTP with BentoML (127.0.0.1)")

@@ -189,3 +189,71 @@ def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> s
 def stop_service(scope: Scope) -> bool:
     """Stop the BentoML service this workspace started (workers included)."""
     return stop_pidfile(scope.state.workspace.resolve() / "service.pid")
+
+
+WORK_POOL = "voicecycle-local"
+
+
+def ensure_work_pool(name: str = WORK_POOL) -> None:
+    """Create the process work pool the deployments run on (once)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            pass
+
+
+def deploy_all(scope: Scope, prefect_file: Path = REPO_ROOT / "prefect.yaml") -> list[str]:
+    """Register every deployment of prefect.yaml, with this scope as its parameter."""
+    import yaml
+    from prefect import Flow
+
+    ensure_work_pool()
+    spec = yaml.safe_load(prefect_file.read_text())
+    names = []
+    payload = scope.model_dump(mode="json")
+    payload["state"]["workspace"] = str(scope.state.workspace.resolve())
+    for d in spec["deployments"]:
+        flow = Flow.from_source(source=str(REPO_ROOT), entrypoint=d["entrypoint"])
+        params = {"scope": payload, **d.get("parameters", {})}
+        cron = d.get("schedule", {}).get("cron") if d.get("schedule") else None
+        if d["name"] == "monitor":
+            cron = scope.monitoring.schedule_cron
+        flow.deploy(name=d["name"], work_pool_name=d["work_pool"]["name"], parameters=params,
+                    cron=cron, description=d.get("description"), print_next_steps=False)
+        names.append(f"{flow.name}/{d['name']}")
+    return names
+
+
+def worker_running(scope: Scope) -> bool:
+    """True when the worker this workspace started is alive."""
+    import psutil
+
+    pidfile = scope.state.workspace.resolve() / "prefect-worker.pid"
+    if not pidfile.is_file():
+        return False
+    return psutil.pid_exists(int(pidfile.read_text().strip()))
+
+
+def start_worker(scope: Scope) -> None:
+    """Start a process worker for the work pool in the background (or keep the running one)."""
+    if worker_running(scope):
+        return
+    ws = scope.state.workspace.resolve()
+    log = open(ws / "logs" / "prefect-worker.log", "ab")  # noqa: SIM115 (handed to the child)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL,
+         "--type", "process"],
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=os.environ.copy(),
+    )
+    (ws / "prefect-worker.pid").write_text(str(proc.pid))
+
+
+def stop_worker(scope: Scope) -> bool:
+    """Stop the worker this workspace started."""
+    return stop_pidfile(scope.state.workspace.resolve() / "prefect-worker.pid")

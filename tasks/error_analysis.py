@@ -100,22 +100,28 @@ def decide_promotion(
 ) -> GateDecision:
     """The gate: targets met and no regression vs the champion on the same fixed test set.
 
-    With no champion at all and `bootstrap` on, a model that misses only the targets still
-    becomes the first champion (something must serve), and the reasons say so plainly.
+    With `bootstrap` on, missing targets alone does not block a model when there is no
+    champion (something must serve) or when the champion misses them too and the challenger
+    is no worse than it anywhere; the reasons say so plainly.
     """
     wanted = {k: getattr(targets, k) for k in GATE_TARGETS}
     decision = promotion_gate(
         challenger, champion, wanted, slice_tolerance, min_slice_n=min_slice_n
     )
-    if decision.promote or champion is not None or not bootstrap:
+    if decision.promote or not bootstrap:
         return decision
-    return GateDecision(
-        True,
-        (
-            "bootstrap: no champion existed, so the first model serves although it misses targets:",
-            *decision.reasons,
-        ),
-    )
+    if champion is None:
+        return GateDecision(True, ("bootstrap: no champion existed, so the first model serves "
+                                   "although it misses targets:", *decision.reasons))
+    # A champion that misses the targets itself should not block a strictly better model.
+    champion_on_targets = promotion_gate(champion, None, wanted, slice_tolerance,
+                                         min_slice_n=min_slice_n)
+    versus_champion = promotion_gate(challenger, champion, {}, slice_tolerance,
+                                     min_slice_n=min_slice_n)
+    if not champion_on_targets.promote and versus_champion.promote:
+        return GateDecision(True, ("promoted: better than a champion that also misses "
+                                   "targets", *versus_champion.reasons, *decision.reasons))
+    return decision
 
 
 @task(name="publish-error-analysis")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -134,3 +135,23 @@ def send(url: str, clips: Sequence[Clip], scenario: str, concurrency: int = 4,
                 result.eras.append(clip.era)
                 result.model_versions.append(str(body.get("model_version", "")))
     return result
+
+
+def production_voices(datasets_dir: Path, seed: int) -> list[Voice]:
+    """Speakers for simulated traffic: the held-out (test) voices of the newest dataset version.
+
+    Production users are people the model never heard, and the drift reference was built on
+    held-out voices, so stable traffic must come from them too.
+    """
+    from tasks.synthesis import list_voices
+
+    manifests = sorted(datasets_dir.glob("ds-*/manifest.csv"), key=lambda p: p.stat().st_mtime)
+    voices = list_voices(seed=seed)
+    if not manifests:
+        return voices[-12:]
+    import pandas as pd
+
+    manifest = pd.read_csv(manifests[-1], usecols=["voice", "split"])
+    held = set(manifest.loc[manifest["split"] == "test", "voice"])
+    chosen = [v for v in voices if v.voice_id in held]
+    return chosen or voices[-12:]

@@ -125,3 +125,18 @@ def test_bootstrap_makes_a_first_champion_and_says_why(mlflow_store: str) -> Non
     assert decision.promote
     assert decision.reasons[0].startswith("bootstrap")
     assert any("wer_clean" in r for r in decision.reasons)
+
+
+def test_a_better_model_replaces_a_champion_that_also_misses_targets() -> None:
+    from tasks.error_analysis import decide_promotion
+
+    strict = Targets(wer_clean=0.05, wer_car=0.05, cer_clean=0.05, cer_car=0.05)
+    better = decide_promotion.fn(_slices(0.2, 0.3), _slices(0.4, 0.5), strict, 0.05,
+                                 bootstrap=True)
+    assert better.promote and "also misses targets" in better.reasons[0]
+    worse = decide_promotion.fn(_slices(0.45, 0.5), _slices(0.4, 0.5), strict, 0.05,
+                                bootstrap=True)
+    assert not worse.promote
+    no_bootstrap = decide_promotion.fn(_slices(0.2, 0.3), _slices(0.4, 0.5), strict, 0.05,
+                                       bootstrap=False)
+    assert not no_bootstrap.promote
