@@ -269,6 +269,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if result.ok == result.sent else 1
 
 
+def cmd_story(args: argparse.Namespace) -> int:
+    scope = _load(args)
+    from bench.story import main as story
+
+    result = story(scope, Path(args.scope), Path(args.out), stable_windows=args.windows,
+                   chunk=args.chunk, eval_clips=args.eval_clips)
+    return 0 if result["retrain_triggered"] else 1
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     scope = _load(args)
     _prepare(scope)
@@ -363,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voices", type=int, default=24, help="held-out speakers to draw from")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--url", help="endpoint (default: the scope's serving host and port)")
+    p = add("story", cmd_story, "replay the story: stable traffic, new names, drift, retrain")
+    p.add_argument("--windows", type=int, default=10, help="stable windows (false alarms)")
+    p.add_argument("--chunk", type=int, default=100, help="shifted requests per drift check")
+    p.add_argument("--eval-clips", type=int, default=120, help="clips per fixed WER set")
+    p.add_argument("--out", default="bench/results", help="results folder")
     p = add("package", cmd_package, "import the champion into the BentoML store, build a Bento")
     p.add_argument("--no-build", action="store_true", help="only import into the model store")
     p = add("serve", cmd_serve, "serve the champion over HTTP with BentoML (127.0.0.1)")

@@ -34,11 +34,12 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
         return {"drift": False, "retrain": False, "window": len(current),
                 "reason": f"window {len(current)} < min_window {mon.min_window}"}
     result = drift_check(reference, current, lexicon, reports / "drift_report.html")
-    decision = drift_decision(result, len(current), mon, st.workspace)
+    decision = drift_decision(result, mon, st.workspace)
     publish_drift(result, decision, version, scope.registry.experiment)
     run_id = None
+    scope_payload = scope.with_workspace(st.workspace.resolve()).model_dump(mode="json")
     if decision.retrain and trigger:
-        run_id = trigger_retrain(decision.reason, scope.model_dump(mode="json"))
+        run_id = trigger_retrain(decision.reason, scope_payload, st.workspace)
     return {"drift": decision.drift, "retrain": decision.retrain, "reason": decision.reason,
             "drift_share": result.drift_share, "drifted": list(result.drifted_columns),
             "window": len(current), "retrain_flow_run": run_id}

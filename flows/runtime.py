@@ -39,6 +39,7 @@ def configure_environment(scope: Scope, api: bool = True) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     if api:
         os.environ["PREFECT_API_URL"] = prefect_api_url(scope)
     bentoml_home = scope.state.path("bentoml_home").resolve()

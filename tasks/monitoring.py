@@ -82,30 +82,39 @@ def last_trigger(workspace: Path) -> datetime | None:
 
 
 @task(name="drift-decision")
-def drift_decision(result: DriftResult, window_rows: int, settings: MonitoringScope,
+def drift_decision(result: DriftResult, settings: MonitoringScope,
                    workspace: Path) -> DriftDecision:
     """Apply the scope's decision rule (drift share, minimum window, cooldown)."""
-    now = datetime.now(UTC)
-    decision = decide(result, settings.drift_share, settings.min_window, last_trigger(workspace),
-                      now, settings.cooldown_minutes)
-    if decision.retrain:
-        path = _state_path(workspace)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"last_trigger": now.isoformat(), "reason": decision.reason}))
-    return decision
+    return decide(result, settings.drift_share, settings.min_window, last_trigger(workspace),
+                  datetime.now(UTC), settings.cooldown_minutes)
+
+
+def record_trigger(workspace: Path, reason: str) -> None:
+    """Remember when a retrain was started (the cooldown counts from here)."""
+    path = _state_path(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"last_trigger": datetime.now(UTC).isoformat(), "reason": reason}))
 
 
 @task(name="trigger-retrain")
-def trigger_retrain(reason: str, scope_payload: dict[str, Any], wait: bool = False) -> str:
+def trigger_retrain(reason: str, scope_payload: dict[str, Any], workspace: Path,
+                    wait: bool = False) -> str:
     """Emit the drift event and start the retrain deployment (returns its flow-run id)."""
     from prefect.deployments import run_deployment
     from prefect.events import emit_event
 
     emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": "voicecycle.monitor"},
                payload={"reason": reason})
-    run = run_deployment(RETRAIN_DEPLOYMENT,
-                         parameters={"scope": scope_payload, "reason": reason},
-                         timeout=None if wait else 0)
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run = run_deployment(RETRAIN_DEPLOYMENT,
+                             parameters={"scope": scope_payload, "reason": reason},
+                             timeout=None if wait else 0)
+    except ObjectNotFound:
+        raise RuntimeError(f"the {RETRAIN_DEPLOYMENT!r} deployment is not registered on this "
+                           "Prefect server: run `voicecycle deploy` first") from None
+    record_trigger(workspace, reason)
     return str(run.id)
 
 
