@@ -1,46 +1,63 @@
 """The voice-search speech recogniser as a BentoML 1.4 service.
 
 `POST /transcribe` takes an audio upload (WAV/FLAC/OGG, any rate and channel count), checks it,
-converts it to 16 kHz mono, transcribes it through an adaptively batched model call, writes a
-row to the prediction log and only then answers. `GET /healthz`, `GET /readyz` (model loaded),
-`GET /metadata` (model lineage, targets, serving settings), `POST /admin/reload`.
+converts it to 16 kHz mono, transcribes it through the in-process batcher, writes a row to the
+prediction log and only then answers. `GET /healthz`, `GET /readyz` (model loaded),
+`GET /metadata` (model lineage, targets, serving settings, batch sizes formed),
+`POST /admin/reload`.
 
-How batching applies. BentoML batches calls of a `batchable=True` API that arrive through the
-server. Inside a served instance, BentoML sets `__self_proxy__`, and `self.to_async.recognize`
-goes through that proxy: an in-process HTTP hop (aiohttp over an ASGI connector, JSON) into
-`/recognize`, whose dispatcher merges concurrent calls into one list. Called as a plain object
-(tests), the same line runs `recognize` directly with a batch of one. `/recognize` is thus a
-route of the service too; it refuses any call without this process's random key, so traffic
-cannot skip validation or the prediction log.
+How batching works. One model thread (`Batcher`) owns every model call. Handlers decode and
+check their upload in a worker thread, then hand the 16 kHz samples to the batcher and await
+a future. The model thread takes the first waiting clip, waits at most `BATCH_WINDOW_MS` from
+that clip's arrival for more (up to `serving.max_batch_size`; it does not wait when the batch
+is full, or when the traffic is sequential: the last batch held one clip and no other request
+is being decoded), runs one `Recognizer.transcribe` over the batch and resolves each future.
+No HTTP hop and no serialisation: the samples go through as arrays. Because one thread makes
+every call, the beam decoder (flashlight state, not thread-safe) is never used concurrently.
+A batch reads the served model once when it starts and keeps it: a reload swaps the reference
+for the next batch, while the batch in flight finishes on the model it started with.
 
-What is fixed at import. BentoML reads batching limits, traffic limits and middlewares when
-the class is decorated, so this module reads the `serving` and `audio` blocks of the scope
+Overload. Past `MAX_IN_FLIGHT` requests in the handler, a request is answered 503 at once
+(before decoding). The batcher also answers 503 at once when the queue ahead of a clip would
+take longer than `serving.max_latency_ms` to clear (estimated from recent batch times), and
+answers 503 for a clip that has waited longer than that budget by the time its batch starts.
+
+Cores. The model thread runs torch with `VOICECYCLE_TORCH_THREADS` intra-op threads (default:
+`default_torch_threads()`); the event loop, decoding and the log writes share what is left.
+
+What is fixed at import. The traffic limits and middlewares are read when the class is
+decorated, so this module reads the `serving` and `audio` blocks of the scope
 (`VOICECYCLE_SCOPE`) once at import. Everything else (the workspace, the prediction store, the
-model) is set up when the service is instantiated.
+model, the batcher) is set up when the service is instantiated.
 
 Environment (set by `voicecycle serve`):
-  VOICECYCLE_SCOPE        path to scope.yaml (default: the defaults of `Scope()`)
-  VOICECYCLE_WORKSPACE    overrides `state.workspace`
-  VOICECYCLE_MODEL_TAG    BentoML model tag to serve (default "<registry.model_name>:latest")
-  VOICECYCLE_ADMIN_TOKEN  bearer token for `POST /admin/reload`; unset: reload answers 403
+  VOICECYCLE_SCOPE          path to scope.yaml (default: the defaults of `Scope()`)
+  VOICECYCLE_WORKSPACE      overrides `state.workspace`
+  VOICECYCLE_MODEL_TAG      BentoML model tag to serve (default "<registry.model_name>:latest")
+  VOICECYCLE_ADMIN_TOKEN    bearer token for `POST /admin/reload`; unset: reload answers 403
+  VOICECYCLE_TORCH_THREADS  torch intra-op threads of the model thread (tuning; see above)
+  VOICECYCLE_BATCH_WINDOW_MS  how long a batch waits for more clips (tuning; default 5)
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import concurrent.futures
+import functools
 import io
 import json
 import logging
+import math
 import os
 import secrets
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
-from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -48,9 +65,9 @@ import anyio.to_thread
 import bentoml
 import numpy as np
 import soundfile as sf
-from bentoml.exceptions import BentoMLException, NotFound
-from pydantic import BaseModel, BeforeValidator, Field
-from scipy.signal import resample_poly
+from bentoml.exceptions import NotFound
+from pydantic import BaseModel, BeforeValidator
+from scipy.signal import firwin, resample_poly
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -97,13 +114,15 @@ def served_model_tag(scope: Scope) -> str:
 # Read at import because BentoML takes these at decoration time (see the module docstring).
 _SCOPE_AT_IMPORT = service_scope()
 MODEL_TAG = served_model_tag(_SCOPE_AT_IMPORT)
-MAX_BATCH_SIZE = max(2, _SCOPE_AT_IMPORT.serving.max_batch_size)  # BentoML requires > 1
+MAX_BATCH_SIZE = _SCOPE_AT_IMPORT.serving.max_batch_size
 MAX_LATENCY_MS = _SCOPE_AT_IMPORT.serving.max_latency_ms
 MAX_UPLOAD_BYTES = _SCOPE_AT_IMPORT.audio.max_upload_bytes
 # Requests past this many in flight get 503 at once instead of queueing behind the batcher.
-MAX_IN_FLIGHT = 4 * MAX_BATCH_SIZE
-# BentoML's own limit (429 past it) counts the inner /recognize hop too: room for both.
+MAX_IN_FLIGHT = 4 * max(2, MAX_BATCH_SIZE)
+# BentoML's own limit (429 past it, before the upload is read): a backstop for floods well
+# past the point where the handler already answers 503.
 MAX_CONCURRENCY = 2 * MAX_IN_FLIGHT + 16
+DEFAULT_BATCH_WINDOW_MS = 5.0
 
 
 # -- request and response types ---------------------------------------------------------------
@@ -131,14 +150,8 @@ class Transcript(BaseModel):
     latency_ms: float
 
 
-class Clip(BaseModel):
-    """One clip on its way to the batcher: float32 little-endian 16 kHz mono, base64."""
-
-    samples_b64: str
-    key: str = Field(description="this process's internal key; /recognize is not public")
-
-
-class Recognition(BaseModel):
+@dataclass(frozen=True)
+class Recognition:
     text: str
     confidence: float
     duration_s: float
@@ -257,11 +270,20 @@ def decode_audio(
         )
     if not np.isfinite(audio).all():
         raise Rejected(400, "non_finite_samples", "the audio contains NaN or infinite samples")
-    mono = audio.mean(axis=1)  # (S,)
+    mono = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)  # (S,)
     if rate != SAMPLE_RATE:
         ratio = Fraction(SAMPLE_RATE, rate).limit_denominator(MAX_RESAMPLE_DENOMINATOR)
-        mono = resample_poly(mono, ratio.numerator, ratio.denominator)
+        up, down = ratio.numerator, ratio.denominator
+        mono = resample_poly(mono, up, down, window=_antialias_filter(up, down))
     return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), rate, audio.shape[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _antialias_filter(up: int, down: int) -> np.ndarray:
+    """The FIR filter `resample_poly` designs by default (Kaiser, beta 5), designed once per
+    ratio instead of on every request; resample_poly copies it before scaling."""
+    max_rate = max(up, down)
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
 
 
 def parse_client(client: str) -> dict[str, Any]:
@@ -300,18 +322,24 @@ class ServedModel:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def share_cores_with_the_event_loop() -> int:
-    """Give torch all cores but one; returns the intra-op thread count.
+def torch_threads() -> int:
+    """The intra-op thread count for the model thread: VOICECYCLE_TORCH_THREADS, else the
+    default below."""
+    configured = os.environ.get("VOICECYCLE_TORCH_THREADS", "").strip()
+    if configured:
+        return max(1, int(configured))
+    return default_torch_threads()
 
-    The event loop (multipart parsing, decoding, the batching hop, the log write) runs in
-    the same process; with torch on every core it waits for each batch to finish, and on
-    two cores throughput at concurrency 8 dropped by about a fifth in our measurements.
+
+def default_torch_threads() -> int:
+    """All cores but one, on machines with more than two; all cores on one or two.
+
+    The event loop, decoding and the log writes need CPU too, but on two cores they need far
+    less than a core (a few ms per request), and a batch with one torch thread takes about
+    40 % longer than with two. See bench/serve.py for the measurements behind the choice.
     """
-    import torch
-
-    threads = max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
-    return threads
+    cores = os.cpu_count() or 1
+    return cores if cores <= 2 else cores - 1
 
 
 def load_served_model(tag: str) -> ServedModel:
@@ -325,6 +353,192 @@ def load_served_model(tag: str) -> ServedModel:
     recognizer.transcribe([np.full(SAMPLE_RATE // 2, 1e-3, dtype=np.float32)])
     version = str(metadata.get("registry_version") or stored.tag.version)
     return ServedModel(recognizer, str(stored.tag), version, metadata)
+
+
+# -- the batcher ------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Waiting:
+    samples: np.ndarray  # (S,) float32 16 kHz mono
+    future: concurrent.futures.Future[Recognition]
+    enqueued: float  # time.monotonic()
+
+
+class Batcher:
+    """Adaptive batching in this process: one model thread, one `transcribe` call per batch.
+
+    `submit` queues a clip and returns a concurrent future (await it with `recognize`). The
+    model thread takes up to `max_batch_size` waiting clips; with fewer, it waits for more at
+    most `window_s` from the first one's arrival, unless the traffic looks sequential (the
+    last batch held one clip and `incoming()` says no other request is on its way). It reads
+    the model once per batch (`model()`), so a reload applies from the next batch on.
+    Overload: `submit` refuses (Rejected 503) when the queue ahead would take longer than
+    `budget_s` to clear, and a clip that waited past `budget_s` is answered 503, not run.
+    """
+
+    def __init__(
+        self,
+        model: Callable[[], ServedModel | None],
+        max_batch_size: int,
+        window_s: float,
+        budget_s: float,
+        threads: int,
+        incoming: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.max_batch_size = max(1, max_batch_size)
+        self.window_s = max(0.0, window_s)
+        self.budget_s = budget_s
+        self.threads = threads
+        self._model = model
+        self._incoming = incoming
+        self._queue: deque[_Waiting] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._running = 0  # clips in the batch being run
+        self._last_size = 0
+        self._full_batch_s = 0.0  # moving average of the time a (nearly) full batch takes
+        self._sizes: Counter[int] = Counter()
+        self._thread = threading.Thread(target=self._run, name="asr-model", daemon=True)
+        self._thread.start()
+
+    # -- the request side ----------------------------------------------------------------
+
+    def submit(self, samples: np.ndarray) -> concurrent.futures.Future[Recognition]:
+        """Queue one clip; Rejected(503) at once if its wait would exceed the budget."""
+        with self._cond:
+            if self._stopping:
+                raise Rejected(503, "shutting_down", "the service is shutting down; retry")
+            # the batch running now (counted whole), then the queue with this clip in it
+            batches = (1 if self._running else 0) + math.ceil(
+                (len(self._queue) + 1) / self.max_batch_size
+            )
+            expected_s = batches * self._full_batch_s
+            if expected_s > self.budget_s:
+                raise Rejected(
+                    503,
+                    "overloaded",
+                    f"{len(self._queue) + self._running} clips are ahead of this one at the "
+                    f"recogniser (about {expected_s * 1000:.0f} ms of work); retry",
+                )
+            waiting = _Waiting(samples, concurrent.futures.Future(), time.monotonic())
+            self._queue.append(waiting)
+            self._cond.notify()
+        return waiting.future
+
+    async def recognize(self, samples: np.ndarray) -> Recognition:
+        """Submit and await one clip (cancelling the await drops it if not yet started)."""
+        return await asyncio.wrap_future(self.submit(samples))
+
+    def poke(self) -> None:
+        """Wake the model thread: an expected request will not come (it was rejected)."""
+        with self._cond:
+            self._cond.notify()
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "observed_batch_sizes": {str(k): v for k, v in sorted(self._sizes.items())},
+                "queued": len(self._queue),
+                "running": self._running,
+                "full_batch_ms": round(self._full_batch_s * 1000.0, 1),
+            }
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Run what is queued, then stop the model thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- the model thread ----------------------------------------------------------------
+
+    def _take(self) -> list[_Waiting] | None:
+        """The next batch (None: stop)."""
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            deadline = self._queue[0].enqueued + self.window_s
+            while len(self._queue) < self.max_batch_size and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if self._last_size <= 1 and self._incoming() <= 0:
+                    break  # sequential traffic: nobody to wait for
+                self._cond.wait(remaining)
+            n = min(len(self._queue), self.max_batch_size)
+            batch = [self._queue.popleft() for _ in range(n)]
+            self._running = n
+            return batch
+
+    def _run(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)  # OpenMP settings are per thread: set them here
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # never leave a request waiting forever
+                logger.exception("the model thread failed a batch")
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
+            finally:
+                with self._cond:
+                    self._running = 0
+
+    def _run_batch(self, batch: list[_Waiting]) -> None:
+        now = time.monotonic()
+        live = []
+        for waiting in batch:
+            if not waiting.future.set_running_or_notify_cancel():
+                continue  # the client went away
+            if now - waiting.enqueued > self.budget_s:
+                waiting.future.set_exception(
+                    Rejected(
+                        503,
+                        "overloaded",
+                        f"waited {(now - waiting.enqueued) * 1000:.0f} ms for the recogniser, "
+                        f"past the {self.budget_s * 1000:.0f} ms budget; retry",
+                    )
+                )
+                continue
+            live.append(waiting)
+        if not live:
+            return
+        served = self._model()  # one model for the whole batch, even if a reload swaps now
+        if served is None:
+            for waiting in live:
+                waiting.future.set_exception(
+                    Rejected(503, "not_ready", "no model is loaded yet; retry")
+                )
+            return
+        started = time.perf_counter()
+        results = served.recognizer.transcribe([w.samples for w in live])
+        took = time.perf_counter() - started
+        with self._cond:
+            self._sizes[len(live)] += 1
+            self._last_size = len(live)
+            if 2 * len(live) >= self.max_batch_size:  # scaled up to a full batch
+                full = took * self.max_batch_size / len(live)
+                old = self._full_batch_s
+                self._full_batch_s = 0.8 * old + 0.2 * full if old else full
+        for waiting, result in zip(live, results, strict=True):
+            waiting.future.set_result(
+                Recognition(
+                    text=result.text,
+                    confidence=result.confidence,
+                    duration_s=result.duration_s,
+                    model_tag=served.tag,
+                    model_version=served.version,
+                )
+            )
 
 
 # -- the HTTP pieces BentoML's API methods cannot express --------------------------------------
@@ -392,14 +606,9 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata_endpoint, methods=
 
 @bentoml.service(
     name="VoiceSearchASR",
-    workers=1,  # one process owns both cores; torch parallelises inside a batch
-    threads=1,  # one batch through the model at a time; the others queue in the batcher
+    workers=1,  # one process owns the cores; torch parallelises inside a batch
+    threads=1,  # the APIs are async; the model runs on the batcher's own thread
     traffic={"timeout": TRAFFIC_TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
-    # BentoML 1.4.39 closes the self-proxy's HTTP session every `max_requests` calls or
-    # `max_age` seconds while other calls are still in flight on it; under concurrent load
-    # those fail with "Server disconnected" (bentoml/BentoML#5540). The hop is in-process
-    # (an ASGI connector), so there is nothing to gain from refreshing: never refresh.
-    runner_connection={"max_requests": 2**31 - 1, "max_age": 10.0**9},
     resources={"cpu": "2"},
     labels={"project": "voicecycle", "task": "speech-recognition"},
 )
@@ -421,17 +630,30 @@ class VoiceSearchASR:
         self.admin_token = os.environ.get("VOICECYCLE_ADMIN_TOKEN") or None
         self.audio_dir = self.scope.state.workspace.resolve() / AUDIO_DIR_NAME
         self.store = PredictionStore(self.scope.state.url("prediction_log_url"))
-        self.batch_sizes: Counter[int] = Counter()
-        self._batch_sizes_lock = threading.Lock()
-        self._key = secrets.token_hex(16)
         self._served: ServedModel | None = None
         self._reload_lock = threading.Lock()
         self._failed_tag: str | None = None  # a model that did not load is not retried by polls
         self._in_flight = 0
+        self._preparing = 0  # admitted requests not yet handed to the batcher
         self._stop = threading.Event()
-        self.torch_threads = share_cores_with_the_event_loop()
+        self.torch_threads = torch_threads()
+        window_ms = os.environ.get("VOICECYCLE_BATCH_WINDOW_MS", "").strip()
+        self.batch_window_ms = min(
+            float(window_ms) if window_ms else DEFAULT_BATCH_WINDOW_MS, float(MAX_LATENCY_MS)
+        )
+        import torch
+
+        torch.set_num_threads(self.torch_threads)  # also for model loads in other threads
         self.purge_audio()
         self.reload()
+        self.batcher = Batcher(
+            lambda: self._served,
+            MAX_BATCH_SIZE,
+            self.batch_window_ms / 1000.0,
+            MAX_LATENCY_MS / 1000.0,
+            self.torch_threads,
+            incoming=lambda: self._preparing,
+        )
         self._poller = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._poller.start()
 
@@ -491,10 +713,11 @@ class VoiceSearchASR:
 
     @bentoml.on_shutdown
     def close(self) -> None:
-        """Stop the poller and release the prediction store."""
+        """Stop the poller, run what is queued for the model, release the prediction store."""
         self._stop.set()
         if self._poller.is_alive() and self._poller is not threading.current_thread():
             self._poller.join(timeout=5)
+        self.batcher.close()
         self.store.close()
 
     def __is_ready__(self) -> bool:
@@ -508,8 +731,6 @@ class VoiceSearchASR:
         """Model lineage, the scope's targets and the serving settings."""
         served = self._served
         meta = served.metadata if served else {}
-        with self._batch_sizes_lock:
-            batch_sizes = dict(self.batch_sizes)
         return {
             "service": "VoiceSearchASR",
             "ready": served is not None,
@@ -526,55 +747,12 @@ class VoiceSearchASR:
             "batching": {
                 "max_batch_size": MAX_BATCH_SIZE,
                 "max_latency_ms": MAX_LATENCY_MS,
-                "observed_batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
+                "batch_window_ms": self.batch_window_ms,
+                **self.batcher.stats(),
             },
             "limits": {"max_in_flight": MAX_IN_FLIGHT, "timeout_s": TRAFFIC_TIMEOUT_S},
             "torch_threads": self.torch_threads,
         }
-
-    # -- the batched model call ----------------------------------------------------------------
-
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
-    def recognize(self, clips: list[Clip]) -> list[Recognition]:
-        """Internal: the batched model call behind /transcribe (refuses calls without the key)."""
-        if not all(secrets.compare_digest(clip.key, self._key) for clip in clips):
-            raise BentoMLException(
-                "recognize is internal to the service", error_code=HTTPStatus.FORBIDDEN
-            )
-        served = self._served  # one model for the whole batch, even if a reload swaps now
-        if served is None:
-            raise BentoMLException("no model loaded", error_code=HTTPStatus.SERVICE_UNAVAILABLE)
-        with self._batch_sizes_lock:
-            self.batch_sizes[len(clips)] += 1
-        logger.debug("recognize: batch of %d", len(clips))
-        waves = [np.frombuffer(base64.b64decode(c.samples_b64), dtype="<f4").copy() for c in clips]
-        results = served.recognizer.transcribe(waves)
-        return [
-            Recognition(
-                text=r.text,
-                confidence=r.confidence,
-                duration_s=r.duration_s,
-                model_tag=served.tag,
-                model_version=served.version,
-            )
-            for r in results
-        ]
-
-    async def _recognize(self, samples: np.ndarray) -> Recognition:
-        encoded = base64.b64encode(samples.astype("<f4").tobytes()).decode("ascii")
-        clip = Clip(samples_b64=encoded, key=self._key)
-        try:
-            (result,) = await self.to_async.recognize([clip])  # type: ignore[attr-defined]
-        except BentoMLException as exc:
-            status = int(exc.error_code)
-            if status in (429, 503, 504):
-                raise Rejected(
-                    503,
-                    "overloaded",
-                    f"the recogniser could not take the request ({status}); retry",
-                ) from None
-            raise
-        return result if isinstance(result, Recognition) else Recognition.model_validate(result)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -634,13 +812,26 @@ class VoiceSearchASR:
                 f"upload of {size} bytes exceeds the limit of {MAX_UPLOAD_BYTES} bytes",
             )
         max_duration_s = self.scope.audio.max_duration_s
-
-        def prepare() -> tuple[DecodedAudio, dict[str, float]]:
-            decoded = decode_audio(audio.read_bytes(), max_duration_s)
-            return decoded, compute_audio_features(decoded.samples, SAMPLE_RATE).as_dict()
-
-        decoded, features = await anyio.to_thread.run_sync(prepare)
-        result = await self._recognize(decoded.samples)
+        self._preparing += 1  # the batcher may wait for this one
+        try:
+            decoded = await anyio.to_thread.run_sync(
+                lambda: decode_audio(audio.read_bytes(), max_duration_s)
+            )
+        except BaseException:
+            self._preparing -= 1
+            self.batcher.poke()  # not coming after all
+            raise
+        self._preparing -= 1
+        pending = self.batcher.submit(decoded.samples)
+        try:
+            # The log's audio features are not needed for the transcript: computed meanwhile.
+            features = await anyio.to_thread.run_sync(
+                lambda: compute_audio_features(decoded.samples, SAMPLE_RATE).as_dict()
+            )
+            result = await asyncio.wrap_future(pending)
+        except BaseException:
+            pending.cancel()  # dropped from its batch if that has not started
+            raise
         latency_ms = (time.perf_counter() - started) * 1000.0
         keep_audio = consent and self.scope.serving.store_audio_with_consent
         confidence = min(max(float(result.confidence), 0.0), 1.0)

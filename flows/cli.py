@@ -52,7 +52,11 @@ def cmd_server(args: argparse.Namespace) -> int:
     if args.action == "start":
         print(f"Prefect UI: {start_server(scope)}")
     elif args.action == "stop":
-        print("stopped" if stop_server(scope) else "no server started from this workspace")
+        from flows.runtime import stop_service, stop_worker
+
+        stopped = [name for name, stop in (("service", stop_service), ("worker", stop_worker),
+                                           ("prefect server", stop_server)) if stop(scope)]
+        print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
     else:
         up = server_healthy(scope)
         print("running" if up else "not running")
@@ -337,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = add("server", cmd_server, "start, stop or check the local Prefect server (UI)")
+    p = add("server", cmd_server, "start or check the Prefect server (UI); stop also stops the worker and service")
     p.add_argument("action", choices=["start", "stop", "status"])
     add("validate-scope", cmd_validate_scope, "check the scope file and what it names")
     add("run", cmd_run, "run the full cycle against the local Prefect server")

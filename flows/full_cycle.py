@@ -21,4 +21,6 @@ def full_cycle(scope: Scope) -> dict[str, object]:
     dataset_version = ingest(scope)
     augmented_version = augment(scope, dataset_version)
     trained = train(scope, augmented_version)
-    return {"dataset_version": dataset_version, "augmented_version": augmented_version, **trained}
+    packaged = package(scope)
+    return {"dataset_version": dataset_version, "augmented_version": augmented_version,
+            **trained, **packaged}

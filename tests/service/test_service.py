@@ -377,6 +377,25 @@ def test_admin_reload_is_disabled_without_a_configured_token(service: Any) -> No
     assert result["code"] == "admin_disabled"
 
 
-def test_http_internal_batch_route_refuses_outside_callers(http: Any) -> None:
+def test_http_has_no_internal_batch_route(http: Any) -> None:
+    # Batching is in-process (deployments.service.Batcher): no route skips validation or the log.
     response = http.post("/recognize", json={"clips": [{"samples_b64": "AAAA", "key": "guess"}]})
-    assert response.status_code == 403
+    assert response.status_code in (404, 405)
+    assert set(http.get("/docs.json").json()["paths"]) == {"/transcribe", "/admin/reload"}
+
+
+def test_concurrent_direct_calls_are_batched_and_all_logged(
+    service: Any, service_env: Path, tmp_path: Path, valid_wav: bytes
+) -> None:
+    audio = write(tmp_path, "q.wav", valid_wav)
+
+    async def burst() -> list[Any]:
+        return list(await asyncio.gather(*(service.transcribe(audio=audio) for _ in range(8))))
+
+    results = asyncio.run(burst())
+
+    assert all(r.model_version == "1" for r in results)
+    assert {r.request_id for r in results} <= set(logged(service_env)["request_id"])
+    batching = service.metadata()["batching"]
+    assert batching["max_batch_size"] == 8 and batching["batch_window_ms"] > 0
+    assert max(int(size) for size in batching["observed_batch_sizes"]) > 1

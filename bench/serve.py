@@ -1,0 +1,501 @@
+"""Serving benchmark: a real `bentoml serve` on loopback under bounded concurrent load, against
+the raw in-process throughput of the same recogniser on the same clips.
+
+What it does, all under a scratch folder (`state.workspace/bench/serve`, removed at the end):
+
+1. the recogniser: the registry's champion if the workspace's MLflow has one, else a random-init
+   `Recognizer` (default `AcousticModelConfig`, beam decoder with a bigram LM over the clips'
+   transcripts), imported into a scratch BentoML home (in a child process: this process's
+   BentoML home, if any, is left alone);
+2. 3-s clips: synthesised voice-search queries (16 kHz mono PCM-16 WAV), padded or cut to 3 s;
+   speech-shaped noise where speech synthesis is unavailable;
+3. `bentoml serve` on 127.0.0.1 and a free port, with BENTOML_HOME, VOICECYCLE_WORKSPACE and
+   VOICECYCLE_SCOPE pointing at scratch state (its prediction log is the benchmark's own);
+4. for each concurrency (1, 8, 32): a warm-up, then `requests` POSTs of /transcribe from that
+   many client threads (httpx, pre-encoded multipart bodies), recording client-side latency
+   percentiles, throughput, errors, the server's own `latency_ms` (from its prediction log) and
+   the batch sizes it formed (GET /metadata, before and after);
+5. the server stopped (its whole process tree), then the raw ceiling: `Recognizer.transcribe`
+   in this process on the same clips, in batches of `serving.max_batch_size`, with the torch
+   thread count the server reported.
+
+`serve.json` holds `p50/p95/p99_ms_c{N}`, `rps_c{N}`, `errors_c{N}`, `batch_sizes_c{N}`,
+`raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8` and `errors` (the
+total over every level, valid input only: every error counts). The load generator shares the
+machine's cores with the server, as a co-located client would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+from bench.report import write_results
+from data_contracts.scoping import Scope
+
+REPO = Path(__file__).resolve().parents[1]
+CONCURRENCIES = (1, 8, 32)
+REQUESTS = 200
+CLIP_SECONDS = 3.0
+N_CLIPS = 16
+SAMPLE_RATE = 16000
+READY_TIMEOUT_S = 180.0
+REQUEST_TIMEOUT_S = 60.0
+RAW_PASSES = 3
+CLIP_SEED = 17
+FALLBACK_TEXTS = (
+    "weather in paris",
+    "what time does the market close",
+    "directions to the nearest gas station",
+    "play some jazz music",
+    "call mom",
+)
+
+_IMPORT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from tasks.packaging import import_recognizer
+tag = import_recognizer(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), {"bench": "serve"})
+print(tag)
+"""
+
+
+# -- the model and the clips -------------------------------------------------------------------
+
+
+def _champion(scope: Scope, dest: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The champion's recogniser folder and lineage, if the workspace's MLflow has one."""
+    uri = scope.state.url("mlflow_tracking_uri")
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None  # no tracking store: do not create one just to find it empty
+    try:
+        from tasks.registry import CHAMPION, alias_version, configure_mlflow, download_recognizer
+
+        configure_mlflow(uri, scope.registry.experiment, scope.state.path("mlflow_artifacts"))
+        version = alias_version(scope.registry.model_name, CHAMPION)
+        if version is None:
+            return None
+        folder = download_recognizer(scope.registry.model_name, version, dest)
+    except Exception as exc:  # a broken registry: benchmark the random-init model instead
+        print(f"serve bench: no usable champion ({exc}); using a random-init model")
+        return None
+    return folder, {
+        "registry_version": version,
+        "model_name": scope.registry.model_name,
+        "source": f"champion v{version}",
+    }
+
+
+def _random_recognizer(dest: Path, texts: Sequence[str]) -> tuple[Path, dict[str, Any]]:
+    import torch
+
+    from models.ctc import AcousticModelConfig, CTCAcousticModel
+    from models.decoder import BeamDecoder, WordLM
+    from models.recognizer import Recognizer
+
+    torch.manual_seed(0)
+    decoder = BeamDecoder(WordLM.from_transcripts(texts))
+    Recognizer(CTCAcousticModel(AcousticModelConfig()), decoder).save(dest)
+    return dest, {"registry_version": "bench", "source": "random-init"}
+
+
+def _fit(audio: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Centre `audio` in n samples (cut or padded with a faint noise floor)."""
+    if audio.size >= n:
+        start = (audio.size - n) // 2
+        return audio[start : start + n]
+    out = (rng.standard_normal(n) * 1e-4).astype(np.float32)
+    start = (n - audio.size) // 2
+    out[start : start + audio.size] += audio
+    return out
+
+
+def _wav(audio: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def make_clips(seed: int, n: int = N_CLIPS) -> tuple[list[bytes], list[str], str]:
+    """n 3-s WAVs (16 kHz mono PCM-16), their transcripts, and what they are."""
+    rng = np.random.default_rng(seed)
+    samples = int(CLIP_SECONDS * SAMPLE_RATE)
+    try:
+        from tasks.synthesis import list_voices
+        from tasks.traffic import SCENARIOS
+        from tasks.traffic import make_clips as traffic_clips
+
+        clips = traffic_clips(SCENARIOS["stable"], n, list_voices(seed=seed, n=4), seed=seed)
+        waves = [sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips]
+        texts = [c.reference for c in clips]
+        kind = "synthesised speech"
+    except Exception as exc:  # no speech synthesiser here: speech-shaped noise
+        print(f"serve bench: speech synthesis unavailable ({exc}); using shaped noise")
+        t = np.arange(samples) / SAMPLE_RATE
+        envelope = 0.1 * (1 + np.sin(2 * np.pi * 4.0 * t))
+        waves = [(rng.standard_normal(samples) * envelope).astype(np.float32) for _ in range(n)]
+        texts = list(FALLBACK_TEXTS)
+        kind = "speech-shaped noise"
+    return [_wav(_fit(w, samples, rng)) for w in waves], texts, kind
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _child_env(extra: dict[str, str], pythonpath: Sequence[Path] = ()) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECYCLE_")}
+    paths = [str(p) for p in (*pythonpath, REPO)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    return {**env, "PYTHONPATH": os.pathsep.join(paths), "BENTOML_DO_NOT_TRACK": "True", **extra}
+
+
+def import_model(recognizer_dir: Path, name: str, metadata: dict[str, Any], home: Path) -> str:
+    """Import into the BentoML store at `home` (a child process: BentoML fixes its home once)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_SCRIPT, str(recognizer_dir), name, json.dumps(metadata)],
+        cwd=REPO,
+        env=_child_env({"BENTOML_HOME": str(home)}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"importing the benchmark model failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _process_tree(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL what is left of the tree. The workers are collected first: circus
+    puts each in a session of its own, so signalling the serve process alone can orphan them."""
+    import psutil
+
+    tree = _process_tree(process.pid)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    for proc in reversed(alive):
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=15)
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=15)
+
+
+def start_server(
+    home: Path,
+    workspace: Path,
+    scope_file: Path,
+    tag: str,
+    log: Path,
+    service: str | None = None,
+    pythonpath: Sequence[Path] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`bentoml serve` on 127.0.0.1:<free port>, ready; (process, base URL)."""
+    import httpx
+
+    from tasks.packaging import SERVICE_IMPORT, serve_command
+
+    port = free_port()
+    command = serve_command("127.0.0.1", port)
+    if service:
+        command = [service if part == SERVICE_IMPORT else part for part in command]
+    child_env = _child_env(
+        {
+            "BENTOML_HOME": str(home),
+            "VOICECYCLE_SCOPE": str(scope_file),
+            "VOICECYCLE_WORKSPACE": str(workspace),
+            "VOICECYCLE_MODEL_TAG": tag,
+            **(env or {}),
+        },
+        pythonpath,
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=child_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    stop_server(process)
+    tail = log.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"bentoml serve did not become ready (exit {process.returncode}):\n{tail}")
+
+
+# -- the load ------------------------------------------------------------------------------------
+
+
+def _multipart(wav: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="client"\r\n\r\n'
+        '{"app": "bench-serve"}\r\n'
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="audio"; filename="q.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    return (
+        head + wav + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
+
+
+def run_load(
+    url: str, bodies: Sequence[tuple[bytes, str]], concurrency: int, requests: int
+) -> dict[str, Any]:
+    """`requests` POSTs from `concurrency` threads; latencies (ms), statuses, wall time, ids."""
+    import httpx
+
+    lock = threading.Lock()
+    next_index = iter(range(requests))
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    request_ids: list[str] = []
+
+    def worker() -> None:
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+            while True:
+                with lock:
+                    i = next(next_index, None)
+                if i is None:
+                    return
+                body, content_type = bodies[i % len(bodies)]
+                started = time.perf_counter()
+                try:
+                    response = client.post(
+                        f"{url}/transcribe", content=body, headers={"content-type": content_type}
+                    )
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 599
+                elapsed = (time.perf_counter() - started) * 1000.0
+                with lock:
+                    statuses[status] += 1
+                    if status == 200:
+                        latencies.append(elapsed)
+                        request_ids.append(response.json()["request_id"])
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {"latencies": latencies, "statuses": statuses, "wall_s": wall, "ids": request_ids}
+
+
+def _batch_sizes(url: str) -> Counter[int]:
+    import httpx
+
+    meta = httpx.get(f"{url}/metadata", timeout=10).json()
+    sizes = meta.get("batching", {}).get("observed_batch_sizes", {})
+    return Counter({int(k): int(v) for k, v in sizes.items()})
+
+
+def _server_latencies(workspace: Path, ids: set[str]) -> list[float]:
+    from deployments.prediction_log import PredictionStore
+
+    store = PredictionStore(f"sqlite:///{workspace.resolve() / 'predictions.db'}")
+    try:
+        frame = store.read()
+    finally:
+        store.close()
+    return frame.loc[frame["request_id"].isin(ids), "latency_ms"].astype(float).tolist()
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+
+# -- the raw ceiling ----------------------------------------------------------------------------
+
+
+def raw_throughput(
+    recognizer_dir: Path, wavs: Sequence[bytes], batch_size: int, threads: int, clips: int
+) -> float:
+    """Clips per second of `Recognizer.transcribe` in this process (median of a few passes)."""
+    import torch
+
+    from models.recognizer import Recognizer
+
+    torch.set_num_threads(threads)
+    recognizer = Recognizer.load(recognizer_dir)
+    waves = [sf.read(io.BytesIO(w), dtype="float32")[0] for w in wavs]
+    batches = [
+        [waves[(start + k) % len(waves)] for k in range(batch_size)]
+        for start in range(0, clips, batch_size)
+    ]
+    recognizer.transcribe(batches[0])  # warm-up
+    rates = []
+    for _ in range(RAW_PASSES):
+        started = time.perf_counter()
+        for batch in batches:
+            recognizer.transcribe(batch)
+        rates.append(len(batches) * batch_size / (time.perf_counter() - started))
+    return float(np.median(rates))
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+def main(
+    scope: Scope,
+    out_dir: Path,
+    *,
+    requests: int = REQUESTS,
+    concurrencies: Sequence[int] = CONCURRENCIES,
+    service: str | None = None,
+    pythonpath: Sequence[Path] = (),
+    server_env: dict[str, str] | None = None,
+    name: str = "serve",
+) -> dict[str, Any]:
+    """Run the serving benchmark; write out_dir/<name>.json and return the figures.
+
+    `service`, `pythonpath` and `server_env` serve A/B comparisons (another service import
+    string, where to import it from, extra environment for the server).
+    """
+    scratch = (scope.state.workspace / "bench" / "serve").resolve()
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        load_avg = os.getloadavg()[0]
+        wavs, texts, clip_kind = make_clips(seed=CLIP_SEED)
+        found = _champion(scope, scratch / "download")
+        recognizer_dir, metadata = found or _random_recognizer(scratch / "model", texts)
+        home = scratch / "bentoml"
+        tag = import_model(recognizer_dir, scope.registry.model_name, metadata, home)
+        workspace = scratch / "workspace"
+        scope_file = scratch / "scope.yaml"
+        scope_file.write_text(
+            yaml.safe_dump(scope.with_workspace(workspace).model_dump(mode="json"), sort_keys=False)
+        )
+        log = scratch / "server.log"
+        process, url = start_server(
+            home, workspace, scope_file, tag, log, service, pythonpath, server_env
+        )
+        bodies = [_multipart(w) for w in wavs]
+        figures: dict[str, Any] = {
+            "model": metadata["source"],
+            "clips": f"{len(wavs)} x {CLIP_SECONDS:g} s {clip_kind}, 16 kHz mono PCM-16 WAV",
+            "cores": os.cpu_count() or 1,
+            "load_avg_1m_before": round(load_avg, 2),
+            "requests_per_level": requests,
+        }
+        errors = 0
+        for concurrency in concurrencies:
+            run_load(url, bodies, concurrency, max(16, 2 * concurrency))  # warm-up
+            before = _batch_sizes(url)
+            result = run_load(url, bodies, concurrency, requests)
+            formed = _batch_sizes(url) - before
+            lat, statuses = result["latencies"], result["statuses"]
+            failed = sum(n for status, n in statuses.items() if status != 200)
+            errors += failed
+            server = _server_latencies(workspace, set(result["ids"]))
+            c = concurrency
+            figures |= {
+                f"p50_ms_c{c}": _pct(lat, 50),
+                f"p95_ms_c{c}": _pct(lat, 95),
+                f"p99_ms_c{c}": _pct(lat, 99),
+                f"rps_c{c}": round(len(lat) / result["wall_s"], 1),
+                f"errors_c{c}": failed,
+                f"server_p95_ms_c{c}": _pct(server, 95),
+                f"batch_sizes_c{c}": {str(k): v for k, v in sorted(formed.items())},
+            }
+            if failed:
+                figures[f"statuses_c{c}"] = {str(k): v for k, v in sorted(statuses.items())}
+        import httpx
+
+        meta = httpx.get(f"{url}/metadata", timeout=10).json()
+        stop_server(process)
+        process = None
+        threads = int(meta.get("torch_threads") or max(1, (os.cpu_count() or 2) - 1))
+        batch = scope.serving.max_batch_size
+        raw = raw_throughput(recognizer_dir, wavs, batch, threads, max(requests, 8 * batch))
+        best = max(figures[f"rps_c{c}"] for c in concurrencies)
+        figures |= {
+            "torch_threads": threads,
+            "max_batch_size": batch,
+            "raw_rps": round(raw, 1),
+            "http_over_raw": round(best / raw, 3),
+            "errors": errors,
+            "load_avg_1m_after": round(os.getloadavg()[0], 2),
+        }
+        if 8 in concurrencies:
+            figures["http_over_raw_c8"] = round(figures["rps_c8"] / raw, 3)
+        _print_table(figures, concurrencies)
+        write_results(out_dir, name, figures)
+        return figures
+    finally:
+        if process is not None:
+            stop_server(process)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _print_table(figures: dict[str, Any], concurrencies: Sequence[int]) -> None:
+    print(f"\nserving: {figures['model']}, {figures['clips']}")
+    header = ("conc", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors")
+    print(" ".join(f"{h:>8}" for h in header) + "  batches")
+    for c in concurrencies:
+        row = (c, *(figures[f"{k}_c{c}"] for k in ("p50_ms", "p95_ms", "p99_ms", "rps", "errors")))
+        print(" ".join(f"{v:>8}" for v in row) + f"  {figures[f'batch_sizes_c{c}']}")
+    print(
+        f"raw in-process: {figures['raw_rps']} clips/s at batch {figures['max_batch_size']}, "
+        f"{figures['torch_threads']} torch threads; HTTP/raw {figures['http_over_raw']}"
+    )

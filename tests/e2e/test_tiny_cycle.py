@@ -1,0 +1,65 @@
+"""One tiny real cycle: synthesised audio -> ingest -> augment -> train a few steps ->
+evaluate -> register in MLflow (under tmp_path) -> package into BentoML -> a real
+`bentoml serve` on 127.0.0.1 -> simulated traffic logged -> drift check."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_scope
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tiny_scope(tmp_path / "ws", n_utterances=32, n_voices=8)
+    scope = base.model_copy(update={
+        "training": base.training.model_copy(update={"profile": "smoke", "max_minutes": 0.2,
+                                                     "eval_every_steps": 5}),
+        "serving": base.serving.model_copy(update={"port": _free_port()}),
+        "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
+    })
+    scope_file = tmp_path / "scope.yaml"
+    scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json")))
+    for key in ("MLFLOW_TRACKING_URI", "BENTOML_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    from flows.runtime import configure_environment
+
+    configure_environment(scope, api=False)  # MLflow and BentoML under tmp_path
+
+    from flows.full_cycle import full_cycle
+    from flows.monitor import monitor
+    from flows.runtime import start_service, stop_service
+    from tasks.registry import CHAMPION, alias_version
+    from tasks.traffic import SCENARIOS, make_clips, production_voices, send
+
+    result = full_cycle(scope)
+    assert result["promoted"] is True  # bootstrap: the first model serves
+    assert alias_version(scope.registry.model_name, CHAMPION) == result["model_version"]
+    assert result["model_tag"].startswith(scope.registry.model_name + ":")
+    assert (scope.state.path("runs_dir") / result["run_id"] / "error_analysis" /
+            "error_analysis.html").is_file()
+
+    try:
+        url = start_service(scope, scope_file)
+        voices = production_voices(scope.state.path("datasets_dir"), 5)
+        sent = send(url + "/transcribe", make_clips(SCENARIOS["stable"], 30, voices, 1),
+                    "stable", concurrency=4)
+        assert sent.ok == sent.sent == 30
+        assert set(sent.model_versions) == {result["model_version"]}
+        check = monitor(scope, trigger=False)
+        assert check["window"] == 30
+        assert 0.0 <= check["drift_share"] <= 1.0
+        assert (scope.state.path("reports_dir") / "drift" / "drift_report.html").is_file()
+    finally:
+        stop_service(scope)
