@@ -1,0 +1,60 @@
+"""The labelling loop and the next round's scope, on hand-built prediction logs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from data_contracts.scoping import AugmentationPolicy, Scope
+from tasks.labelling import LABELLED, TO_LABEL, export_labelling_batch, labelled_batches
+from tasks.retraining import next_policy, retrain_scope
+
+
+def _log(tmp_path: Path, n: int) -> pd.DataFrame:
+    audio = tmp_path / "prediction_audio"
+    audio.mkdir(exist_ok=True)
+    rows = []
+    for i in range(n):
+        path = audio / f"r{i}.wav"
+        sf.write(path, np.zeros(1600, dtype=np.float32), 16000)
+        rows.append({"request_id": f"r{i}", "ts": datetime.now(UTC), "transcript": "play jazz",
+                     "confidence": 0.9 - i * 0.1, "consent": i != 1,
+                     "audio_path": str(path), "scenario": "mixed",
+                     "reference": "who is zarina okonkwo" if i != 2 else None})
+    return pd.DataFrame(rows)
+
+
+def test_export_labels_known_references_and_never_exports_twice(tmp_path: Path) -> None:
+    log = _log(tmp_path, 4)
+    batch = export_labelling_batch.fn(log, tmp_path)
+    assert batch is not None
+    to_label = pd.read_csv(batch / TO_LABEL, dtype=str, keep_default_na=False)
+    # no consent -> not exported; least confident first
+    assert list(to_label["utterance_id"]) == ["r3", "r2", "r0"]
+    labelled = pd.read_csv(batch / LABELLED, dtype=str, keep_default_na=False)
+    assert set(labelled["utterance_id"]) == {"r3", "r0"}  # r2 has no known reference
+    assert (labelled["transcript"] == "who is zarina okonkwo").all()
+    assert all((batch / p).is_file() for p in to_label["audio_path"])
+    assert export_labelling_batch.fn(log, tmp_path) is None
+    assert labelled_batches(tmp_path) == [batch / LABELLED]
+
+
+def test_next_policy_applies_only_known_keys() -> None:
+    policy = AugmentationPolicy()
+    out = next_policy(policy, {"policy": {"augmented_share": 0.7, "snr_db_max": 15.0,
+                                          "unknown": 1}})
+    assert out.augmented_share == 0.7 and out.snr_db_max == 15.0
+    assert next_policy(policy, {}) == policy
+
+
+def test_retrain_scope_adds_labelled_batches(tmp_path: Path) -> None:
+    scope = Scope().with_workspace(tmp_path)
+    export_labelling_batch.fn(_log(tmp_path, 3), tmp_path)
+    next_scope, changes = retrain_scope.fn(scope)
+    added = [s for s in next_scope.sources if s.name.startswith("labelled-")]
+    assert len(added) == 1 and added[0].kind == "csv"
+    assert any("labelled production batch" in c for c in changes)
