@@ -47,27 +47,38 @@ def _wait_for_version(url: str, version: str, timeout_s: float) -> bool:
     return False
 
 
-def _wer_of(scope: Scope, version: str, waves: list[np.ndarray], refs: list[str],
-            dest: Path) -> float:
+def _wer_of(
+    scope: Scope, version: str, waves: list[np.ndarray], refs: list[str], dest: Path
+) -> float:
     from models.recognizer import Recognizer
     from tasks.evaluation import wer
     from tasks.registry import download_recognizer
 
-    recognizer = Recognizer.load(download_recognizer(scope.registry.model_name, version,
-                                                     dest / f"v{version}"))
+    recognizer = Recognizer.load(
+        download_recognizer(scope.registry.model_name, version, dest / f"v{version}")
+    )
     return wer(refs, [t.text for t in recognizer.transcribe(waves)])
 
 
 def _decode(clips: list[Any]) -> tuple[list[np.ndarray], list[str]]:
     import soundfile as sf
 
-    return ([sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips],
-            [c.reference for c in clips])
+    return (
+        [sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips],
+        [c.reference for c in clips],
+    )
 
 
-def main(scope: Scope, scope_path: Path, out_dir: Path, stable_windows: int = 10,
-         chunk: int = 100, max_shifted: int = 1500, eval_clips: int = 120,
-         retrain_timeout_s: float = 3600.0) -> dict[str, Any]:
+def main(
+    scope: Scope,
+    scope_path: Path,
+    out_dir: Path,
+    stable_windows: int = 10,
+    chunk: int = 100,
+    max_shifted: int = 1500,
+    eval_clips: int = 120,
+    retrain_timeout_s: float = 3600.0,
+) -> dict[str, Any]:
     """Replay the story on the scope's workspace (running the cycle first if needed)."""
     from flows.runtime import (
         configure_environment,
@@ -87,8 +98,11 @@ def main(scope: Scope, scope_path: Path, out_dir: Path, stable_windows: int = 10
     from tasks.registry import CHAMPION, alias_version, configure_mlflow
     from tasks.traffic import SCENARIOS, make_clips, production_voices, send
 
-    configure_mlflow(scope.state.url("mlflow_tracking_uri"), scope.registry.experiment,
-                     scope.state.path("mlflow_artifacts"))
+    configure_mlflow(
+        scope.state.url("mlflow_tracking_uri"),
+        scope.registry.experiment,
+        scope.state.path("mlflow_artifacts"),
+    )
     started = time.perf_counter()
     if alias_version(scope.registry.model_name, CHAMPION) is None:
         print("story: no champion yet, running the full cycle first")
@@ -99,8 +113,9 @@ def main(scope: Scope, scope_path: Path, out_dir: Path, stable_windows: int = 10
     endpoint = url + "/transcribe"
     before = str(alias_version(scope.registry.model_name, CHAMPION))
     synthetic = next((s.synthetic for s in scope.sources if s.synthetic), None)
-    voices = production_voices(scope.state.path("datasets_dir"),
-                               synthetic.seed if synthetic else 13)
+    voices = production_voices(
+        scope.state.path("datasets_dir"), synthetic.seed if synthetic else 13
+    )
     work = scope.state.workspace / "story"
     work.mkdir(parents=True, exist_ok=True)
 
@@ -113,22 +128,34 @@ def main(scope: Scope, scope_path: Path, out_dir: Path, stable_windows: int = 10
     window = scope.monitoring.window
     false_alarms, stable_shares = 0, []
     for w in range(stable_windows):
-        result = send(endpoint, make_clips(SCENARIOS["stable"], window, voices, seed=100 + w),
-                      "stable", concurrency=4)
+        result = send(
+            endpoint,
+            make_clips(SCENARIOS["stable"], window, voices, seed=100 + w),
+            "stable",
+            concurrency=4,
+        )
         check = monitor(scope, trigger=False)
         stable_shares.append(float(check.get("drift_share", 0.0)))
         false_alarms += int(bool(check["drift"]))
-        print(f"story: stable window {w + 1}/{stable_windows}: {result.ok}/{result.sent} ok, "
-              f"drift share {stable_shares[-1]:.2f}, drift={check['drift']}")
+        print(
+            f"story: stable window {w + 1}/{stable_windows}: {result.ok}/{result.sent} ok, "
+            f"drift share {stable_shares[-1]:.2f}, drift={check['drift']}"
+        )
 
     shifted, detection, retrain_run, detect_share = 0, None, None, None
     while shifted < max_shifted:
-        send(endpoint, make_clips(SCENARIOS["mixed"], chunk, voices, seed=5000 + shifted),
-             "mixed", concurrency=4)
+        send(
+            endpoint,
+            make_clips(SCENARIOS["mixed"], chunk, voices, seed=5000 + shifted),
+            "mixed",
+            concurrency=4,
+        )
         shifted += chunk
         check = monitor(scope, trigger=True)
-        print(f"story: {shifted} shifted requests, drift share {check.get('drift_share', 0):.2f}"
-              f", retrain={check['retrain']}")
+        print(
+            f"story: {shifted} shifted requests, drift share {check.get('drift_share', 0):.2f}"
+            f", retrain={check['retrain']}"
+        )
         if check["retrain"]:
             detection, retrain_run = shifted, check["retrain_flow_run"]
             detect_share = float(check["drift_share"])
@@ -143,11 +170,13 @@ def main(scope: Scope, scope_path: Path, out_dir: Path, stable_windows: int = 10
     # drift-check time on 10,000 logged predictions (the log tiled up to that size)
     log = read_window(scope.state.url("prediction_log_url"), 10_000)
     tiled = log.iloc[np.arange(10_000) % len(log)].reset_index(drop=True)
-    reference, lexicon, _ = champion_reference(scope.registry.model_name, CHAMPION,
-                                               work / "reference")
+    reference, lexicon, _ = champion_reference(
+        scope.registry.model_name, CHAMPION, work / "reference"
+    )
     t0 = time.perf_counter()
-    run_drift_report(drift_features(reference, lexicon), drift_features(tiled, lexicon),
-                     work / "drift_10k.html")
+    run_drift_report(
+        drift_features(reference, lexicon), drift_features(tiled, lexicon), work / "drift_10k.html"
+    )
     drift_seconds = time.perf_counter() - t0
 
     story = {
@@ -170,14 +199,18 @@ def main(scope: Scope, scope_path: Path, out_dir: Path, stable_windows: int = 10
         "service": service_url(scope),
     }
     write_results(out_dir, "story", story)
-    write_results(out_dir, "monitor", {
-        "drift_check_seconds_10k": round(drift_seconds, 2),
-        "false_alarms": false_alarms,
-        "stable_windows": stable_windows,
-        "window": window,
-        "requests_to_detection": detection,
-        "wer_new_names_before": story["wer_new_names_before"],
-        "wer_new_names_after": story["wer_new_names_after"],
-        "wer_launch_names_after": story["wer_launch_names_after"],
-    })
+    write_results(
+        out_dir,
+        "monitor",
+        {
+            "drift_check_seconds_10k": round(drift_seconds, 2),
+            "false_alarms": false_alarms,
+            "stable_windows": stable_windows,
+            "window": window,
+            "requests_to_detection": detection,
+            "wer_new_names_before": story["wer_new_names_before"],
+            "wer_new_names_after": story["wer_new_names_after"],
+            "wer_launch_names_after": story["wer_launch_names_after"],
+        },
+    )
     return story

@@ -74,11 +74,13 @@ def profile_scope(scope: Scope, profile: str, workspace: Path) -> Scope:
     """The scope of a benchmark profile, rooted in its own fresh workspace."""
     training = scope.training
     if profile == "quality":
-        training = training.model_copy(update={"profile": "quality", "max_minutes": 38.0,
-                                               "early_stop_patience": 8})
+        training = training.model_copy(
+            update={"profile": "quality", "max_minutes": 38.0, "early_stop_patience": 8}
+        )
     sources = scope.sources
     return scope.model_copy(update={"training": training, "sources": sources}).with_workspace(
-        workspace)
+        workspace
+    )
 
 
 def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any]:
@@ -88,9 +90,16 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
     workspace = scope.state.workspace / "bench" / f"train-{profile}"
     shutil.rmtree(workspace, ignore_errors=True)
     bench_scope = profile_scope(scope, profile, workspace)
-    bench_scope = bench_scope.model_copy(update={"state": bench_scope.state.model_copy(
-        update={"prefect_port": scope.state.prefect_port, "prefect_home": (
-            scope.state.path("prefect_home").resolve())})})
+    bench_scope = bench_scope.model_copy(
+        update={
+            "state": bench_scope.state.model_copy(
+                update={
+                    "prefect_port": scope.state.prefect_port,
+                    "prefect_home": (scope.state.path("prefect_home").resolve()),
+                }
+            )
+        }
+    )
     configure_environment(bench_scope)
     start_server(bench_scope)
 
@@ -113,9 +122,11 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
 
     data_dir = bench_scope.state.path("augmented_dir") / augmented_version
     manifest = load_augmented(data_dir)
-    recognizer = Recognizer.load(download_recognizer(bench_scope.registry.model_name,
-                                                     str(trained["model_version"]),
-                                                     workspace / "champion"))
+    recognizer = Recognizer.load(
+        download_recognizer(
+            bench_scope.registry.model_name, str(trained["model_version"]), workspace / "champion"
+        )
+    )
     test = manifest[manifest["split"] == "test"]
     rng = np.random.default_rng(0)
     peer: dict[str, float] = {}
@@ -156,19 +167,24 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
         f"{prefix}wer_new_names": round(wer_names, 4),
         f"{prefix}wer_new_names_hot_words": round(wer_names_hot, 4),
         f"{prefix}train_utterances_per_second": round(
-            float(trained["train_utterances_per_second"]), 1),
+            float(trained["train_utterances_per_second"]), 1
+        ),
         f"{prefix}train_seconds": round(float(trained["train_seconds"]), 1),
         "model_parameters": int(sum(p.numel() for p in recognizer.model.parameters())),
-        "model_size_mb": round(sum(f.stat().st_size for f in (workspace / "champion").rglob(
-            "weights.pt")) / 1e6, 2),
+        "model_size_mb": round(
+            sum(f.stat().st_size for f in (workspace / "champion").rglob("weights.pt")) / 1e6, 2
+        ),
         "test_clips": int(len(test)),
         "promoted": bool(trained["promoted"]),
     }
     train_json = out_dir / "train.json"  # one file holds both profiles' keys
     merged = {}
     if train_json.is_file():
-        merged = {k: v for k, v in json.loads(train_json.read_text()).items()
-                  if k not in ("benchmark", "when", "machine")}
+        merged = {
+            k: v
+            for k, v in json.loads(train_json.read_text()).items()
+            if k not in ("benchmark", "when", "machine")
+        }
     merged.update(figures)
     write_results(out_dir, "train", merged)
     return figures

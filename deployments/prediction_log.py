@@ -27,27 +27,18 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from data_contracts.prediction_log import PREDICTION_LOG_COLUMNS, PredictionLog
+from data_contracts.prediction_log import (
+    AUDIO_FEATURE_COLUMNS,
+    PREDICTION_LOG_COLUMNS,
+    PredictionLog,
+)
 
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "prediction_log"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _NULLABLE = ("audio_path", "scenario", "reference")
-_FLOATS = (
-    "confidence",
-    "latency_ms",
-    "duration_s",
-    "rms_dbfs",
-    "peak_dbfs",
-    "clipping_share",
-    "silence_share",
-    "snr_db_estimate",
-    "spectral_centroid_hz",
-    "spectral_bandwidth_hz",
-    "spectral_rolloff_hz",
-    "low_band_share",
-)
+_FLOATS = ("confidence", "latency_ms", *AUDIO_FEATURE_COLUMNS)
 
 
 def _table(metadata: sa.MetaData) -> sa.Table:

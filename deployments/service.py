@@ -338,7 +338,8 @@ def default_torch_threads() -> int:
     less than a core (a few ms per request), and a batch with one torch thread takes about
     40 % longer than with two. See bench/serve.py for the measurements behind the choice.
     """
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
     return cores if cores <= 2 else cores - 1
 
 
@@ -397,6 +398,7 @@ class Batcher:
         self._stopping = False
         self._running = 0  # clips in the batch being run
         self._last_size = 0
+        self._last_end = 0.0  # time.monotonic() when the last batch was answered
         self._full_batch_s = 0.0  # moving average of the time a (nearly) full batch takes
         self._sizes: Counter[int] = Counter()
         self._thread = threading.Thread(target=self._run, name="asr-model", daemon=True)
@@ -461,7 +463,10 @@ class Batcher:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            deadline = self._queue[0].enqueued + self.window_s
+            # From the later of the first clip's arrival and the last batch's answers: a clip
+            # that queued behind a batch waits (briefly) for that batch's clients to return,
+            # rather than going alone just ahead of them.
+            deadline = max(self._queue[0].enqueued, self._last_end) + self.window_s
             while len(self._queue) < self.max_batch_size and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -539,6 +544,8 @@ class Batcher:
                     model_version=served.version,
                 )
             )
+        with self._cond:
+            self._last_end = time.monotonic()
 
 
 # -- the HTTP pieces BentoML's API methods cannot express --------------------------------------

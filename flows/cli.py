@@ -54,8 +54,15 @@ def cmd_server(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         from flows.runtime import stop_service, stop_worker
 
-        stopped = [name for name, stop in (("service", stop_service), ("worker", stop_worker),
-                                           ("prefect server", stop_server)) if stop(scope)]
+        stopped = [
+            name
+            for name, stop in (
+                ("service", stop_service),
+                ("worker", stop_worker),
+                ("prefect server", stop_server),
+            )
+            if stop(scope)
+        ]
         print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
     else:
         up = server_healthy(scope)
@@ -88,10 +95,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     deploy_all(scope)
     start_worker(scope)
     url = start_service(scope, Path(args.scope))
-    print(f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
-          f"  Speech endpoint: {url}/transcribe (docs: {url}/docs)\n"
-          f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
-          f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000")
+    print(
+        f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
+        f"  Speech endpoint: {url}/transcribe (docs: {url}/docs)\n"
+        f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
+        f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000"
+    )
     return 0
 
 
@@ -177,21 +186,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     scope = _load(args)
     if args.port:
-        scope = scope.model_copy(update={"serving": scope.serving.model_copy(
-            update={"port": args.port})})
+        scope = scope.model_copy(
+            update={"serving": scope.serving.model_copy(update={"port": args.port})}
+        )
     configure_environment(scope)
     if args.stop:
         print("stopped" if stop_service(scope) else "no service started from this workspace")
         return 0
     if not _store_has_model(scope):
-        print("the BentoML store has no model yet: packaging the champion first",
-              file=sys.stderr)
+        print("the BentoML store has no model yet: packaging the champion first", file=sys.stderr)
         _prepare(scope)
         from flows.package import package
 
         package(scope, build=False)
     if args.foreground:
-        import os
         import subprocess
 
         from flows.runtime import REPO_ROOT, service_env
@@ -240,10 +248,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     deploy_all(scope)
     start_worker(scope)
-    run = run_deployment("retrain/retrain", parameters={"reason": args.reason},
-                         timeout=None if args.wait else 0)
-    print(f"retrain flow run {run.id} ({run.state.name if run.state else 'scheduled'}): "
-          f"{ui}/runs/flow-run/{run.id}")
+    run = run_deployment(
+        "retrain/retrain", parameters={"reason": args.reason}, timeout=None if args.wait else 0
+    )
+    print(
+        f"retrain flow run {run.id} ({run.state.name if run.state else 'scheduled'}): "
+        f"{ui}/runs/flow-run/{run.id}"
+    )
     return 0 if not args.wait or (run.state and run.state.is_completed()) else 1
 
 
@@ -264,8 +275,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from tasks.traffic import SCENARIOS, make_clips, production_voices, send
 
     synthetic = next((s.synthetic for s in scope.sources if s.synthetic), None)
-    voices = production_voices(scope.state.path("datasets_dir"),
-                               synthetic.seed if synthetic else 13)[: args.voices]
+    voices = production_voices(
+        scope.state.path("datasets_dir"), synthetic.seed if synthetic else 13
+    )[: args.voices]
     clips = make_clips(SCENARIOS[args.scenario], args.count, voices, args.seed)
     url = args.url or service_url(scope) + "/transcribe"
     result = send(url, clips, args.scenario, concurrency=args.concurrency, rate_per_s=args.rate)
@@ -277,8 +289,14 @@ def cmd_story(args: argparse.Namespace) -> int:
     scope = _load(args)
     from bench.story import main as story
 
-    result = story(scope, Path(args.scope), Path(args.out), stable_windows=args.windows,
-                   chunk=args.chunk, eval_clips=args.eval_clips)
+    result = story(
+        scope,
+        Path(args.scope),
+        Path(args.out),
+        stable_windows=args.windows,
+        chunk=args.chunk,
+        eval_clips=args.eval_clips,
+    )
     return 0 if result["retrain_triggered"] else 1
 
 
@@ -298,8 +316,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     configure_environment(scope, api=False)
     from tasks.registry import configure_mlflow, rollback
 
-    configure_mlflow(scope.state.url("mlflow_tracking_uri"), scope.registry.experiment,
-                     scope.state.path("mlflow_artifacts"))
+    configure_mlflow(
+        scope.state.url("mlflow_tracking_uri"),
+        scope.registry.experiment,
+        scope.state.path("mlflow_artifacts"),
+    )
     try:
         before, after = rollback(scope.registry.model_name)
     except RuntimeError as exc:
@@ -341,7 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = add("server", cmd_server, "start or check the Prefect server (UI); stop also stops the worker and service")
+    p = add(
+        "server",
+        cmd_server,
+        "start or check the Prefect server (UI); stop also stops the worker and service",
+    )
     p.add_argument("action", choices=["start", "stop", "status"])
     add("validate-scope", cmd_validate_scope, "check the scope file and what it names")
     add("run", cmd_run, "run the full cycle against the local Prefect server")
@@ -368,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("monitor", cmd_monitor, "check the prediction log for drift now")
     p.add_argument("--no-trigger", action="store_true", help="report only; never retrain")
     p = add("simulate", cmd_simulate, "send simulated voice-search traffic to the endpoint")
-    p.add_argument("--scenario", choices=["stable", "new-names", "in-car", "mixed"],
-                   default="stable")
+    p.add_argument(
+        "--scenario", choices=["stable", "new-names", "in-car", "mixed"], default="stable"
+    )
     p.add_argument("--count", type=int, default=50, help="requests to send")
     p.add_argument("--rate", type=float, help="requests per second (default: as fast as allowed)")
     p.add_argument("--concurrency", type=int, default=4)
@@ -389,8 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="store_true", help="stop the background service")
     p = add("bench", cmd_bench, "run a benchmark; writes JSON under bench/results/")
     p.add_argument("suite", choices=["data", "train"], help="which benchmark")
-    p.add_argument("--profile", choices=["default", "quality"], default="default",
-                   help="training profile for the train benchmark")
+    p.add_argument(
+        "--profile",
+        choices=["default", "quality"],
+        default="default",
+        help="training profile for the train benchmark",
+    )
     p.add_argument("--out", default="bench/results", help="results folder")
     return parser
 

@@ -22,5 +22,9 @@ def full_cycle(scope: Scope) -> dict[str, object]:
     augmented_version = augment(scope, dataset_version)
     trained = train(scope, augmented_version)
     packaged = package(scope)
-    return {"dataset_version": dataset_version, "augmented_version": augmented_version,
-            **trained, **packaged}
+    return {
+        "dataset_version": dataset_version,
+        "augmented_version": augmented_version,
+        **trained,
+        **packaged,
+    }

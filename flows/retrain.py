@@ -29,6 +29,12 @@ def retrain(scope: Scope, reason: str = "manual retrain") -> dict[str, object]:
     augmented_version = augment(next_scope, dataset_version)
     trained = train(next_scope, augmented_version)
     packaged = package(next_scope) if trained["promoted"] else {}
-    return {"reason": reason, "labelling_batch": str(batch) if batch else None,
-            "changes": changes, "dataset_version": dataset_version,
-            "augmented_version": augmented_version, **trained, **packaged}
+    return {
+        "reason": reason,
+        "labelling_batch": str(batch) if batch else None,
+        "changes": changes,
+        "dataset_version": dataset_version,
+        "augmented_version": augmented_version,
+        **trained,
+        **packaged,
+    }

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from data_contracts.scoping import Scope
@@ -64,15 +65,46 @@ def server_healthy(scope: Scope) -> bool:
     return _healthy(prefect_api_url(scope) + "/health")
 
 
+def launch(
+    scope: Scope,
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    ready: Callable[[], bool] | None,
+    timeout_s: float,
+) -> None:
+    """Start a background process (own session, log and pid file in the workspace) and wait
+    until `ready()` holds; a process that dies first is reported with its log's path."""
+    ws = scope.state.workspace.resolve()
+    log_path = ws / "logs" / f"{name}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    (ws / f"{name}.pid").write_text(str(proc.pid))
+    if ready is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}; see {log_path}")
+        time.sleep(1.0)
+    raise RuntimeError(f"{name} was not ready within {timeout_s:.0f} s; see {log_path}")
+
+
 def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
     """Start the Prefect server in the background (or reuse a running one); return the UI URL."""
     configure_environment(scope)
-    if server_healthy(scope):
-        return prefect_ui_url(scope)
-    ws = scope.state.workspace.resolve()
-    log = open(ws / "logs" / "prefect-server.log", "ab")  # noqa: SIM115 (handed to the child)
-    proc = subprocess.Popen(
-        [
+    if not server_healthy(scope):
+        cmd = [
             sys.executable,
             "-m",
             "prefect",
@@ -82,25 +114,16 @@ def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
             "127.0.0.1",
             "--port",
             str(scope.state.prefect_port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env=os.environ.copy(),
-    )
-    (ws / "prefect-server.pid").write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server_healthy(scope):
-            return prefect_ui_url(scope)
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the Prefect server exited with code {proc.returncode}; "
-                f"see {ws / 'logs' / 'prefect-server.log'}"
-            )
-        time.sleep(1.0)
-    raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s")
+        ]
+        launch(
+            scope,
+            "prefect-server",
+            cmd,
+            os.environ.copy(),
+            lambda: server_healthy(scope),
+            timeout_s,
+        )
+    return prefect_ui_url(scope)
 
 
 def stop_pidfile(pidfile: Path, grace_s: float = 15.0) -> bool:
@@ -154,10 +177,14 @@ def service_env(scope: Scope, scope_path: Path) -> dict[str, str]:
 
         token_file.write_text(secrets.token_urlsafe(24))
         token_file.chmod(0o600)
-    return {**os.environ, "VOICECYCLE_SCOPE": str(scope_path.resolve()),
-            "VOICECYCLE_WORKSPACE": str(ws),
-            "VOICECYCLE_ADMIN_TOKEN": os.environ.get("VOICECYCLE_ADMIN_TOKEN",
-                                                     token_file.read_text().strip())}
+    return {
+        **os.environ,
+        "VOICECYCLE_SCOPE": str(scope_path.resolve()),
+        "VOICECYCLE_WORKSPACE": str(ws),
+        "VOICECYCLE_ADMIN_TOKEN": os.environ.get(
+            "VOICECYCLE_ADMIN_TOKEN", token_file.read_text().strip()
+        ),
+    }
 
 
 def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> str:
@@ -165,26 +192,16 @@ def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> s
     from tasks.packaging import serve_command
 
     configure_environment(scope)
-    if service_ready(scope):
-        return service_url(scope)
-    ws = scope.state.workspace.resolve()
-    log = open(ws / "logs" / "service.log", "ab")  # noqa: SIM115 (handed to the child)
-    proc = subprocess.Popen(
-        serve_command(scope.serving.host, scope.serving.port), cwd=REPO_ROOT,
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=service_env(scope, scope_path),
-    )
-    (ws / "service.pid").write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if service_ready(scope):
-            return service_url(scope)
-        if proc.poll() is not None:
-            raise RuntimeError(f"the BentoML service exited with code {proc.returncode}; "
-                               f"see {ws / 'logs' / 'service.log'}")
-        time.sleep(1.0)
-    raise RuntimeError(f"the BentoML service was not ready within {timeout_s:.0f} s; "
-                       f"see {ws / 'logs' / 'service.log'}")
+    if not service_ready(scope):
+        launch(
+            scope,
+            "service",
+            serve_command(scope.serving.host, scope.serving.port),
+            service_env(scope, scope_path),
+            lambda: service_ready(scope),
+            timeout_s,
+        )
+    return service_url(scope)
 
 
 def stop_service(scope: Scope) -> bool:
@@ -224,8 +241,14 @@ def deploy_all(scope: Scope, prefect_file: Path = REPO_ROOT / "prefect.yaml") ->
         cron = d.get("schedule", {}).get("cron") if d.get("schedule") else None
         if d["name"] == "monitor":
             cron = scope.monitoring.schedule_cron
-        flow.deploy(name=d["name"], work_pool_name=d["work_pool"]["name"], parameters=params,
-                    cron=cron, description=d.get("description"), print_next_steps=False)
+        flow.deploy(
+            name=d["name"],
+            work_pool_name=d["work_pool"]["name"],
+            parameters=params,
+            cron=cron,
+            description=d.get("description"),
+            print_next_steps=False,
+        )
         names.append(f"{flow.name}/{d['name']}")
     return names
 
@@ -242,17 +265,19 @@ def worker_running(scope: Scope) -> bool:
 
 def start_worker(scope: Scope) -> None:
     """Start a process worker for the work pool in the background (or keep the running one)."""
-    if worker_running(scope):
-        return
-    ws = scope.state.workspace.resolve()
-    log = open(ws / "logs" / "prefect-worker.log", "ab")  # noqa: SIM115 (handed to the child)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL,
-         "--type", "process"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=os.environ.copy(),
-    )
-    (ws / "prefect-worker.pid").write_text(str(proc.pid))
+    if not worker_running(scope):
+        cmd = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            WORK_POOL,
+            "--type",
+            "process",
+        ]
+        launch(scope, "prefect-worker", cmd, os.environ.copy(), None, 0)
 
 
 def stop_worker(scope: Scope) -> bool:

@@ -25,94 +25,290 @@ DEFAULT_ERA_WEIGHTS: Mapping[str, float] = MappingProxyType({"launch": 1.0})
 
 # --- launch-era entities: real cities, invented or very common names --------------------------
 _CITIES = (
-    "London", "Paris", "New York", "Chicago", "Boston", "Seattle", "Denver", "Austin", "Miami",
-    "Toronto", "Sydney", "Berlin", "Madrid", "Rome", "Tokyo", "Dublin", "Atlanta", "Phoenix",
-    "Houston", "San Francisco", "Los Angeles", "Vancouver", "Amsterdam", "Lisbon",
+    "London",
+    "Paris",
+    "New York",
+    "Chicago",
+    "Boston",
+    "Seattle",
+    "Denver",
+    "Austin",
+    "Miami",
+    "Toronto",
+    "Sydney",
+    "Berlin",
+    "Madrid",
+    "Rome",
+    "Tokyo",
+    "Dublin",
+    "Atlanta",
+    "Phoenix",
+    "Houston",
+    "San Francisco",
+    "Los Angeles",
+    "Vancouver",
+    "Amsterdam",
+    "Lisbon",
 )
 _PLACES = (
-    "Central Station", "the airport", "the nearest gas station", "City Hall", "Union Square",
-    "Main Street", "the public library", "the train station", "the shopping mall",
-    "the closest pharmacy", "the city museum", "Riverside Park", "the stadium", "the beach",
+    "Central Station",
+    "the airport",
+    "the nearest gas station",
+    "City Hall",
+    "Union Square",
+    "Main Street",
+    "the public library",
+    "the train station",
+    "the shopping mall",
+    "the closest pharmacy",
+    "the city museum",
+    "Riverside Park",
+    "the stadium",
+    "the beach",
 )
 _ARTISTS = (
-    "Sarah Collins", "Danny Walsh", "Rosa Martin", "The Midnight Riders", "Blue Harbor",
-    "Golden Fields", "The Silver Lines", "Maya Lopez", "Jake Harper", "The Paper Kites Band",
-    "Nina Scott", "Leo Grant",
+    "Sarah Collins",
+    "Danny Walsh",
+    "Rosa Martin",
+    "The Midnight Riders",
+    "Blue Harbor",
+    "Golden Fields",
+    "The Silver Lines",
+    "Maya Lopez",
+    "Jake Harper",
+    "The Paper Kites Band",
+    "Nina Scott",
+    "Leo Grant",
 )
 _SONGS = (
-    "Summer Rain", "Paper Hearts", "Highway Home", "Golden Hour", "Slow Motion", "City Lights",
-    "Back to You", "Falling Stars", "Open Road", "Midnight Train", "Better Days", "Last Summer",
+    "Summer Rain",
+    "Paper Hearts",
+    "Highway Home",
+    "Golden Hour",
+    "Slow Motion",
+    "City Lights",
+    "Back to You",
+    "Falling Stars",
+    "Open Road",
+    "Midnight Train",
+    "Better Days",
+    "Last Summer",
 )
 _CELEBRITIES = (
-    "Emma Carter", "Jack Morgan", "Olivia Bennett", "Liam Foster", "Sophia Turner", "Noah Hayes",
-    "Ava Mitchell", "Ethan Brooks", "Mia Sullivan", "Lucas Reed", "Grace Parker", "Henry Adams",
+    "Emma Carter",
+    "Jack Morgan",
+    "Olivia Bennett",
+    "Liam Foster",
+    "Sophia Turner",
+    "Noah Hayes",
+    "Ava Mitchell",
+    "Ethan Brooks",
+    "Mia Sullivan",
+    "Lucas Reed",
+    "Grace Parker",
+    "Henry Adams",
 )
 _POLITICIANS = (
-    "Robert Hughes", "Karen Phillips", "Daniel Price", "Susan Ward", "Thomas Powell",
-    "Linda Russell", "James Coleman", "Patricia Long", "Richard Barnes", "Nancy Fisher",
+    "Robert Hughes",
+    "Karen Phillips",
+    "Daniel Price",
+    "Susan Ward",
+    "Thomas Powell",
+    "Linda Russell",
+    "James Coleman",
+    "Patricia Long",
+    "Richard Barnes",
+    "Nancy Fisher",
 )
 _ATHLETES = (
-    "Marcus Green", "Tyler Jenkins", "Ryan Cooper", "Kevin Howard", "Jessica Perry",
-    "Alex Rivera", "Megan Butler", "Brian Kelly",
+    "Marcus Green",
+    "Tyler Jenkins",
+    "Ryan Cooper",
+    "Kevin Howard",
+    "Jessica Perry",
+    "Alex Rivera",
+    "Megan Butler",
+    "Brian Kelly",
 )
 _TEAMS = (
-    "the Riverside Rangers", "the Harbor City Hawks", "the Lakeside Lions", "the Valley Wolves",
-    "the Capital Eagles", "the Northside Knights", "the Bay Tigers", "the Mountain Miners",
+    "the Riverside Rangers",
+    "the Harbor City Hawks",
+    "the Lakeside Lions",
+    "the Valley Wolves",
+    "the Capital Eagles",
+    "the Northside Knights",
+    "the Bay Tigers",
+    "the Mountain Miners",
 )
 _SHOPS = (
-    "Green Market", "Corner Hardware", "City Books", "Sunrise Bakery", "Main Street Pharmacy",
-    "Best Electronics", "Home Goods Outlet", "Fresh Foods",
+    "Green Market",
+    "Corner Hardware",
+    "City Books",
+    "Sunrise Bakery",
+    "Main Street Pharmacy",
+    "Best Electronics",
+    "Home Goods Outlet",
+    "Fresh Foods",
 )
 _RESTAURANTS = (
-    "Luigi's Trattoria", "Golden Dragon", "The Corner Diner", "Blue Fin Sushi", "Taco Fiesta",
-    "Spice Garden", "The Burger Shack", "Olive Tree Cafe",
+    "Luigi's Trattoria",
+    "Golden Dragon",
+    "The Corner Diner",
+    "Blue Fin Sushi",
+    "Taco Fiesta",
+    "Spice Garden",
+    "The Burger Shack",
+    "Olive Tree Cafe",
 )
 _CONTACTS = (
-    "Mom", "Dad", "Sarah", "David", "Grandma", "Jessica", "Mike", "Emily", "Chris", "Anna",
-    "the office", "my brother", "my sister",
+    "Mom",
+    "Dad",
+    "Sarah",
+    "David",
+    "Grandma",
+    "Jessica",
+    "Mike",
+    "Emily",
+    "Chris",
+    "Anna",
+    "the office",
+    "my brother",
+    "my sister",
 )
 _COUNTRIES = (
-    "Australia", "Canada", "Brazil", "Japan", "Kenya", "Norway", "Mexico", "India", "Egypt",
-    "Spain", "Argentina", "Germany",
+    "Australia",
+    "Canada",
+    "Brazil",
+    "Japan",
+    "Kenya",
+    "Norway",
+    "Mexico",
+    "India",
+    "Egypt",
+    "Spain",
+    "Argentina",
+    "Germany",
 )
 _MOVIES = (
-    "The Long Night", "Silent Harbor", "Running Home", "The Last Garden", "Blue Skies",
+    "The Long Night",
+    "Silent Harbor",
+    "Running Home",
+    "The Last Garden",
+    "Blue Skies",
     "Winter Road",
 )
 
 # --- new-era people: invented, plausible, word vocabulary disjoint from everything above -------
 _NEW_CELEBRITIES = (
-    "Zarina Okonkwo-Bell", "Teodor Vasquez-Lindqvist", "Ilsabet Marangoni", "Kwesi Achterberg",
-    "Saoirse Valdemarsson", "Anouk Tshabalala", "Dariusz Okafor-Reyes", "Yelena Brightwater",
-    "Oluwaseun Castellanos", "Thandiwe Morrisette", "Leopold Nakashima", "Mireille Abernathy-Cho",
-    "Ravindra Sorensen", "Fenella Quartermaine", "Caspian Adeyemi", "Ottoline Ferreira-Kahn",
-    "Bartholomew Ngata", "Ysolde Karamanlis", "Evander Szczepanski", "Marisol Eriksdottir",
-    "Ignatius Oyelaran-Hart", "Seraphine Delacroix-Obi", "Cosimo Thorvaldsen",
+    "Zarina Okonkwo-Bell",
+    "Teodor Vasquez-Lindqvist",
+    "Ilsabet Marangoni",
+    "Kwesi Achterberg",
+    "Saoirse Valdemarsson",
+    "Anouk Tshabalala",
+    "Dariusz Okafor-Reyes",
+    "Yelena Brightwater",
+    "Oluwaseun Castellanos",
+    "Thandiwe Morrisette",
+    "Leopold Nakashima",
+    "Mireille Abernathy-Cho",
+    "Ravindra Sorensen",
+    "Fenella Quartermaine",
+    "Caspian Adeyemi",
+    "Ottoline Ferreira-Kahn",
+    "Bartholomew Ngata",
+    "Ysolde Karamanlis",
+    "Evander Szczepanski",
+    "Marisol Eriksdottir",
+    "Ignatius Oyelaran-Hart",
+    "Seraphine Delacroix-Obi",
+    "Cosimo Thorvaldsen",
     "Tindra Okoye-Whitfield",
 )
 _NEW_POLITICIANS = (
-    "Aurelio Brandvold", "Henrika Mwangi-Lowe", "Ezekiel Varga-Tunstall",
-    "Philippa Nwachukwu-Dorsey", "Casimir Ravensworth", "Ludmila Fairweather-Osei",
-    "Benedikt Almqvist", "Oriane Kolawole", "Mathias Quisenberry", "Imogen Zeferino",
-    "Radomir Ashdown-Kaye", "Soledad Haverkamp", "Ulrich Tembo-Marsh", "Genevieve Oduya",
-    "Anselm Kirkegaard", "Valentina Przybylski", "Desmond Ilunga-Pryce", "Wilhelmina Castellvi",
-    "Percival Adebanjo", "Esperanza Lindgren-Moss",
+    "Aurelio Brandvold",
+    "Henrika Mwangi-Lowe",
+    "Ezekiel Varga-Tunstall",
+    "Philippa Nwachukwu-Dorsey",
+    "Casimir Ravensworth",
+    "Ludmila Fairweather-Osei",
+    "Benedikt Almqvist",
+    "Oriane Kolawole",
+    "Mathias Quisenberry",
+    "Imogen Zeferino",
+    "Radomir Ashdown-Kaye",
+    "Soledad Haverkamp",
+    "Ulrich Tembo-Marsh",
+    "Genevieve Oduya",
+    "Anselm Kirkegaard",
+    "Valentina Przybylski",
+    "Desmond Ilunga-Pryce",
+    "Wilhelmina Castellvi",
+    "Percival Adebanjo",
+    "Esperanza Lindgren-Moss",
 )
 
 # --- non-entity slot values ---------------------------------------------------------------
-_CUISINES = ("Italian", "Thai", "Mexican", "sushi", "pizza", "Indian", "Chinese", "vegan",
-             "burger", "ramen", "Greek", "Korean")
-_PRODUCTS = ("running shoes", "coffee makers", "headphones", "birthday cakes", "printer ink",
-             "dog food", "winter jackets", "phone chargers", "desk lamps", "sunscreen")
+_CUISINES = (
+    "Italian",
+    "Thai",
+    "Mexican",
+    "sushi",
+    "pizza",
+    "Indian",
+    "Chinese",
+    "vegan",
+    "burger",
+    "ramen",
+    "Greek",
+    "Korean",
+)
+_PRODUCTS = (
+    "running shoes",
+    "coffee makers",
+    "headphones",
+    "birthday cakes",
+    "printer ink",
+    "dog food",
+    "winter jackets",
+    "phone chargers",
+    "desk lamps",
+    "sunscreen",
+)
 _ITEMS = ("bananas", "eggs", "apples", "lemons", "bagels", "tomatoes", "batteries", "candles")
 _GENRES = ("jazz", "rock", "classical", "country", "hip hop", "pop", "blues", "reggae")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
-_TASKS = ("call the dentist", "buy milk", "water the plants", "pick up the kids",
-          "take my medicine", "pay the rent", "send the report")
-_UNITS = (("miles", "kilometers"), ("pounds", "kilograms"), ("cups", "liters"),
-          ("feet", "meters"), ("dollars", "euros"), ("ounces", "grams"))
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_TASKS = (
+    "call the dentist",
+    "buy milk",
+    "water the plants",
+    "pick up the kids",
+    "take my medicine",
+    "pay the rent",
+    "send the report",
+)
+_UNITS = (
+    ("miles", "kilometers"),
+    ("pounds", "kilograms"),
+    ("cups", "liters"),
+    ("feet", "meters"),
+    ("dollars", "euros"),
+    ("ounces", "grams"),
+)
 
 _TEMPLATES: dict[str, tuple[str, ...]] = {
     "weather": (
@@ -369,8 +565,9 @@ def _era_probabilities(era_weights: Mapping[str, float]) -> tuple[list[str], np.
     eras = sorted(era_weights)
     weights = np.array([float(era_weights[e]) for e in eras])
     if not all(math.isfinite(w) and w >= 0 for w in weights) or weights.sum() <= 0:
-        raise ValueError(f"expected finite non-negative era weights with a positive sum, "
-                         f"got {dict(era_weights)}")
+        raise ValueError(
+            f"expected finite non-negative era weights with a positive sum, got {dict(era_weights)}"
+        )
     return eras, weights / weights.sum()
 
 

@@ -111,16 +111,30 @@ def decide_promotion(
     if decision.promote or not bootstrap:
         return decision
     if champion is None:
-        return GateDecision(True, ("bootstrap: no champion existed, so the first model serves "
-                                   "although it misses targets:", *decision.reasons))
+        return GateDecision(
+            True,
+            (
+                "bootstrap: no champion existed, so the first model serves "
+                "although it misses targets:",
+                *decision.reasons,
+            ),
+        )
     # A champion that misses the targets itself should not block a strictly better model.
-    champion_on_targets = promotion_gate(champion, None, wanted, slice_tolerance,
-                                         min_slice_n=min_slice_n)
-    versus_champion = promotion_gate(challenger, champion, {}, slice_tolerance,
-                                     min_slice_n=min_slice_n)
+    champion_on_targets = promotion_gate(
+        champion, None, wanted, slice_tolerance, min_slice_n=min_slice_n
+    )
+    versus_champion = promotion_gate(
+        challenger, champion, {}, slice_tolerance, min_slice_n=min_slice_n
+    )
     if not champion_on_targets.promote and versus_champion.promote:
-        return GateDecision(True, ("promoted: better than a champion that also misses "
-                                   "targets", *versus_champion.reasons, *decision.reasons))
+        return GateDecision(
+            True,
+            (
+                "promoted: better than a champion that also misses targets",
+                *versus_champion.reasons,
+                *decision.reasons,
+            ),
+        )
     return decision
 
 
@@ -158,8 +172,9 @@ def publish_error_analysis(
 
 
 @task(name="build-drift-reference")
-def build_drift_reference(predictions: pd.DataFrame, manifest: pd.DataFrame, data_dir: Path,
-                          out_path: Path) -> Path:
+def build_drift_reference(
+    predictions: pd.DataFrame, manifest: pd.DataFrame, data_dir: Path, out_path: Path
+) -> Path:
     """The champion's held-out predictions with the audio features the service logs.
 
     Monitoring compares production windows with this table, so it is made from the same

@@ -15,8 +15,9 @@ TO_LABEL = "to_label.csv"
 LABELLED = "labelled.csv"
 
 
-def select_for_labelling(log: pd.DataFrame, low_confidence: float,
-                         exported: set[str]) -> pd.DataFrame:
+def select_for_labelling(
+    log: pd.DataFrame, low_confidence: float, exported: set[str]
+) -> pd.DataFrame:
     """Consented samples with audio not yet exported, least confident first.
 
     The window handed in is the drifted one, so all of it is worth labelling; the order puts
@@ -25,8 +26,11 @@ def select_for_labelling(log: pd.DataFrame, low_confidence: float,
     has_audio = log["consent"].astype(bool) & log["audio_path"].notna()
     fresh = ~log["request_id"].isin(exported)
     rows = log[has_audio & fresh]
-    return rows.assign(_low=rows["confidence"] >= low_confidence).sort_values(
-        ["_low", "confidence"]).drop(columns="_low")
+    return (
+        rows.assign(_low=rows["confidence"] >= low_confidence)
+        .sort_values(["_low", "confidence"])
+        .drop(columns="_low")
+    )
 
 
 def exported_ids(workspace: Path) -> set[str]:
@@ -38,8 +42,9 @@ def exported_ids(workspace: Path) -> set[str]:
 
 
 @task(name="export-labelling-batch")
-def export_labelling_batch(log: pd.DataFrame, workspace: Path, low_confidence: float = 0.8,
-                           simulated_labeller: bool = True) -> Path | None:
+def export_labelling_batch(
+    log: pd.DataFrame, workspace: Path, low_confidence: float = 0.8, simulated_labeller: bool = True
+) -> Path | None:
     """Copy the selected samples' audio into a batch folder with a manifest to label.
 
     With `simulated_labeller`, rows whose true transcript is known (the traffic simulator sent
@@ -58,14 +63,21 @@ def export_labelling_batch(log: pd.DataFrame, workspace: Path, low_confidence: f
         if not src.is_file():
             continue  # purged by retention since it was logged
         shutil.copy2(src, batch / "audio" / f"{row.request_id}.wav")
-        records.append({
-            "utterance_id": row.request_id, "audio_path": f"audio/{row.request_id}.wav",
-            "transcript": "", "hint_model_transcript": row.transcript,
-            "known_reference": row.reference if isinstance(row.reference, str) else "",
-            "voice": f"production:{row.request_id}", "synthesizer": "production",
-            "intent": "unknown", "entities": "", "era": "production",
-            "scenario": row.scenario if isinstance(row.scenario, str) else "",
-        })
+        records.append(
+            {
+                "utterance_id": row.request_id,
+                "audio_path": f"audio/{row.request_id}.wav",
+                "transcript": "",
+                "hint_model_transcript": row.transcript,
+                "known_reference": row.reference if isinstance(row.reference, str) else "",
+                "voice": f"production:{row.request_id}",
+                "synthesizer": "production",
+                "intent": "unknown",
+                "entities": "",
+                "era": "production",
+                "scenario": row.scenario if isinstance(row.scenario, str) else "",
+            }
+        )
     if not records:
         shutil.rmtree(batch)
         return None
@@ -76,7 +88,8 @@ def export_labelling_batch(log: pd.DataFrame, workspace: Path, low_confidence: f
         labelled["transcript"] = labelled["known_reference"]
         if len(labelled):
             labelled.drop(columns=["known_reference", "hint_model_transcript", "scenario"]).to_csv(
-                batch / LABELLED, index=False)
+                batch / LABELLED, index=False
+            )
     return batch
 
 

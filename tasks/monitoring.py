@@ -42,8 +42,9 @@ def lexicon_of(recognizer_dir: Path) -> set[str]:
 
 
 @task(name="champion-reference", retries=2, retry_delay_seconds=2)
-def champion_reference(model_name: str, alias: str, dest: Path) -> tuple[pd.DataFrame, set[str],
-                                                                          str]:
+def champion_reference(
+    model_name: str, alias: str, dest: Path
+) -> tuple[pd.DataFrame, set[str], str]:
     """The champion's drift reference table, its lexicon and its version."""
     import mlflow
 
@@ -53,14 +54,16 @@ def champion_reference(model_name: str, alias: str, dest: Path) -> tuple[pd.Data
     mv = client.get_model_version_by_alias(model_name, alias)
     dest.mkdir(parents=True, exist_ok=True)
     ref_path = mlflow.artifacts.download_artifacts(
-        run_id=mv.run_id, artifact_path="error_analysis/drift_reference.csv", dst_path=str(dest))
+        run_id=mv.run_id, artifact_path="error_analysis/drift_reference.csv", dst_path=str(dest)
+    )
     recognizer = download_recognizer(model_name, str(mv.version), dest / "model")
     return pd.read_csv(ref_path, keep_default_na=False), lexicon_of(recognizer), str(mv.version)
 
 
 @task(name="drift-report")
-def drift_check(reference: pd.DataFrame, current_log: pd.DataFrame, lexicon: set[str],
-                html_path: Path) -> DriftResult:
+def drift_check(
+    reference: pd.DataFrame, current_log: pd.DataFrame, lexicon: set[str], html_path: Path
+) -> DriftResult:
     """Evidently's drift preset over audio and prediction features, saved as HTML."""
     ref = drift_features(reference, lexicon)
     cur = drift_features(current_log, lexicon)
@@ -82,11 +85,18 @@ def last_trigger(workspace: Path) -> datetime | None:
 
 
 @task(name="drift-decision")
-def drift_decision(result: DriftResult, settings: MonitoringScope,
-                   workspace: Path) -> DriftDecision:
+def drift_decision(
+    result: DriftResult, settings: MonitoringScope, workspace: Path
+) -> DriftDecision:
     """Apply the scope's decision rule (drift share, minimum window, cooldown)."""
-    return decide(result, settings.drift_share, settings.min_window, last_trigger(workspace),
-                  datetime.now(UTC), settings.cooldown_minutes)
+    return decide(
+        result,
+        settings.drift_share,
+        settings.min_window,
+        last_trigger(workspace),
+        datetime.now(UTC),
+        settings.cooldown_minutes,
+    )
 
 
 def record_trigger(workspace: Path, reason: str) -> None:
@@ -97,30 +107,39 @@ def record_trigger(workspace: Path, reason: str) -> None:
 
 
 @task(name="trigger-retrain")
-def trigger_retrain(reason: str, scope_payload: dict[str, Any], workspace: Path,
-                    wait: bool = False) -> str:
+def trigger_retrain(
+    reason: str, scope_payload: dict[str, Any], workspace: Path, wait: bool = False
+) -> str:
     """Emit the drift event and start the retrain deployment (returns its flow-run id)."""
     from prefect.deployments import run_deployment
     from prefect.events import emit_event
 
-    emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": "voicecycle.monitor"},
-               payload={"reason": reason})
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": "voicecycle.monitor"},
+        payload={"reason": reason},
+    )
     from prefect.exceptions import ObjectNotFound
 
     try:
-        run = run_deployment(RETRAIN_DEPLOYMENT,
-                             parameters={"scope": scope_payload, "reason": reason},
-                             timeout=None if wait else 0)
+        run = run_deployment(
+            RETRAIN_DEPLOYMENT,
+            parameters={"scope": scope_payload, "reason": reason},
+            timeout=None if wait else 0,
+        )
     except ObjectNotFound:
-        raise RuntimeError(f"the {RETRAIN_DEPLOYMENT!r} deployment is not registered on this "
-                           "Prefect server: run `voicecycle deploy` first") from None
+        raise RuntimeError(
+            f"the {RETRAIN_DEPLOYMENT!r} deployment is not registered on this "
+            "Prefect server: run `voicecycle deploy` first"
+        ) from None
     record_trigger(workspace, reason)
     return str(run.id)
 
 
 @task(name="publish-drift-report", retries=1)
-def publish_drift(result: DriftResult, decision: DriftDecision, champion_version: str,
-                  experiment: str) -> None:
+def publish_drift(
+    result: DriftResult, decision: DriftDecision, champion_version: str, experiment: str
+) -> None:
     """The decision and per-column drift in the Prefect UI; the HTML report logged to MLflow."""
     import mlflow
     from prefect.artifacts import create_link_artifact
@@ -129,27 +148,35 @@ def publish_drift(result: DriftResult, decision: DriftDecision, champion_version
 
     rows = pd.DataFrame([{"column": k, **v} for k, v in result.per_column.items()])
     verdict = "DRIFT" if decision.drift else "no drift"
-    md = "\n".join([
-        f"# Drift check: {verdict} (champion v{champion_version})",
-        "",
-        f"- drifted columns: {len(result.drifted_columns)} of {len(result.per_column)} "
-        f"(share {result.drift_share:.2f}); window {result.n_current} vs reference "
-        f"{result.n_reference}",
-        f"- decision: {decision.reason}",
-        f"- retrain triggered: {decision.retrain}",
-        "",
-        markdown_table(rows) if len(rows) else "",
-    ])
+    md = "\n".join(
+        [
+            f"# Drift check: {verdict} (champion v{champion_version})",
+            "",
+            f"- drifted columns: {len(result.drifted_columns)} of {len(result.per_column)} "
+            f"(share {result.drift_share:.2f}); window {result.n_current} vs reference "
+            f"{result.n_reference}",
+            f"- decision: {decision.reason}",
+            f"- retrain triggered: {decision.retrain}",
+            "",
+            markdown_table(rows) if len(rows) else "",
+        ]
+    )
     publish_markdown("drift-check", md, "Latest drift check")
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
-    run = client.create_run(exp.experiment_id, run_name="monitor",
-                            tags={"kind": "drift-check", "champion_version": champion_version})
+    run = client.create_run(
+        exp.experiment_id,
+        run_name="monitor",
+        tags={"kind": "drift-check", "champion_version": champion_version},
+    )
     client.log_metric(run.info.run_id, "drift_share", result.drift_share)
     client.log_metric(run.info.run_id, "window", result.n_current)
     client.log_param(run.info.run_id, "decision", decision.reason[:500])
     if result.html_path is not None and result.html_path.is_file():
         client.log_artifact(run.info.run_id, str(result.html_path))
-        create_link_artifact(key="drift-report", link=result.html_path.resolve().as_uri(),
-                             link_text="Evidently drift report (HTML)")
+        create_link_artifact(
+            key="drift-report",
+            link=result.html_path.resolve().as_uri(),
+            link_text="Evidently drift report (HTML)",
+        )
     client.set_terminated(run.info.run_id)

@@ -1,7 +1,8 @@
 """BentoML packaging: the champion recogniser into the model store, the service into a Bento.
 
-The store and build functions are plain; the steps at the end are the packaging flow's tasks. BentoML writes
-to the store under `BENTOML_HOME`; the caller sets it (from `state.bentoml_home`).
+The store and build functions are plain; the steps at the end are the packaging flow's
+tasks. BentoML writes to the store under `BENTOML_HOME`; the caller sets it (from
+`state.bentoml_home`).
 """
 
 from __future__ import annotations
@@ -158,12 +159,17 @@ def resolve_champion(scope: Scope) -> str:
     """The registry version the champion alias points at (error if there is none)."""
     from tasks.registry import CHAMPION, alias_version, configure_mlflow
 
-    configure_mlflow(scope.state.url("mlflow_tracking_uri"), scope.registry.experiment,
-                     scope.state.path("mlflow_artifacts"))
+    configure_mlflow(
+        scope.state.url("mlflow_tracking_uri"),
+        scope.registry.experiment,
+        scope.state.path("mlflow_artifacts"),
+    )
     version = alias_version(scope.registry.model_name, CHAMPION)
     if version is None:
-        raise RuntimeError(f"model {scope.registry.model_name!r} has no champion to package; "
-                           "run the training flow first")
+        raise RuntimeError(
+            f"model {scope.registry.model_name!r} has no champion to package; "
+            "run the training flow first"
+        )
     return version
 
 
@@ -178,14 +184,21 @@ def import_champion(scope: Scope, version: str) -> str:
     tags = version_tags(name, version)
     client = mlflow.MlflowClient()
     run_metrics = client.get_run(client.get_model_version(name, version).run_id).data.metrics
-    metrics = {k: round(v, 4) for k, v in run_metrics.items()
-               if k.startswith(("wer_", "cer_", "test_", "cross_synth_"))}
+    metrics = {
+        k: round(v, 4)
+        for k, v in run_metrics.items()
+        if k.startswith(("wer_", "cer_", "test_", "cross_synth_"))
+    }
     folder = download_recognizer(name, version)
-    metadata = {"registry_version": version, "model_name": name,
-                "dataset_version": tags.get("dataset_version", ""),
-                "augmented_version": tags.get("augmented_version", ""),
-                "git_commit": tags.get("git_commit", ""), "gate": tags.get("gate", ""),
-                "metrics": metrics}
+    metadata = {
+        "registry_version": version,
+        "model_name": name,
+        "dataset_version": tags.get("dataset_version", ""),
+        "augmented_version": tags.get("augmented_version", ""),
+        "git_commit": tags.get("git_commit", ""),
+        "gate": tags.get("gate", ""),
+        "metrics": metrics,
+    }
     return import_recognizer(folder, name, metadata, {"registry_version": version})
 
 

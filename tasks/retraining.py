@@ -14,18 +14,24 @@ from tasks.labelling import labelled_batches
 
 def latest_recommendations(runs_dir: Path) -> Path | None:
     """The newest error analysis's recommendations.json, if any run wrote one."""
-    found = sorted(runs_dir.glob("*/error_analysis/recommendations.json"),
-                   key=lambda p: p.stat().st_mtime)
+    found = sorted(
+        runs_dir.glob("*/error_analysis/recommendations.json"), key=lambda p: p.stat().st_mtime
+    )
     return found[-1] if found else None
 
 
-def next_policy(policy: AugmentationPolicy, recommendations: dict[str, object]) -> AugmentationPolicy:
+def next_policy(
+    policy: AugmentationPolicy, recommendations: dict[str, object]
+) -> AugmentationPolicy:
     """The augmentation policy with the recommended changes applied (only known keys)."""
     proposed = recommendations.get("policy")
     if not isinstance(proposed, dict):
         return policy
-    update = {k: proposed[k] for k in ("augmented_share", "snr_db_min", "snr_db_max",
-                                       "noise_weights") if k in proposed}
+    update = {
+        k: proposed[k]
+        for k in ("augmented_share", "snr_db_min", "snr_db_max", "noise_weights")
+        if k in proposed
+    }
     return AugmentationPolicy.model_validate({**policy.model_dump(), **update})
 
 
@@ -45,7 +51,9 @@ def retrain_scope(scope: Scope) -> tuple[Scope, list[str]]:
     if rec_path is not None:
         policy = next_policy(policy, json.loads(rec_path.read_text()))
         if policy != scope.augmentation:
-            changes.append(f"augmentation policy from {rec_path.parent.parent.name}: "
-                           f"share {policy.augmented_share:.2f}, SNR {policy.snr_db_min:g} to "
-                           f"{policy.snr_db_max:g} dB, weights {policy.noise_weights}")
+            changes.append(
+                f"augmentation policy from {rec_path.parent.parent.name}: "
+                f"share {policy.augmented_share:.2f}, SNR {policy.snr_db_min:g} to "
+                f"{policy.snr_db_max:g} dB, weights {policy.noise_weights}"
+            )
     return scope.model_copy(update={"sources": sources, "augmentation": policy}), changes

@@ -51,7 +51,14 @@ CORPUS_SAMPLE_RATE = 16000
 DEFAULT_N_ESPEAK_VOICES = 96
 DEFAULT_VOICE_SEED = 0  # the default voice pool is the same for every corpus
 MANIFEST_COLUMNS = (
-    "utterance_id", "audio_path", "transcript", "voice", "synthesizer", "intent", "entities", "era",
+    "utterance_id",
+    "audio_path",
+    "transcript",
+    "voice",
+    "synthesizer",
+    "intent",
+    "entities",
+    "era",
 )
 CORPUS_FORMAT_VERSION = 1
 # utterances rendered by one fresh process; part of a corpus's identity (see module docstring)
@@ -209,8 +216,9 @@ def _flite_voice(seed: int, name: str) -> Voice:
     """A flite voice; flite takes only the speaking rate, so pitch and range stay neutral."""
     voice_id = f"flite/{name}"
     rng = _prosody_rng(seed, voice_id)
-    return Voice(voice_id, "flite", "en-us", name, pitch=50, pitch_range=50,
-                 rate=int(rng.integers(150, 196)))
+    return Voice(
+        voice_id, "flite", "en-us", name, pitch=50, pitch_range=50, rate=int(rng.integers(150, 196))
+    )
 
 
 def _espeak_order(seed: int) -> list[tuple[str, str, str]]:
@@ -281,8 +289,14 @@ class _Espeak:
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_SetParameter.restype = ctypes.c_int
         lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
@@ -320,8 +334,11 @@ class _Espeak:
                 f"espeak cannot load voice {voice.voice_id!r} (asked for {name!r}, status "
                 f"{status}, got {identifier!r}); pick one from list_voices()"
             )
-        prosody = ((_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch),
-                   (_PARAM_RANGE, voice.pitch_range))
+        prosody = (
+            (_PARAM_RATE, voice.rate),
+            (_PARAM_PITCH, voice.pitch),
+            (_PARAM_RANGE, voice.pitch_range),
+        )
         for parameter, value in prosody:
             if self._lib.espeak_SetParameter(parameter, int(value), 0) != 0:
                 raise ValueError(
@@ -376,8 +393,15 @@ def _flite_synth(text: str, voice: Voice) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory(prefix="voicecycle-flite-") as tmp:
         out = Path(tmp) / "out.wav"
         cmd = [
-            binary, "-voice", voice.variant, "--setf", f"duration_stretch={175 / voice.rate:.4f}",
-            "-t", text, "-o", str(out),
+            binary,
+            "-voice",
+            voice.variant,
+            "--setf",
+            f"duration_stretch={175 / voice.rate:.4f}",
+            "-t",
+            text,
+            "-o",
+            str(out),
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0 or not out.exists():
@@ -641,8 +665,12 @@ def build_corpus(
     assignment = _assign_voices(n_utterances, len(voices), seed)
     width = max(6, len(str(n_utterances - 1)))
     items = [
-        _Item(i, f"utt-{i:0{width}d}", normalise_transcript(q.text, drop_fillers=()),
-              voices[assignment[i]])
+        _Item(
+            i,
+            f"utt-{i:0{width}d}",
+            normalise_transcript(q.text, drop_fillers=()),
+            voices[assignment[i]],
+        )
         for i, q in enumerate(queries)
     ]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -694,6 +722,10 @@ def build_corpus(
         raise
     logger.info(
         "synthesised %d utterances (%.0f s of audio) in %.1f s with %d workers into %s",
-        n_utterances, sum(durations), elapsed, min(workers, len(jobs)), out_dir,
+        n_utterances,
+        sum(durations),
+        elapsed,
+        min(workers, len(jobs)),
+        out_dir,
     )
     return out_dir

@@ -68,14 +68,20 @@ class SimulationResult:
     def summary(self) -> dict[str, object]:
         """Counts and latency percentiles (ms)."""
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-        return {"scenario": self.scenario, "sent": self.sent, "ok": self.ok,
-                "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
-                "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-                "model_versions": sorted(set(self.model_versions))}
+        return {
+            "scenario": self.scenario,
+            "sent": self.sent,
+            "ok": self.ok,
+            "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p95_ms": float(np.percentile(lat, 95)),
+            "model_versions": sorted(set(self.model_versions)),
+        }
 
 
-def make_clips(scenario: Scenario, count: int, voices: Sequence[Voice], seed: int,
-               loudness_dbfs: float = -23.0) -> list[Clip]:
+def make_clips(
+    scenario: Scenario, count: int, voices: Sequence[Voice], seed: int, loudness_dbfs: float = -23.0
+) -> list[Clip]:
     """Render `count` queries of a scenario as WAV bytes with their true transcripts."""
     if not voices:
         raise ValueError("expected at least one voice to speak the traffic")
@@ -89,8 +95,12 @@ def make_clips(scenario: Scenario, count: int, voices: Sequence[Voice], seed: in
         condition = "car" if rng.random() < scenario.car_share else "clean"
         if condition == "car":
             kind = NOISE_TYPES[int(rng.integers(len(NOISE_TYPES)))]
-            noise = car_noise(kind, len(audio) / SAMPLE_RATE, SAMPLE_RATE,
-                              np.random.default_rng(seed * 100_003 + i))
+            noise = car_noise(
+                kind,
+                len(audio) / SAMPLE_RATE,
+                SAMPLE_RATE,
+                np.random.default_rng(seed * 100_003 + i),
+            )
             audio = mix_at_snr(audio, noise, float(rng.uniform(*scenario.snr_db)))
         buf = io.BytesIO()
         sf.write(buf, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
@@ -98,8 +108,14 @@ def make_clips(scenario: Scenario, count: int, voices: Sequence[Voice], seed: in
     return clips
 
 
-def send(url: str, clips: Sequence[Clip], scenario: str, concurrency: int = 4,
-         rate_per_s: float | None = None, timeout_s: float = 30.0) -> SimulationResult:
+def send(
+    url: str,
+    clips: Sequence[Clip],
+    scenario: str,
+    concurrency: int = 4,
+    rate_per_s: float | None = None,
+    timeout_s: float = 30.0,
+) -> SimulationResult:
     """POST every clip to `url` (…/transcribe) with consent and the true transcript."""
     import httpx
 
@@ -111,12 +127,21 @@ def send(url: str, clips: Sequence[Clip], scenario: str, concurrency: int = 4,
             time.sleep(max(0.0, i / rate_per_s - (time.monotonic() - started)))
         t0 = time.perf_counter()
         try:
-            resp = client.post(url, files={"audio": ("query.wav", clip.wav_bytes, "audio/wav")},
-                               data={"consent": "true", "scenario": scenario,
-                                     "reference": clip.reference,
-                                     "client": json.dumps({"app": "simulator/1"})})
-            body = resp.json() if resp.headers.get("content-type", "").startswith(
-                "application/json") else {}
+            resp = client.post(
+                url,
+                files={"audio": ("query.wav", clip.wav_bytes, "audio/wav")},
+                data={
+                    "consent": "true",
+                    "scenario": scenario,
+                    "reference": clip.reference,
+                    "client": json.dumps({"app": "simulator/1"}),
+                },
+            )
+            body = (
+                resp.json()
+                if resp.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
             status = resp.status_code
         except httpx.HTTPError as exc:
             status, body = 599, {"error": str(exc)}

@@ -8,7 +8,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -352,16 +352,6 @@ def prediction_frame(transcribed: pd.DataFrame) -> pd.DataFrame:
             "has_entity": df["entities"].astype(str).str.len() > 0,
         }
     )
-
-
-def result_params(result: TrainResult) -> dict[str, object]:
-    """What to log to MLflow about a training run."""
-    return {
-        **{f"model_{k}": v for k, v in asdict(result.config).items()},
-        "steps": result.steps,
-        "train_seconds": round(result.seconds, 1),
-        "stopped_because": result.stopped_because,
-    }
 
 
 def training_sets(manifest: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:

@@ -23,12 +23,15 @@ def _free_port() -> int:
 
 def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = tiny_scope(tmp_path / "ws", n_utterances=32, n_voices=8)
-    scope = base.model_copy(update={
-        "training": base.training.model_copy(update={"profile": "smoke", "max_minutes": 0.2,
-                                                     "eval_every_steps": 5}),
-        "serving": base.serving.model_copy(update={"port": _free_port()}),
-        "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
-    })
+    scope = base.model_copy(
+        update={
+            "training": base.training.model_copy(
+                update={"profile": "smoke", "max_minutes": 0.2, "eval_every_steps": 5}
+            ),
+            "serving": base.serving.model_copy(update={"port": _free_port()}),
+            "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
+        }
+    )
     scope_file = tmp_path / "scope.yaml"
     scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json")))
     for key in ("MLFLOW_TRACKING_URI", "BENTOML_HOME"):
@@ -47,14 +50,19 @@ def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert result["promoted"] is True  # bootstrap: the first model serves
     assert alias_version(scope.registry.model_name, CHAMPION) == result["model_version"]
     assert result["model_tag"].startswith(scope.registry.model_name + ":")
-    assert (scope.state.path("runs_dir") / result["run_id"] / "error_analysis" /
-            "error_analysis.html").is_file()
+    assert (
+        scope.state.path("runs_dir") / result["run_id"] / "error_analysis" / "error_analysis.html"
+    ).is_file()
 
     try:
         url = start_service(scope, scope_file)
         voices = production_voices(scope.state.path("datasets_dir"), 5)
-        sent = send(url + "/transcribe", make_clips(SCENARIOS["stable"], 30, voices, 1),
-                    "stable", concurrency=4)
+        sent = send(
+            url + "/transcribe",
+            make_clips(SCENARIOS["stable"], 30, voices, 1),
+            "stable",
+            concurrency=4,
+        )
         assert sent.ok == sent.sent == 30
         assert set(sent.model_versions) == {result["model_version"]}
         check = monitor(scope, trigger=False)

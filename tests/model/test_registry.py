@@ -44,10 +44,10 @@ def _register(tmp_path: Path, seed: int) -> str:
 
     from tasks.registry import register_model
 
-    run = mlflow.MlflowClient().create_run(
-        mlflow.get_experiment_by_name("test").experiment_id
-    )
-    return register_model.fn(run.info.run_id, _recognizer(tmp_path, seed), "asr", {"k": "v"}).version
+    run = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name("test").experiment_id)
+    return register_model.fn(
+        run.info.run_id, _recognizer(tmp_path, seed), "asr", {"k": "v"}
+    ).version
 
 
 def _clips() -> list[np.ndarray]:
@@ -78,10 +78,14 @@ def test_registered_model_transcribes_exactly_like_the_trained_one(
 
 
 def _slices(wer_clean: float, wer_car: float) -> pd.DataFrame:
-    rows = [("overall", "all", 200, (wer_clean + wer_car) / 2), ("condition", "clean", 100,
-            wer_clean), ("condition", "car", 100, wer_car)]
-    return pd.DataFrame([{"slice": s, "value": v, "n": n, "wer": w, "cer": w / 2}
-                         for s, v, n, w in rows])
+    rows = [
+        ("overall", "all", 200, (wer_clean + wer_car) / 2),
+        ("condition", "clean", 100, wer_clean),
+        ("condition", "car", 100, wer_car),
+    ]
+    return pd.DataFrame(
+        [{"slice": s, "value": v, "n": n, "wer": w, "cer": w / 2} for s, v, n, w in rows]
+    )
 
 
 def test_gate_promotes_better_refuses_worse_and_rollback_restores(
@@ -98,15 +102,17 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores(
     assert alias_version("asr", CHAMPION) == v1
 
     v2 = _register(tmp_path, 2)  # worse than the champion: refused, champion untouched
-    worse = decide_promotion.fn(_slices(0.25, 0.38), _slices(0.2, 0.3), targets, 0.05,
-                                bootstrap=True)
+    worse = decide_promotion.fn(
+        _slices(0.25, 0.38), _slices(0.2, 0.3), targets, 0.05, bootstrap=True
+    )
     assert not worse.promote
     assert any("champion" in r for r in worse.reasons)
     assert alias_version("asr", CHAMPION) == v1
 
     v3 = _register(tmp_path, 3)  # better: promoted
-    better = decide_promotion.fn(_slices(0.1, 0.2), _slices(0.2, 0.3), targets, 0.05,
-                                 bootstrap=True)
+    better = decide_promotion.fn(
+        _slices(0.1, 0.2), _slices(0.2, 0.3), targets, 0.05, bootstrap=True
+    )
     assert better.promote
     promote.fn("asr", v3, " ".join(better.reasons))
     assert alias_version("asr", CHAMPION) == v3
@@ -131,12 +137,11 @@ def test_a_better_model_replaces_a_champion_that_also_misses_targets() -> None:
     from tasks.error_analysis import decide_promotion
 
     strict = Targets(wer_clean=0.05, wer_car=0.05, cer_clean=0.05, cer_car=0.05)
-    better = decide_promotion.fn(_slices(0.2, 0.3), _slices(0.4, 0.5), strict, 0.05,
-                                 bootstrap=True)
+    better = decide_promotion.fn(_slices(0.2, 0.3), _slices(0.4, 0.5), strict, 0.05, bootstrap=True)
     assert better.promote and "also misses targets" in better.reasons[0]
-    worse = decide_promotion.fn(_slices(0.45, 0.5), _slices(0.4, 0.5), strict, 0.05,
-                                bootstrap=True)
+    worse = decide_promotion.fn(_slices(0.45, 0.5), _slices(0.4, 0.5), strict, 0.05, bootstrap=True)
     assert not worse.promote
-    no_bootstrap = decide_promotion.fn(_slices(0.2, 0.3), _slices(0.4, 0.5), strict, 0.05,
-                                       bootstrap=False)
+    no_bootstrap = decide_promotion.fn(
+        _slices(0.2, 0.3), _slices(0.4, 0.5), strict, 0.05, bootstrap=False
+    )
     assert not no_bootstrap.promote

@@ -143,8 +143,12 @@ def test_render_utterance_adds_silence_gain_and_noise_floor() -> None:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "c6"
-    assert build_corpus(out, 6, seed=4, era_weights={"launch": 1.0, "new": 1.0},
-                        workers=2, progress=False) == out
+    assert (
+        build_corpus(
+            out, 6, seed=4, era_weights={"launch": 1.0, "new": 1.0}, workers=2, progress=False
+        )
+        == out
+    )
     return out
 
 
@@ -166,8 +170,14 @@ def test_build_corpus_writes_audio_and_manifest(corpus: Path) -> None:
 
 
 def test_build_corpus_is_identical_with_another_worker_count(corpus: Path, tmp_path: Path) -> None:
-    other = build_corpus(tmp_path / "c6", 6, seed=4, era_weights={"launch": 1.0, "new": 1.0},
-                         workers=1, progress=False)
+    other = build_corpus(
+        tmp_path / "c6",
+        6,
+        seed=4,
+        era_weights={"launch": 1.0, "new": 1.0},
+        workers=1,
+        progress=False,
+    )
     assert (other / "manifest.csv").read_bytes() == (corpus / "manifest.csv").read_bytes()
     for row in _rows(corpus):
         path = row["audio_path"]

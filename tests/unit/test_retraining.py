@@ -21,10 +21,18 @@ def _log(tmp_path: Path, n: int) -> pd.DataFrame:
     for i in range(n):
         path = audio / f"r{i}.wav"
         sf.write(path, np.zeros(1600, dtype=np.float32), 16000)
-        rows.append({"request_id": f"r{i}", "ts": datetime.now(UTC), "transcript": "play jazz",
-                     "confidence": 0.9 - i * 0.1, "consent": i != 1,
-                     "audio_path": str(path), "scenario": "mixed",
-                     "reference": "who is zarina okonkwo" if i != 2 else None})
+        rows.append(
+            {
+                "request_id": f"r{i}",
+                "ts": datetime.now(UTC),
+                "transcript": "play jazz",
+                "confidence": 0.9 - i * 0.1,
+                "consent": i != 1,
+                "audio_path": str(path),
+                "scenario": "mixed",
+                "reference": "who is zarina okonkwo" if i != 2 else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -45,8 +53,9 @@ def test_export_labels_known_references_and_never_exports_twice(tmp_path: Path) 
 
 def test_next_policy_applies_only_known_keys() -> None:
     policy = AugmentationPolicy()
-    out = next_policy(policy, {"policy": {"augmented_share": 0.7, "snr_db_max": 15.0,
-                                          "unknown": 1}})
+    out = next_policy(
+        policy, {"policy": {"augmented_share": 0.7, "snr_db_max": 15.0, "unknown": 1}}
+    )
     assert out.augmented_share == 0.7 and out.snr_db_max == 15.0
     assert next_policy(policy, {}) == policy
 
