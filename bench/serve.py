@@ -359,6 +359,20 @@ def _server_latencies(workspace: Path, ids: set[str]) -> list[float]:
     return frame.loc[frame["request_id"].isin(ids), "latency_ms"].astype(float).tolist()
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children."""
+    import psutil
+
+    total = 0.0
+    for proc in _process_tree(pid):
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _pct(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
@@ -442,7 +456,10 @@ def main(
         for concurrency in concurrencies:
             run_load(url, bodies, concurrency, max(16, 2 * concurrency))  # warm-up
             before = _batch_sizes(url)
+            cpu_before, own_before = _tree_cpu_s(process.pid), time.process_time()
             result = run_load(url, bodies, concurrency, requests)
+            server_cpu = _tree_cpu_s(process.pid) - cpu_before
+            client_cpu = time.process_time() - own_before
             formed = _batch_sizes(url) - before
             lat, statuses = result["latencies"], result["statuses"]
             failed = sum(n for status, n in statuses.items() if status != 200)
@@ -456,6 +473,9 @@ def main(
                 f"rps_c{c}": round(len(lat) / result["wall_s"], 1),
                 f"errors_c{c}": failed,
                 f"server_p95_ms_c{c}": _pct(server, 95),
+                # CPU per answered request: the server's process tree, and this load generator
+                f"server_cpu_ms_per_req_c{c}": round(server_cpu * 1000 / max(1, len(lat)), 1),
+                f"client_cpu_ms_per_req_c{c}": round(client_cpu * 1000 / max(1, len(lat)), 1),
                 f"batch_sizes_c{c}": {str(k): v for k, v in sorted(formed.items())},
             }
             if failed:

@@ -164,7 +164,7 @@ class MonitoringScope(_Strict):
     schedule_cron: str = "*/15 * * * *"
     window: int = Field(400, ge=10)
     min_window: int = Field(100, ge=10)
-    drift_share: float = Field(0.5, gt=0, le=1)
+    drift_share: float = Field(0.3, gt=0, le=1)
     cooldown_minutes: float = Field(60.0, ge=0)
 
 

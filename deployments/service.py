@@ -343,13 +343,54 @@ def default_torch_threads() -> int:
     return cores if cores <= 2 else cores - 1
 
 
+def _exp_child(conn: Any, path: str, threads: int) -> None:
+    import torch
+
+    from models.recognizer import Recognizer
+
+    torch.set_num_threads(threads)
+    rec = Recognizer.load(Path(path))
+    conn.send("ready")
+    while True:
+        try:
+            waves = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send(("ok", rec.transcribe(waves)))
+        except Exception as exc:
+            conn.send(("error", repr(exc)))
+
+
+class _ExpProcessRecognizer:
+    def __init__(self, path: Path, threads: int) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_exp_child, args=(child, str(path), threads), daemon=True)
+        self.proc.start()
+        child.close()
+        assert self.conn.recv() == "ready"
+
+    def transcribe(self, waves: Any) -> Any:
+        self.conn.send(list(waves))
+        kind, payload = self.conn.recv()
+        if kind != "ok":
+            raise RuntimeError(payload)
+        return payload
+
+
 def load_served_model(tag: str) -> ServedModel:
     """Resolve `tag` in the local BentoML store and load the Recognizer in it."""
     from models.recognizer import Recognizer  # torch: imported only when a model is loaded
 
     stored = bentoml.models.get(tag)  # local store only; raises NotFound
     metadata = dict(stored.info.metadata)
-    recognizer = Recognizer.load(Path(stored.path))
+    if os.environ.get("EXP_MODEL_PROCESS"):
+        recognizer = _ExpProcessRecognizer(Path(stored.path), torch_threads())  # type: ignore
+    else:
+        recognizer = Recognizer.load(Path(stored.path))
     # One pass so the first real request does not pay for lazy initialisation.
     recognizer.transcribe([np.full(SAMPLE_RATE // 2, 1e-3, dtype=np.float32)])
     version = str(metadata.get("registry_version") or stored.tag.version)
@@ -651,6 +692,11 @@ class VoiceSearchASR:
         import torch
 
         torch.set_num_threads(self.torch_threads)  # also for model loads in other threads
+        _si = os.environ.get("EXP_SWITCH_MS")
+        if _si:
+            import sys
+
+            sys.setswitchinterval(float(_si) / 1000)
         self.purge_audio()
         self.reload()
         self.batcher = Batcher(

@@ -6,6 +6,7 @@ here runs at import.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -241,14 +242,16 @@ def deploy_all(scope: Scope, prefect_file: Path = REPO_ROOT / "prefect.yaml") ->
         cron = d.get("schedule", {}).get("cron") if d.get("schedule") else None
         if d["name"] == "monitor":
             cron = scope.monitoring.schedule_cron
-        flow.deploy(
-            name=d["name"],
-            work_pool_name=d["work_pool"]["name"],
-            parameters=params,
-            cron=cron,
-            description=d.get("description"),
-            print_next_steps=False,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints a table per deploy
+            flow.deploy(
+                name=d["name"],
+                work_pool_name=d["work_pool"]["name"],
+                parameters=params,
+                cron=cron,
+                description=d.get("description"),
+                print_next_steps=False,
+                ignore_warnings=True,
+            )
         names.append(f"{flow.name}/{d['name']}")
     return names
 
