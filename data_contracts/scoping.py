@@ -140,6 +140,7 @@ class TrainingBudget(_Strict):
     hot_words_file: Path | None = None  # a newsroom's curated name list, one per line
     hot_words: list[str] = []  # extra names for the decoder's lexicon (never test transcripts)
     beam_size: int = Field(24, ge=1)
+    warm_start: bool = True  # retrains start from the champion's weights
 
 
 class RegistryScope(_Strict):

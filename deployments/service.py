@@ -411,10 +411,10 @@ class Batcher:
     """Adaptive batching in this process: one model thread, one `transcribe` call per batch.
 
     `submit` queues a clip and returns a concurrent future (await it with `recognize`). The
-    model thread takes up to `max_batch_size` waiting clips; with fewer, it waits for more at
-    most `window_s` from the first one's arrival, unless the traffic looks sequential (the
-    last batch held one clip and `incoming()` says no other request is on its way). It reads
-    the model once per batch (`model()`), so a reload applies from the next batch on.
+    model thread takes up to `max_batch_size` waiting clips. With fewer than the last batch
+    held (or than are queued plus `incoming()`, requests being decoded), it waits for more,
+    at most `window_s` (see `_take`). It reads the model once per batch (`model()`), so a
+    reload applies from the next batch on.
     Overload: `submit` refuses (Rejected 503) when the queue ahead would take longer than
     `budget_s` to clear, and a clip that waited past `budget_s` is answered 503, not run.
     """
@@ -504,16 +504,19 @@ class Batcher:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            # From the later of the first clip's arrival and the last batch's answers: a clip
-            # that queued behind a batch waits (briefly) for that batch's clients to return,
-            # rather than going alone just ahead of them.
+            # The batch waits for as many clips as the last batch held (in a steady state the
+            # same clients come back) or as are queued and being decoded now, whichever is
+            # more, but no longer than the window from the later of the first clip's arrival
+            # and the last batch's answers. Sequential traffic never waits; a burst grows the
+            # batches at once (a batch takes everything queued); a lull costs one window.
             deadline = max(self._queue[0].enqueued, self._last_end) + self.window_s
-            while len(self._queue) < self.max_batch_size and not self._stopping:
+            while not self._stopping:
+                target = max(self._last_size, len(self._queue) + self._incoming())
+                if len(self._queue) >= min(target, self.max_batch_size):
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if self._last_size <= 1 and self._incoming() <= 0:
-                    break  # sequential traffic: nobody to wait for
                 self._cond.wait(remaining)
             n = min(len(self._queue), self.max_batch_size)
             batch = [self._queue.popleft() for _ in range(n)]

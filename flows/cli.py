@@ -305,7 +305,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _prepare(scope)
     from flows.train import train
 
-    print(json.dumps(train(scope, args.augmented_version), indent=2, default=str))
+    result = train(scope, args.augmented_version, warm_start_from=args.warm_start,
+                   resume_run_id=args.resume)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -384,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-version", required=True, help="e.g. ds-0123456789ab")
     p = add("train", cmd_train, "train, analyse, register and gate on an augmented version")
     p.add_argument("--augmented-version", required=True, help="e.g. aug-0123456789ab")
+    p.add_argument("--warm-start", metavar="VERSION", help="start from a registered version")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted MLflow run")
     add("rollback", cmd_rollback, "move the champion alias back to the previous champion")
     add("deploy", cmd_deploy, "register prefect.yaml's deployments and start the worker")
     p = add("retrain", cmd_retrain, "trigger the retrain deployment (or run it here)")

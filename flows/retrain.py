@@ -13,7 +13,7 @@ from flows.train import train
 from tasks.artifacts import publish_markdown
 from tasks.labelling import export_labelling_batch
 from tasks.monitoring import read_window
-from tasks.retraining import retrain_scope
+from tasks.retraining import current_champion, retrain_scope
 from tasks.scoping import validate_scope
 
 
@@ -27,7 +27,8 @@ def retrain(scope: Scope, reason: str = "manual retrain") -> dict[str, object]:
     next_scope, changes = retrain_scope(scope)
     dataset_version = ingest(next_scope)
     augmented_version = augment(next_scope, dataset_version)
-    trained = train(next_scope, augmented_version)
+    champion = current_champion(next_scope) if next_scope.training.warm_start else None
+    trained = train(next_scope, augmented_version, warm_start_from=champion)
     packaged = package(next_scope) if trained["promoted"] else {}
     return {
         "reason": reason,

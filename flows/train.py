@@ -36,8 +36,18 @@ from tasks.training import (
 
 
 @flow(name="train", log_prints=True)
-def train(scope: Scope, augmented_version: str) -> dict[str, object]:
-    """Train a recogniser, analyse its errors, register it, and promote it if the gate agrees."""
+def train(
+    scope: Scope,
+    augmented_version: str,
+    warm_start_from: str | None = None,
+    resume_run_id: str | None = None,
+) -> dict[str, object]:
+    """Train a recogniser, analyse its errors, register it, and promote it if the gate agrees.
+
+    `warm_start_from` names a registry version whose weights training starts from (retrains
+    start from the champion); `resume_run_id` continues an interrupted run from its last
+    checkpoint.
+    """
     validate_scope(scope)
     st, reg = scope.state, scope.registry
     data_dir = st.path("augmented_dir") / augmented_version
@@ -52,7 +62,12 @@ def train(scope: Scope, augmented_version: str) -> dict[str, object]:
         "augmented_version": augmented_version,
         "dataset_version": augmentation_info(data_dir)["dataset_version"],
     }
-    run_id = start_run(
+    init_from = (
+        download_recognizer(reg.model_name, warm_start_from) if warm_start_from else None
+    )
+    if warm_start_from:
+        tags["warm_start_from"] = warm_start_from
+    run_id = resume_run_id or start_run(
         tracking,
         reg.experiment,
         artifacts,
@@ -66,7 +81,8 @@ def train(scope: Scope, augmented_version: str) -> dict[str, object]:
         },
     )
     result = train_acoustic_model(
-        cache, train_ids, dev_ids, st.path("runs_dir") / run_id, scope.training
+        cache, train_ids, dev_ids, st.path("runs_dir") / run_id, scope.training,
+        init_from=init_from,
     )
     recognizer_dir = save_recognizer(
         result, lm_texts, scope.training, st.path("runs_dir") / run_id / "recognizer"

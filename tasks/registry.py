@@ -222,7 +222,7 @@ def log_run_results(
         Metric(key, float(rec[key]), now, int(rec["step"]))
         for rec in history
         for key in ("train_loss", "dev_wer_greedy", "lr")
-        if key in rec
+        if key in rec and rec[key] == rec[key]  # NaN (no loss yet at a warm start) is skipped
     ]
     batch += [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]  # skip NaN
     for start in range(0, len(batch), 900):

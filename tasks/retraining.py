@@ -57,3 +57,13 @@ def retrain_scope(scope: Scope) -> tuple[Scope, list[str]]:
                 f"{policy.snr_db_max:g} dB, weights {policy.noise_weights}"
             )
     return scope.model_copy(update={"sources": sources, "augmentation": policy}), changes
+
+
+@task(name="current-champion")
+def current_champion(scope: Scope) -> str | None:
+    """The registry version of the champion (what a warm-started retrain refines)."""
+    from tasks.registry import CHAMPION, alias_version, configure_mlflow
+
+    configure_mlflow(scope.state.url("mlflow_tracking_uri"), scope.registry.experiment,
+                     scope.state.path("mlflow_artifacts"))
+    return alias_version(scope.registry.model_name, CHAMPION)
