@@ -110,6 +110,10 @@ def main(
     deploy_all(scope)
     start_worker(scope)
     url = start_service(scope, scope_path)
+    cooldown = scope.state.workspace / "monitoring" / "state.json"
+    if cooldown.is_file():  # a replay starts monitoring afresh; the rule itself is unit-tested
+        print(f"story: clearing the retrain cooldown of an earlier run ({cooldown})")
+        cooldown.unlink()
     endpoint = url + "/transcribe"
     before = str(alias_version(scope.registry.model_name, CHAMPION))
     synthetic = next((s.synthetic for s in scope.sources if s.synthetic), None)

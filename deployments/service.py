@@ -400,6 +400,34 @@ def load_served_model(tag: str) -> ServedModel:
 # -- the batcher ------------------------------------------------------------------------------
 
 
+class Gauge:
+    """How many requests are inside a stage now, and the most since the last `take_peak`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.active = 0
+        self._peak = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.active += 1
+            self._peak = max(self._peak, self.active)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+    def take_peak(self) -> int:
+        with self._lock:
+            peak, self._peak = self._peak, self.active
+            return peak
+
+
+# /transcribe requests anywhere in this process's HTTP stack (upload parsing included); fed
+# by the UploadLimit middleware, read by the batcher as the traffic's concurrency.
+TRANSCRIBE_REQUESTS = Gauge()
+
+
 @dataclass(eq=False)
 class _Waiting:
     samples: np.ndarray  # (S,) float32 16 kHz mono
@@ -411,10 +439,11 @@ class Batcher:
     """Adaptive batching in this process: one model thread, one `transcribe` call per batch.
 
     `submit` queues a clip and returns a concurrent future (await it with `recognize`). The
-    model thread takes up to `max_batch_size` waiting clips. With fewer than the last batch
-    held (or than are queued plus `incoming()`, requests being decoded), it waits for more,
-    at most `window_s` (see `_take`). It reads the model once per batch (`model()`), so a
-    reload applies from the next batch on.
+    model thread takes up to `max_batch_size` waiting clips. With fewer than the traffic's
+    concurrency (`concurrency()`: the most requests in the service at once since the last
+    batch started) or than are queued plus `incoming()` (requests being decoded now), it
+    waits for more, at most `window_s` (see `_take`). It reads the model once per batch
+    (`model()`), so a reload applies from the next batch on.
     Overload: `submit` refuses (Rejected 503) when the queue ahead would take longer than
     `budget_s` to clear, and a clip that waited past `budget_s` is answered 503, not run.
     """
@@ -427,6 +456,7 @@ class Batcher:
         budget_s: float,
         threads: int,
         incoming: Callable[[], int] = lambda: 0,
+        concurrency: Callable[[], int] = lambda: 0,
     ) -> None:
         self.max_batch_size = max(1, max_batch_size)
         self.window_s = max(0.0, window_s)
@@ -434,11 +464,11 @@ class Batcher:
         self.threads = threads
         self._model = model
         self._incoming = incoming
+        self._concurrency = concurrency
         self._queue: deque[_Waiting] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._running = 0  # clips in the batch being run
-        self._last_size = 0
         self._last_end = 0.0  # time.monotonic() when the last batch was answered
         self._full_batch_s = 0.0  # moving average of the time a (nearly) full batch takes
         self._sizes: Counter[int] = Counter()
@@ -504,14 +534,17 @@ class Batcher:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            # The batch waits for as many clips as the last batch held (in a steady state the
-            # same clients come back) or as are queued and being decoded now, whichever is
-            # more, but no longer than the window from the later of the first clip's arrival
-            # and the last batch's answers. Sequential traffic never waits; a burst grows the
-            # batches at once (a batch takes everything queued); a lull costs one window.
+            # The batch waits for as many clips as there were requests in the service at once
+            # while the last batch ran (in a steady state the same clients come back), or as
+            # are queued and being decoded now, whichever is more; but no longer than the
+            # window from the later of the first clip's arrival and the last batch's answers.
+            # Sequential traffic never waits; a burst grows the batch at once; a lull costs
+            # one window. Aiming at everyone, not at the last batch's size, keeps two
+            # half-batches from settling into alternation (less work per clip in one batch).
+            concurrency = self._concurrency()
             deadline = max(self._queue[0].enqueued, self._last_end) + self.window_s
             while not self._stopping:
-                target = max(self._last_size, len(self._queue) + self._incoming())
+                target = max(concurrency, len(self._queue) + self._incoming())
                 if len(self._queue) >= min(target, self.max_batch_size):
                     break
                 remaining = deadline - time.monotonic()
@@ -573,7 +606,6 @@ class Batcher:
         took = time.perf_counter() - started
         with self._cond:
             self._sizes[len(live)] += 1
-            self._last_size = len(live)
             if 2 * len(live) >= self.max_batch_size:  # scaled up to a full batch
                 full = took * self.max_batch_size / len(live)
                 old = self._full_batch_s
@@ -596,17 +628,31 @@ class Batcher:
 
 
 class UploadLimit:
-    """Answer 413 before reading a /transcribe body larger than the upload limit allows."""
+    """Answer 413 before reading a /transcribe body larger than the upload limit allows; count
+    the requests inside (`gauge`)."""
 
-    def __init__(self, app: Any, max_bytes: int, paths: tuple[str, ...]) -> None:
+    def __init__(
+        self, app: Any, max_bytes: int, paths: tuple[str, ...], gauge: Gauge | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.paths = paths
+        self.gauge = gauge
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
+        if self.gauge is None:
+            await self._limited(scope, receive, send)
+            return
+        self.gauge.enter()
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            self.gauge.leave()
+
+    async def _limited(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -662,6 +708,11 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata_endpoint, methods=
     traffic={"timeout": TRAFFIC_TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
     resources={"cpu": "2"},
     labels={"project": "voicecycle", "task": "speech-recognition"},
+    **(
+        {"logging": {"access": {"enabled": False}}, "metrics": {"enabled": False}}
+        if os.environ.get("EXP_LEAN")
+        else {}
+    ),
 )
 @bentoml.asgi_app(metadata_app, path="/", name="metadata")
 class VoiceSearchASR:
@@ -686,6 +737,7 @@ class VoiceSearchASR:
         self._failed_tag: str | None = None  # a model that did not load is not retried by polls
         self._in_flight = 0
         self._preparing = 0  # admitted requests not yet handed to the batcher
+        self._transcribing = Gauge()  # requests in the handler (direct calls included)
         self._stop = threading.Event()
         self.torch_threads = torch_threads()
         window_ms = os.environ.get("VOICECYCLE_BATCH_WINDOW_MS", "").strip()
@@ -709,6 +761,9 @@ class VoiceSearchASR:
             MAX_LATENCY_MS / 1000.0,
             self.torch_threads,
             incoming=lambda: self._preparing,
+            concurrency=lambda: max(
+                TRANSCRIBE_REQUESTS.take_peak(), self._transcribing.take_peak()
+            ),
         )
         self._poller = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._poller.start()
@@ -837,6 +892,7 @@ class VoiceSearchASR:
                 request_id,
             )
         self._in_flight += 1
+        self._transcribing.enter()
         try:
             return await self._transcribe(request_id, audio, consent, client, scenario, reference)
         except Rejected as exc:
@@ -844,6 +900,7 @@ class VoiceSearchASR:
             return _rejection(exc, request_id)  # type: ignore[return-value]
         finally:
             self._in_flight -= 1
+            self._transcribing.leave()
 
     async def _transcribe(
         self,
@@ -971,5 +1028,8 @@ class VoiceSearchASR:
 
 # (mypy sees the class; the decorator made it a bentoml Service)
 VoiceSearchASR.add_asgi_middleware(  # type: ignore[attr-defined]
-    UploadLimit, max_bytes=MAX_UPLOAD_BYTES + MULTIPART_SLACK_BYTES, paths=("/transcribe",)
+    UploadLimit,
+    max_bytes=MAX_UPLOAD_BYTES + MULTIPART_SLACK_BYTES,
+    paths=("/transcribe",),
+    gauge=TRANSCRIBE_REQUESTS,
 )
