@@ -167,6 +167,16 @@ class MonitoringScope(_Strict):
     min_window: int = Field(100, ge=10)
     drift_share: float = Field(0.3, gt=0, le=1)
     cooldown_minutes: float = Field(60.0, ge=0)
+    # normed Wasserstein distance at which one feature counts as drifted; spectral statistics
+    # move with the speaker mix of a window (up to 0.40 measured on stable traffic), so they
+    # need a larger shift before they count
+    column_drift_threshold: float = Field(0.3, gt=0)
+    column_thresholds: dict[str, float] = {
+        "spectral_centroid_hz": 0.5,
+        "spectral_bandwidth_hz": 0.5,
+        "spectral_rolloff_hz": 0.5,
+        "low_band_share": 0.5,
+    }
 
 
 class StateLocations(_Strict):

@@ -365,17 +365,25 @@ def _exp_child(conn: Any, path: str, threads: int) -> None:
 class _ExpProcessRecognizer:
     def __init__(self, path: Path, threads: int) -> None:
         import multiprocessing
+        import queue
 
         ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_exp_child, args=(child, str(path), threads), daemon=True)
-        self.proc.start()
-        child.close()
-        assert self.conn.recv() == "ready"
+        self.idle: Any = queue.Queue()
+        for _ in range(int(os.environ.get("EXP_MODEL_PROCS", "1"))):
+            conn, child = ctx.Pipe()
+            proc = ctx.Process(target=_exp_child, args=(child, str(path), threads), daemon=True)
+            proc.start()
+            child.close()
+            assert conn.recv() == "ready"
+            self.idle.put(conn)
 
     def transcribe(self, waves: Any) -> Any:
-        self.conn.send(list(waves))
-        kind, payload = self.conn.recv()
+        conn = self.idle.get()
+        try:
+            conn.send(list(waves))
+            kind, payload = conn.recv()
+        finally:
+            self.idle.put(conn)
         if kind != "ok":
             raise RuntimeError(payload)
         return payload
@@ -472,8 +480,11 @@ class Batcher:
         self._last_end = 0.0  # time.monotonic() when the last batch was answered
         self._full_batch_s = 0.0  # moving average of the time a (nearly) full batch takes
         self._sizes: Counter[int] = Counter()
-        self._thread = threading.Thread(target=self._run, name="asr-model", daemon=True)
-        self._thread.start()
+        nthreads = int(os.environ.get("EXP_MODEL_PROCS", "1"))
+        self._threads = [threading.Thread(target=self._run, name="asr-model", daemon=True) for _ in range(nthreads)]
+        self._thread = self._threads[0]
+        for t in self._threads:
+            t.start()
 
     # -- the request side ----------------------------------------------------------------
 
@@ -544,7 +555,7 @@ class Batcher:
             concurrency = self._concurrency()
             deadline = max(self._queue[0].enqueued, self._last_end) + self.window_s
             while not self._stopping:
-                target = max(concurrency, len(self._queue) + self._incoming())
+                target = max(-(-concurrency // len(self._threads)), len(self._queue) + self._incoming())
                 if len(self._queue) >= min(target, self.max_batch_size):
                     break
                 remaining = deadline - time.monotonic()
@@ -703,16 +714,11 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata_endpoint, methods=
 
 @bentoml.service(
     name="VoiceSearchASR",
-    workers=1,  # one process owns the cores; torch parallelises inside a batch
+    workers=int(os.environ.get("EXP_WORKERS", "1")),
     threads=1,  # the APIs are async; the model runs on the batcher's own thread
     traffic={"timeout": TRAFFIC_TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
     resources={"cpu": "2"},
     labels={"project": "voicecycle", "task": "speech-recognition"},
-    **(
-        {"logging": {"access": {"enabled": False}}, "metrics": {"enabled": False}}
-        if os.environ.get("EXP_LEAN")
-        else {}
-    ),
 )
 @bentoml.asgi_app(metadata_app, path="/", name="metadata")
 class VoiceSearchASR:

@@ -39,7 +39,7 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
             "window": len(current),
             "reason": f"window {len(current)} < min_window {mon.min_window}",
         }
-    result = drift_check(reference, current, lexicon, reports / "drift_report.html")
+    result = drift_check(reference, current, lexicon, reports / "drift_report.html", mon)
     decision = drift_decision(result, mon, st.workspace)
     publish_drift(result, decision, version, scope.registry.experiment)
     run_id = None

@@ -12,7 +12,14 @@ import pandas as pd
 from prefect import task
 
 from data_contracts.scoping import MonitoringScope
-from tasks.drift import DriftDecision, DriftResult, decide, drift_features, run_drift_report
+from tasks.drift import (
+    DRIFT_NUMERIC,
+    DriftDecision,
+    DriftResult,
+    decide,
+    drift_features,
+    run_drift_report,
+)
 
 DRIFT_EVENT = "voicecycle.drift.detected"
 RETRAIN_DEPLOYMENT = "retrain/retrain"
@@ -62,13 +69,20 @@ def champion_reference(
 
 @task(name="drift-report")
 def drift_check(
-    reference: pd.DataFrame, current_log: pd.DataFrame, lexicon: set[str], html_path: Path
+    reference: pd.DataFrame,
+    current_log: pd.DataFrame,
+    lexicon: set[str],
+    html_path: Path,
+    settings: MonitoringScope,
 ) -> DriftResult:
     """Evidently's drift preset over audio and prediction features, saved as HTML."""
     ref = drift_features(reference, lexicon)
     cur = drift_features(current_log, lexicon)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    return run_drift_report(ref, cur, html_path)
+    thresholds = {c: settings.column_thresholds.get(c, settings.column_drift_threshold)
+                  for c in DRIFT_NUMERIC}
+    return run_drift_report(ref, cur, html_path, column_drift_threshold=thresholds,
+                            drift_share_threshold=settings.drift_share)
 
 
 def _state_path(workspace: Path) -> Path:

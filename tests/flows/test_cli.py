@@ -1,0 +1,77 @@
+"""The `voicecycle` command as a user runs it: --help everywhere, and `ingest --json` against
+a real local Prefect server it starts itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def _voicecycle(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help(command: str) -> None:
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([command, "--help"])
+    assert done.value.code == 0
+
+
+def test_invalid_scope_exits_2_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "scope.yaml"
+    bad.write_text("targets: {wer_car: -1}\n")
+    done = _voicecycle("validate-scope", "--scope", str(bad), timeout=60)
+    assert done.returncode == 2
+    assert "targets.wer_car" in done.stderr
+
+
+@pytest.mark.slow
+def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> None:
+    from tasks.synthesis import build_corpus
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scope = tmp_path / "scope.yaml"
+    scope.write_text(yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"),
+                                               "prefect_port": port}}))
+    data = tmp_path / "data"
+    build_corpus(data, 6, seed=3, workers=1, progress=False)
+    try:
+        good = _voicecycle("ingest", "--scope", str(scope), "--manifest",
+                           str(data / "manifest.csv"), "--json")
+        assert good.returncode == 0, good.stderr[-2000:]
+        summary = json.loads(good.stdout)
+        assert summary["accepted"] == 6 and summary["quarantined"] == []
+        assert summary["dataset_version"].startswith("ds-")
+
+        broken = data / "broken.csv"
+        rows = (data / "manifest.csv").read_text().splitlines()
+        broken.write_text("\n".join([rows[0], rows[1].replace("audio/", "audio/missing-"),
+                                     rows[2]]) + "\n")
+        bad = _voicecycle("ingest", "--scope", str(scope), "--manifest", str(broken), "--json")
+        assert bad.returncode == 1
+        rejected = json.loads(bad.stdout)
+        assert rejected["dataset_version"] is None
+        assert rejected["quarantined"][0]["row"] == 0
+        assert "missing audio file" in rejected["quarantined"][0]["reason"]
+        assert "ingestion failed" in bad.stderr
+        versions = sorted(p.name for p in (tmp_path / "ws" / "datasets").iterdir())
+        assert versions == [summary["dataset_version"]]  # nothing stored changed
+    finally:
+        _voicecycle("server", "stop", "--scope", str(scope), timeout=60)
+        shutil.rmtree(tmp_path / "ws" / "prefect", ignore_errors=True)
