@@ -32,7 +32,9 @@ cycle: setup ## set up, start the local Prefect server and run the full cycle
 
 test: setup ## set up and run the whole test suite (what CI runs)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/e2e
+	@# the end-to-end cycle in a process of its own: BentoML resolves its store once per process
+	$(BIN)/python -m pytest -q tests/e2e
 
 test-fast: setup ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -45,6 +47,8 @@ format: setup ## format the code
 
 bench: setup ## run the benchmarks (JSON under bench/results/, a table on stdout)
 	$(BIN)/voicecycle bench data
+	$(BIN)/voicecycle bench serve
+	$(BIN)/voicecycle bench train
 
 ui: setup ## start (or reuse) the Prefect UI
 	$(BIN)/voicecycle server start

@@ -506,6 +506,10 @@ def main(
         if process is not None:
             stop_server(process)
         shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            scratch.parent.rmdir()  # workspace/bench, if nothing else is in it
+        except OSError:
+            pass
 
 
 def _print_table(figures: dict[str, Any], concurrencies: Sequence[int]) -> None:

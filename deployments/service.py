@@ -7,23 +7,25 @@ prediction log and only then answers. `GET /healthz`, `GET /readyz` (model loade
 `POST /admin/reload`.
 
 How batching works. One model thread (`Batcher`) owns every model call. Handlers decode and
-check their upload in a worker thread, then hand the 16 kHz samples to the batcher and await
-a future. The model thread takes the first waiting clip, waits at most `BATCH_WINDOW_MS` from
-that clip's arrival for more (up to `serving.max_batch_size`; it does not wait when the batch
-is full, or when the traffic is sequential: the last batch held one clip and no other request
-is being decoded), runs one `Recognizer.transcribe` over the batch and resolves each future.
-No HTTP hop and no serialisation: the samples go through as arrays. Because one thread makes
-every call, the beam decoder (flashlight state, not thread-safe) is never used concurrently.
-A batch reads the served model once when it starts and keeps it: a reload swaps the reference
-for the next batch, while the batch in flight finishes on the model it started with.
+check their upload in a worker thread, hand the 16 kHz samples to the batcher, compute the
+log's audio features while the model runs, and await a future. The model thread takes up to
+`serving.max_batch_size` waiting clips; with fewer than it expects (as many as there were
+requests in the service at once while the last batch ran), it waits for the rest at most
+`DEFAULT_BATCH_WINDOW_MS` (sequential traffic never waits), runs one
+`Recognizer.transcribe` over the batch and resolves each future. No HTTP hop, no JSON or
+base64: the samples go through as arrays. Because one thread makes every call, the beam
+decoder (flashlight state, not thread-safe) is never used concurrently. A batch reads the
+served model once when it starts and keeps it: a reload swaps the reference for the next
+batch, while the batch in flight finishes on the model it started with.
 
 Overload. Past `MAX_IN_FLIGHT` requests in the handler, a request is answered 503 at once
 (before decoding). The batcher also answers 503 at once when the queue ahead of a clip would
-take longer than `serving.max_latency_ms` to clear (estimated from recent batch times), and
-answers 503 for a clip that has waited longer than that budget by the time its batch starts.
+take longer than `serving.max_latency_ms` (the budget) to clear, estimated from recent full
+batches, and answers 503 for a clip that has waited past the budget when its batch starts.
 
 Cores. The model thread runs torch with `VOICECYCLE_TORCH_THREADS` intra-op threads (default:
-`default_torch_threads()`); the event loop, decoding and the log writes share what is left.
+`default_torch_threads()`, all cores but one); the event loop, decoding and the log writes
+share what is left. bench/serve.py measures the service against the raw model.
 
 What is fixed at import. The traffic limits and middlewares are read when the class is
 decorated, so this module reads the `serving` and `audio` blocks of the scope
@@ -36,7 +38,7 @@ Environment (set by `voicecycle serve`):
   VOICECYCLE_MODEL_TAG      BentoML model tag to serve (default "<registry.model_name>:latest")
   VOICECYCLE_ADMIN_TOKEN    bearer token for `POST /admin/reload`; unset: reload answers 403
   VOICECYCLE_TORCH_THREADS  torch intra-op threads of the model thread (tuning; see above)
-  VOICECYCLE_BATCH_WINDOW_MS  how long a batch waits for more clips (tuning; default 5)
+  VOICECYCLE_BATCH_WINDOW_MS  how long a batch may wait for more clips (tuning; default 20)
 """
 
 from __future__ import annotations
@@ -117,12 +119,15 @@ MODEL_TAG = served_model_tag(_SCOPE_AT_IMPORT)
 MAX_BATCH_SIZE = _SCOPE_AT_IMPORT.serving.max_batch_size
 MAX_LATENCY_MS = _SCOPE_AT_IMPORT.serving.max_latency_ms
 MAX_UPLOAD_BYTES = _SCOPE_AT_IMPORT.audio.max_upload_bytes
-# Requests past this many in flight get 503 at once instead of queueing behind the batcher.
+# Requests past this many in the service get 503 at once (UploadGate, before the upload is
+# read; the handler checks again) instead of queueing behind the batcher. BentoML's own limit
+# (`traffic.max_concurrency`, 429) is left unset: overload is answered 503.
 MAX_IN_FLIGHT = 4 * max(2, MAX_BATCH_SIZE)
-# BentoML's own limit (429 past it, before the upload is read): a backstop for floods well
-# past the point where the handler already answers 503.
-MAX_CONCURRENCY = 2 * MAX_IN_FLIGHT + 16
-DEFAULT_BATCH_WINDOW_MS = 5.0
+# How long a batch may wait for the clients the batcher expects (see Batcher._take). On two
+# cores, 8 clients come back over 15-25 ms after their batch is answered; 5-10 ms split them
+# into two batches more often than not (bench/serve.py: 50-62 req/s at concurrency 8, against
+# 60-68 with 20 ms). Sequential traffic never waits; capped at a quarter of the budget.
+DEFAULT_BATCH_WINDOW_MS = 20.0
 
 
 # -- request and response types ---------------------------------------------------------------
@@ -332,61 +337,16 @@ def torch_threads() -> int:
 
 
 def default_torch_threads() -> int:
-    """All cores but one, on machines with more than two; all cores on one or two.
+    """All the cores this process may use but one (at least one).
 
-    The event loop, decoding and the log writes need CPU too, but on two cores they need far
-    less than a core (a few ms per request), and a batch with one torch thread takes about
-    40 % longer than with two. See bench/serve.py for the measurements behind the choice.
+    The event loop (HTTP parsing, decoding, the log writes: about 6 ms of CPU per request)
+    needs a core of its own. On two shared cores, two torch threads make a batch faster only
+    while nothing else runs: OpenMP's threads wait for each other at every step of the GRU,
+    so when the event loop or another job takes one core, a batch of 8 took 7x longer (13 vs
+    88 clips/s in bench/serve.py's raw measurement, a training job running beside it).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    return cores if cores <= 2 else cores - 1
-
-
-def _exp_child(conn: Any, path: str, threads: int) -> None:
-    import torch
-
-    from models.recognizer import Recognizer
-
-    torch.set_num_threads(threads)
-    rec = Recognizer.load(Path(path))
-    conn.send("ready")
-    while True:
-        try:
-            waves = conn.recv()
-        except EOFError:
-            return
-        try:
-            conn.send(("ok", rec.transcribe(waves)))
-        except Exception as exc:
-            conn.send(("error", repr(exc)))
-
-
-class _ExpProcessRecognizer:
-    def __init__(self, path: Path, threads: int) -> None:
-        import multiprocessing
-        import queue
-
-        ctx = multiprocessing.get_context("spawn")
-        self.idle: Any = queue.Queue()
-        for _ in range(int(os.environ.get("EXP_MODEL_PROCS", "1"))):
-            conn, child = ctx.Pipe()
-            proc = ctx.Process(target=_exp_child, args=(child, str(path), threads), daemon=True)
-            proc.start()
-            child.close()
-            assert conn.recv() == "ready"
-            self.idle.put(conn)
-
-    def transcribe(self, waves: Any) -> Any:
-        conn = self.idle.get()
-        try:
-            conn.send(list(waves))
-            kind, payload = conn.recv()
-        finally:
-            self.idle.put(conn)
-        if kind != "ok":
-            raise RuntimeError(payload)
-        return payload
+    return max(1, (cores or 1) - 1)
 
 
 def load_served_model(tag: str) -> ServedModel:
@@ -395,10 +355,7 @@ def load_served_model(tag: str) -> ServedModel:
 
     stored = bentoml.models.get(tag)  # local store only; raises NotFound
     metadata = dict(stored.info.metadata)
-    if os.environ.get("EXP_MODEL_PROCESS"):
-        recognizer = _ExpProcessRecognizer(Path(stored.path), torch_threads())  # type: ignore
-    else:
-        recognizer = Recognizer.load(Path(stored.path))
+    recognizer = Recognizer.load(Path(stored.path))
     # One pass so the first real request does not pay for lazy initialisation.
     recognizer.transcribe([np.full(SAMPLE_RATE // 2, 1e-3, dtype=np.float32)])
     version = str(metadata.get("registry_version") or stored.tag.version)
@@ -432,7 +389,7 @@ class Gauge:
 
 
 # /transcribe requests anywhere in this process's HTTP stack (upload parsing included); fed
-# by the UploadLimit middleware, read by the batcher as the traffic's concurrency.
+# by the UploadGate middleware, read by the batcher as the traffic's concurrency.
 TRANSCRIBE_REQUESTS = Gauge()
 
 
@@ -480,11 +437,8 @@ class Batcher:
         self._last_end = 0.0  # time.monotonic() when the last batch was answered
         self._full_batch_s = 0.0  # moving average of the time a (nearly) full batch takes
         self._sizes: Counter[int] = Counter()
-        nthreads = int(os.environ.get("EXP_MODEL_PROCS", "1"))
-        self._threads = [threading.Thread(target=self._run, name="asr-model", daemon=True) for _ in range(nthreads)]
-        self._thread = self._threads[0]
-        for t in self._threads:
-            t.start()
+        self._thread = threading.Thread(target=self._run, name="asr-model", daemon=True)
+        self._thread.start()
 
     # -- the request side ----------------------------------------------------------------
 
@@ -498,7 +452,9 @@ class Batcher:
                 (len(self._queue) + 1) / self.max_batch_size
             )
             expected_s = batches * self._full_batch_s
-            if expected_s > self.budget_s:
+            # Only with a full batch already waiting: a short queue clears soon whatever an
+            # old estimate says (and a clip that does wait past the budget is refused later).
+            if len(self._queue) >= self.max_batch_size and expected_s > self.budget_s:
                 raise Rejected(
                     503,
                     "overloaded",
@@ -555,7 +511,7 @@ class Batcher:
             concurrency = self._concurrency()
             deadline = max(self._queue[0].enqueued, self._last_end) + self.window_s
             while not self._stopping:
-                target = max(-(-concurrency // len(self._threads)), len(self._queue) + self._incoming())
+                target = max(concurrency, len(self._queue) + self._incoming())
                 if len(self._queue) >= min(target, self.max_batch_size):
                     break
                 remaining = deadline - time.monotonic()
@@ -638,17 +594,25 @@ class Batcher:
 # -- the HTTP pieces BentoML's API methods cannot express --------------------------------------
 
 
-class UploadLimit:
-    """Answer 413 before reading a /transcribe body larger than the upload limit allows; count
-    the requests inside (`gauge`)."""
+class UploadGate:
+    """Before a /transcribe body is read: 503 when `max_active` requests are already inside
+    (overload is answered in about a millisecond, not after parsing an upload behind the
+    others), 413 when it is larger than the upload limit allows. Counts the requests inside
+    (`gauge`), which the batcher reads as the traffic's concurrency."""
 
     def __init__(
-        self, app: Any, max_bytes: int, paths: tuple[str, ...], gauge: Gauge | None = None
+        self,
+        app: Any,
+        max_bytes: int,
+        paths: tuple[str, ...],
+        gauge: Gauge | None = None,
+        max_active: int | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.paths = paths
         self.gauge = gauge
+        self.max_active = max_active
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -657,11 +621,31 @@ class UploadLimit:
         if self.gauge is None:
             await self._limited(scope, receive, send)
             return
-        self.gauge.enter()
+        if self.max_active is not None and self.gauge.active >= self.max_active:
+            response = _rejection(
+                Rejected(
+                    503, "overloaded", f"over {self.max_active} requests in the service; retry"
+                ),
+                uuid.uuid4().hex,
+            )
+            await response(scope, receive, send)
+            return
+        gauge = self.gauge
+        gauge.enter()
+        inside = True
+
+        async def send_and_count(message: dict[str, Any]) -> None:
+            nonlocal inside
+            if inside and message["type"] == "http.response.start":
+                inside = False  # out before the client can see the answer and send again
+                gauge.leave()
+            await send(message)
+
         try:
-            await self._limited(scope, receive, send)
+            await self._limited(scope, receive, send_and_count)
         finally:
-            self.gauge.leave()
+            if inside:
+                gauge.leave()
 
     async def _limited(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = dict(scope.get("headers") or [])
@@ -714,9 +698,9 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata_endpoint, methods=
 
 @bentoml.service(
     name="VoiceSearchASR",
-    workers=int(os.environ.get("EXP_WORKERS", "1")),
+    workers=1,  # one process: one model, one queue; more would split the batches
     threads=1,  # the APIs are async; the model runs on the batcher's own thread
-    traffic={"timeout": TRAFFIC_TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
+    traffic={"timeout": TRAFFIC_TIMEOUT_S},
     resources={"cpu": "2"},
     labels={"project": "voicecycle", "task": "speech-recognition"},
 )
@@ -748,16 +732,11 @@ class VoiceSearchASR:
         self.torch_threads = torch_threads()
         window_ms = os.environ.get("VOICECYCLE_BATCH_WINDOW_MS", "").strip()
         self.batch_window_ms = min(
-            float(window_ms) if window_ms else DEFAULT_BATCH_WINDOW_MS, float(MAX_LATENCY_MS)
+            float(window_ms) if window_ms else DEFAULT_BATCH_WINDOW_MS, MAX_LATENCY_MS / 4
         )
         import torch
 
         torch.set_num_threads(self.torch_threads)  # also for model loads in other threads
-        _si = os.environ.get("EXP_SWITCH_MS")
-        if _si:
-            import sys
-
-            sys.setswitchinterval(float(_si) / 1000)
         self.purge_audio()
         self.reload()
         self.batcher = Batcher(
@@ -1034,8 +1013,9 @@ class VoiceSearchASR:
 
 # (mypy sees the class; the decorator made it a bentoml Service)
 VoiceSearchASR.add_asgi_middleware(  # type: ignore[attr-defined]
-    UploadLimit,
+    UploadGate,
     max_bytes=MAX_UPLOAD_BYTES + MULTIPART_SLACK_BYTES,
     paths=("/transcribe",),
     gauge=TRANSCRIBE_REQUESTS,
+    max_active=MAX_IN_FLIGHT,
 )

@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foreground", action="store_true", help="run attached (Ctrl-C stops)")
     p.add_argument("--stop", action="store_true", help="stop the background service")
     p = add("bench", cmd_bench, "run a benchmark; writes JSON under bench/results/")
-    p.add_argument("suite", choices=["data", "train"], help="which benchmark")
+    p.add_argument("suite", choices=["data", "serve", "train"], help="which benchmark")
     p.add_argument(
         "--profile",
         choices=["default", "quality"],

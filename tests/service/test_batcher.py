@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deployments.service import Batcher, Rejected, ServedModel
+from deployments.service import Batcher, Gauge, Rejected, ServedModel
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,29 @@ def test_a_request_being_decoded_is_waited_for(make_batcher: Any) -> None:
     second = batcher.submit(clip(2))
     assert (first.result(10).text, second.result(10).text) == ("1", "2")
     assert recognizer.batches == [2]
+
+
+def test_a_batch_waits_for_as_many_clips_as_there_are_clients(make_batcher: Any) -> None:
+    recognizer = FakeRecognizer()
+    batcher = make_batcher(served(recognizer), window_s=2.0, concurrency=lambda: 3)
+    first = [batcher.submit(clip(i)) for i in (0, 1)]
+    time.sleep(0.1)
+    assert not any(f.done() for f in first)  # three clients: the third is awaited
+    started = time.perf_counter()
+    third = batcher.submit(clip(2))
+    assert [f.result(10).text for f in (*first, third)] == ["0", "1", "2"]
+    assert time.perf_counter() - started < 1.0  # went as soon as the third came
+    assert recognizer.batches == [3]
+
+
+def test_gauge_peak_covers_the_time_since_it_was_last_taken() -> None:
+    gauge = Gauge()
+    for _ in range(3):
+        gauge.enter()
+    gauge.leave()
+    gauge.leave()
+    assert (gauge.active, gauge.take_peak()) == (1, 3)
+    assert gauge.take_peak() == 1  # the peak restarts from those still inside
 
 
 def test_the_batch_in_flight_keeps_its_model_across_a_reload(make_batcher: Any) -> None:

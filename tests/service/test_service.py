@@ -345,6 +345,21 @@ def test_http_chunked_upload_over_the_limit_is_413(http: Any) -> None:
     assert response.json()["code"] == "upload_too_large"
 
 
+def test_http_past_the_limit_is_503_before_the_upload_is_read(
+    http: Any, valid_wav: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployments.service import MAX_IN_FLIGHT, TRANSCRIBE_REQUESTS
+
+    monkeypatch.setattr(TRANSCRIBE_REQUESTS, "active", MAX_IN_FLIGHT)  # as if that many inside
+    response = upload(http, valid_wav)
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["code"] == "overloaded"
+    monkeypatch.undo()
+    assert TRANSCRIBE_REQUESTS.active == 0
+    assert upload(http, valid_wav).status_code == 200  # and the count is back where it was
+    assert TRANSCRIBE_REQUESTS.active == 0
+
+
 def test_http_health_metadata_and_docs(http: Any) -> None:
     assert http.get("/healthz").status_code == 200
     assert http.get("/readyz").status_code == 200
