@@ -305,8 +305,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _prepare(scope)
     from flows.train import train
 
-    result = train(scope, args.augmented_version, warm_start_from=args.warm_start,
-                   resume_run_id=args.resume)
+    result = train(
+        scope, args.augmented_version, warm_start_from=args.warm_start, resume_run_id=args.resume
+    )
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -62,9 +62,7 @@ def train(
         "augmented_version": augmented_version,
         "dataset_version": augmentation_info(data_dir)["dataset_version"],
     }
-    init_from = (
-        download_recognizer(reg.model_name, warm_start_from) if warm_start_from else None
-    )
+    init_from = download_recognizer(reg.model_name, warm_start_from) if warm_start_from else None
     if warm_start_from:
         tags["warm_start_from"] = warm_start_from
     run_id = resume_run_id or start_run(
@@ -81,7 +79,11 @@ def train(
         },
     )
     result = train_acoustic_model(
-        cache, train_ids, dev_ids, st.path("runs_dir") / run_id, scope.training,
+        cache,
+        train_ids,
+        dev_ids,
+        st.path("runs_dir") / run_id,
+        scope.training,
         init_from=init_from,
     )
     recognizer_dir = save_recognizer(

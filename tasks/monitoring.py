@@ -79,10 +79,16 @@ def drift_check(
     ref = drift_features(reference, lexicon)
     cur = drift_features(current_log, lexicon)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    thresholds = {c: settings.column_thresholds.get(c, settings.column_drift_threshold)
-                  for c in DRIFT_NUMERIC}
-    return run_drift_report(ref, cur, html_path, column_drift_threshold=thresholds,
-                            drift_share_threshold=settings.drift_share)
+    thresholds = {
+        c: settings.column_thresholds.get(c, settings.column_drift_threshold) for c in DRIFT_NUMERIC
+    }
+    return run_drift_report(
+        ref,
+        cur,
+        html_path,
+        column_drift_threshold=thresholds,
+        drift_share_threshold=settings.drift_share,
+    )
 
 
 def _state_path(workspace: Path) -> Path:

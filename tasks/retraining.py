@@ -64,6 +64,9 @@ def current_champion(scope: Scope) -> str | None:
     """The registry version of the champion (what a warm-started retrain refines)."""
     from tasks.registry import CHAMPION, alias_version, configure_mlflow
 
-    configure_mlflow(scope.state.url("mlflow_tracking_uri"), scope.registry.experiment,
-                     scope.state.path("mlflow_artifacts"))
+    configure_mlflow(
+        scope.state.url("mlflow_tracking_uri"),
+        scope.registry.experiment,
+        scope.state.path("mlflow_artifacts"),
+    )
     return alias_version(scope.registry.model_name, CHAMPION)

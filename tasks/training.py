@@ -233,9 +233,16 @@ def train_acoustic_model(
         # the starting point is a candidate too: a warm start never ends worse on dev
         result.best_dev_wer = greedy_wer(model, cache, dev_rows)
         torch.save(model.state_dict(), best)
-        result.history.append({"step": 0, "epoch": 0, "train_loss": float("nan"),
-                               "dev_wer_greedy": result.best_dev_wer, "lr": 0.0,
-                               "elapsed_s": 0.0})
+        result.history.append(
+            {
+                "step": 0,
+                "epoch": 0,
+                "train_loss": float("nan"),
+                "dev_wer_greedy": result.best_dev_wer,
+                "lr": 0.0,
+                "elapsed_s": 0.0,
+            }
+        )
     model.train()
     seen = 0
     started = time.monotonic() - spent

@@ -20,8 +20,13 @@ COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type:
 
 
 def _voicecycle(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -47,13 +52,15 @@ def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> N
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     scope = tmp_path / "scope.yaml"
-    scope.write_text(yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"),
-                                               "prefect_port": port}}))
+    scope.write_text(
+        yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"), "prefect_port": port}})
+    )
     data = tmp_path / "data"
     build_corpus(data, 6, seed=3, workers=1, progress=False)
     try:
-        good = _voicecycle("ingest", "--scope", str(scope), "--manifest",
-                           str(data / "manifest.csv"), "--json")
+        good = _voicecycle(
+            "ingest", "--scope", str(scope), "--manifest", str(data / "manifest.csv"), "--json"
+        )
         assert good.returncode == 0, good.stderr[-2000:]
         summary = json.loads(good.stdout)
         assert summary["accepted"] == 6 and summary["quarantined"] == []
@@ -61,8 +68,9 @@ def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> N
 
         broken = data / "broken.csv"
         rows = (data / "manifest.csv").read_text().splitlines()
-        broken.write_text("\n".join([rows[0], rows[1].replace("audio/", "audio/missing-"),
-                                     rows[2]]) + "\n")
+        broken.write_text(
+            "\n".join([rows[0], rows[1].replace("audio/", "audio/missing-"), rows[2]]) + "\n"
+        )
         bad = _voicecycle("ingest", "--scope", str(scope), "--manifest", str(broken), "--json")
         assert bad.returncode == 1
         rejected = json.loads(bad.stdout)

@@ -20,13 +20,13 @@ def test_trigger_runs_the_retrain_deployment_and_records_the_cooldown(tmp_path: 
 
     ensure_work_pool()
     flow = Flow.from_source(source=str(REPO_ROOT), entrypoint="flows/retrain.py:retrain")
-    deployment_id = flow.deploy(name="retrain", work_pool_name=WORK_POOL,
-                                print_next_steps=False, ignore_warnings=True)
+    deployment_id = flow.deploy(
+        name="retrain", work_pool_name=WORK_POOL, print_next_steps=False, ignore_warnings=True
+    )
     scope = Scope().with_workspace(tmp_path)
     assert last_trigger(tmp_path) is None
 
-    run_id = trigger_retrain.fn("drift share 0.45 >= 0.3", scope.model_dump(mode="json"),
-                                tmp_path)
+    run_id = trigger_retrain.fn("drift share 0.45 >= 0.3", scope.model_dump(mode="json"), tmp_path)
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)  # type: ignore[arg-type]
