@@ -75,7 +75,7 @@ def profile_scope(scope: Scope, profile: str, workspace: Path) -> Scope:
     training = scope.training
     if profile == "quality":
         training = training.model_copy(
-            update={"profile": "quality", "max_minutes": 38.0, "early_stop_patience": 8}
+            update={"profile": "quality", "max_minutes": 30.0, "early_stop_patience": 8}
         )
     sources = scope.sources
     return scope.model_copy(update={"training": training, "sources": sources}).with_workspace(
