@@ -30,8 +30,10 @@ setup: $(VENV)/.installed ## create .venv and install the locked dependencies
 cycle: setup ## set up, start the local Prefect server and run the full cycle
 	$(BIN)/voicecycle run
 
-test: setup ## set up and run the whole test suite (what CI runs)
+test: setup ## set up, lint (ruff, mypy) and run the whole test suite (what CI runs)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --ignore=tests/e2e
 	@# the end-to-end cycle in a process of its own: BentoML resolves its store once per process
 	$(BIN)/python -m pytest -q tests/e2e

@@ -153,7 +153,7 @@ def trigger_retrain(
             "Prefect server: run `voicecycle deploy` first"
         ) from None
     record_trigger(workspace, reason)
-    return str(run.id)
+    return str(run.id)  # type: ignore[union-attr]  # sync call: a FlowRun, not a coroutine
 
 
 @task(name="publish-drift-report", retries=1)
@@ -184,6 +184,8 @@ def publish_drift(
     publish_markdown("drift-check", md, "Latest drift check")
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise RuntimeError(f"MLflow experiment {experiment!r} does not exist")
     run = client.create_run(
         exp.experiment_id,
         run_name="monitor",

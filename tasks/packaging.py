@@ -183,7 +183,8 @@ def import_champion(scope: Scope, version: str) -> str:
     name = scope.registry.model_name
     tags = version_tags(name, version)
     client = mlflow.MlflowClient()
-    run_metrics = client.get_run(client.get_model_version(name, version).run_id).data.metrics
+    run_id = client.get_model_version(name, version).run_id
+    run_metrics = client.get_run(run_id).data.metrics if run_id else {}
     metrics = {
         k: round(v, 4)
         for k, v in run_metrics.items()

@@ -195,10 +195,9 @@ def start_run(
     """Create an MLflow run with its tags and params; return its id (logged to by id later)."""
     import mlflow
 
-    configure_mlflow(tracking_uri, experiment, artifact_root)
+    experiment_id = configure_mlflow(tracking_uri, experiment, artifact_root)
     client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    run = client.create_run(exp.experiment_id, run_name=run_name, tags=tags)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     for key, value in params.items():
         client.log_param(run.info.run_id, key, str(value)[:6000])
     return str(run.info.run_id)

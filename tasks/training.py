@@ -145,7 +145,9 @@ def length_buckets(
 ) -> list[list[int]]:
     """Batches of similar length (less padding), capped in total frames, in random order."""
     order = np.argsort(np.asarray(lengths) + rng.uniform(0, 30, len(lengths)))
-    batches, current, longest = [], [], 0
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
     for i in order:
         longest = max(longest, lengths[i])
         if current and (len(current) >= batch_size or longest * (len(current) + 1) > max_frames):
