@@ -57,10 +57,10 @@ def rtf_one_core(recognizer: Any, waves: list[np.ndarray]) -> float:
 def new_names_set(test_voices: set[str], n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
     """Queries about the later-era names, spoken by held-out voices, processed like ingestion."""
     from tasks.synthesis import list_voices
-    from tasks.traffic import SCENARIOS, make_clips
+    from tasks.traffic import Scenario, make_clips
 
     voices = [v for v in list_voices(seed=13) if v.voice_id in test_voices] or list_voices(13)[:8]
-    scenario = SCENARIOS["new-names"].__class__("new-names-clean", {"new": 1.0}, 0.0, (0, 0))
+    scenario = Scenario("new-names-clean", {"new": 1.0}, 0.0, (0.0, 0.0))
     clips = make_clips(scenario, n, voices, seed)
     import io
 

@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import task
 
 from data_contracts.scoping import AugmentationPolicy, Targets
+from models.features import SAMPLE_RATE
 from models.recognizer import Recognizer
 from tasks.artifacts import markdown_table, png_markdown, publish_markdown, publish_table
 from tasks.evaluation import (
@@ -185,7 +186,7 @@ def build_drift_reference(
 
     held = predictions[predictions["split"].isin(["dev", "test"])]
     paths = manifest.set_index("utterance_id").loc[held["utterance_id"], "audio_path"]
-    feats = [compute_audio_features(read_clip(data_dir / p), 16000).as_dict() for p in paths]
+    feats = [compute_audio_features(read_clip(data_dir / p), SAMPLE_RATE).as_dict() for p in paths]
     ref = pd.DataFrame(feats)
     ref["confidence"] = held["confidence"].to_numpy()
     ref["transcript"] = held["hypothesis"].fillna("").to_numpy()
