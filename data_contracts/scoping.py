@@ -61,6 +61,9 @@ class SyntheticCorpus(_Strict):
     seed: int = 13
     n_voices: int | None = Field(None, ge=2)
     era_weights: dict[str, float] = {"launch": 1.0}
+    # Speak these transcripts (one per line) instead of generated queries: the retrain flow
+    # re-speaks labelled production queries that bring words the champion has never seen.
+    texts_file: Path | None = None
 
 
 class DataSource(_Strict):
@@ -161,6 +164,15 @@ class ServingScope(_Strict):
     reload_poll_seconds: float = Field(10.0, gt=0)
 
 
+class LabellingScope(_Strict):
+    """The labelling loop: production samples out to people, labelled batches back in."""
+
+    low_confidence: float = Field(0.8, ge=0, le=1)  # samples below this are labelled first
+    # Each labelled query that holds a word the champion cannot output is also spoken by this
+    # many synthetic voices, so a few production examples of a new name teach it (0: off).
+    respeak_voices: int = Field(8, ge=0, le=64)
+
+
 class MonitoringScope(_Strict):
     schedule_cron: str = "*/15 * * * *"
     window: int = Field(400, ge=10)
@@ -226,6 +238,7 @@ class Scope(_Strict):
     training: TrainingBudget = TrainingBudget()
     registry: RegistryScope = RegistryScope()
     serving: ServingScope = ServingScope()
+    labelling: LabellingScope = LabellingScope()
     monitoring: MonitoringScope = MonitoringScope()
     state: StateLocations = StateLocations()
 

@@ -13,7 +13,12 @@ from flows.train import train
 from tasks.artifacts import publish_markdown
 from tasks.labelling import export_labelling_batch
 from tasks.monitoring import read_window
-from tasks.retraining import current_champion, retrain_scope
+from tasks.retraining import (
+    champion_lexicon,
+    current_champion,
+    respeak_new_words,
+    retrain_scope,
+)
 from tasks.scoping import validate_scope
 
 
@@ -23,12 +28,23 @@ def retrain(scope: Scope, reason: str = "manual retrain") -> dict[str, object]:
     validate_scope(scope)
     publish_markdown("retrain-reason", f"# Retrain\n\nWhy: {reason}", "Why this retrain ran")
     window = read_window(scope.state.url("prediction_log_url"), scope.monitoring.window)
-    batch = export_labelling_batch(window, scope.state.workspace)
+    batch = export_labelling_batch(
+        window, scope.state.workspace, low_confidence=scope.labelling.low_confidence
+    )
     next_scope, changes = retrain_scope(scope)
+    champion = current_champion(next_scope)
+    if champion is not None:
+        next_scope, respoken = respeak_new_words(next_scope, champion_lexicon(next_scope, champion))
+        changes = [*changes, *respoken]
+    publish_markdown(
+        "retrain-changes",
+        "# What this retrain changes\n\n" + "".join(f"- {c}\n" for c in changes or ["nothing"]),
+        "Data and policy changes of this retrain",
+    )
     dataset_version = ingest(next_scope)
     augmented_version = augment(next_scope, dataset_version)
-    champion = current_champion(next_scope) if next_scope.training.warm_start else None
-    trained = train(next_scope, augmented_version, warm_start_from=champion)
+    warm = champion if next_scope.training.warm_start else None
+    trained = train(next_scope, augmented_version, warm_start_from=warm)
     packaged = package(next_scope) if trained["promoted"] else {}
     return {
         "reason": reason,

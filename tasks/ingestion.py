@@ -200,16 +200,33 @@ def precheck_rows(raw: pd.DataFrame) -> dict[int, str]:
     return reasons
 
 
+def voice_draw(voice: str, seed: int) -> float:
+    """A voice's fixed place in [0, 1): a hash of the voice and the seed, not of the others."""
+    digest = hashlib.sha256(f"{seed}:{voice}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def assign_splits(df: pd.DataFrame, policy: SplitPolicy) -> pd.Series:
-    """Split by voice: a voice's clips all land in one split; held-out synthesizers apart."""
+    """Split by voice: a voice's clips all land in one split; held-out synthesizers apart.
+
+    A voice's split depends on that voice alone (its hash draw against the shares), so adding
+    sources (labelled production batches, re-spoken queries) never moves a voice that was
+    held out into training. Only a split left empty in a small set (3 voices or more) borrows
+    the voice with the lowest draw that is still in training.
+    """
     held = df["synthesizer"].isin(policy.held_out_synthesizers)
-    voices = sorted(set(df.loc[~held, "voice"]))
-    rng = np.random.default_rng(policy.seed)
-    order = [voices[i] for i in rng.permutation(len(voices))]
-    n_test = max(1, round(len(order) * policy.test_share)) if len(order) >= 3 else 0
-    n_dev = max(1, round(len(order) * policy.dev_share)) if len(order) >= 3 else 0
-    split_of = {v: "test" for v in order[:n_test]}
-    split_of.update({v: "dev" for v in order[n_test : n_test + n_dev]})
+    voices = sorted(set(df.loc[~held, "voice"]), key=lambda v: (voice_draw(v, policy.seed), v))
+    test_below, dev_below = policy.test_share, policy.test_share + policy.dev_share
+    split_of: dict[str, str] = {}
+    for voice in voices:
+        draw = voice_draw(voice, policy.seed)
+        split_of[voice] = "test" if draw < test_below else "dev" if draw < dev_below else "train"
+    if len(voices) >= 3:
+        for name in ("test", "dev"):
+            if name not in split_of.values():
+                spare = next((v for v in voices if split_of[v] == "train"), None)
+                if spare is not None:
+                    split_of[spare] = name
     split = df["voice"].map(lambda v: split_of.get(v, "train"))
     split[held] = "cross_synth"
     return split

@@ -1,15 +1,21 @@
-"""What a retrain changes: the data (labelled production batches join the sources) and the
-augmentation policy (the last error analysis's recommendations)."""
+"""What a retrain changes: the data (labelled production batches join the sources, and the
+labelled queries that bring new words are re-spoken by synthetic voices) and the augmentation
+policy (the last error analysis's recommendations)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
 from prefect import task
 
-from data_contracts.scoping import AugmentationPolicy, DataSource, Scope
-from tasks.labelling import labelled_batches
+from data_contracts.scoping import AugmentationPolicy, DataSource, Scope, SyntheticCorpus
+from tasks.labelling import LABELLING_DIR, labelled_batches
+
+RESPOKEN_SOURCE = "respoken"
+RESPOKEN_TEXTS = "respoken_texts.txt"
 
 
 def latest_recommendations(runs_dir: Path) -> Path | None:
@@ -70,3 +76,81 @@ def current_champion(scope: Scope) -> str | None:
         scope.state.path("mlflow_artifacts"),
     )
     return alias_version(scope.registry.model_name, CHAMPION)
+
+
+def new_word_queries(transcripts: Iterable[str], lexicon: set[str]) -> tuple[list[str], list[str]]:
+    """The transcripts holding a word outside `lexicon` (once each, in order), and those words."""
+    known = {w.lower() for w in lexicon}
+    queries: list[str] = []
+    words: dict[str, None] = {}
+    for text in transcripts:
+        text = " ".join(str(text).split())
+        unknown = [w for w in text.split() if w not in known]
+        if unknown and text not in queries:
+            queries.append(text)
+            words.update(dict.fromkeys(unknown))
+    return queries, list(words)
+
+
+@task(name="champion-lexicon")
+def champion_lexicon(scope: Scope, version: str) -> set[str]:
+    """The words the champion can output (its LM vocabulary and hot words)."""
+    from tasks.monitoring import lexicon_of
+    from tasks.registry import download_recognizer
+
+    dest = scope.state.workspace / LABELLING_DIR / ".champion" / f"v{version}"
+    return lexicon_of(download_recognizer(scope.registry.model_name, version, dest))
+
+
+@task(name="respeak-new-words")
+def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]]:
+    """Add a synthetic source that speaks the labelled queries the champion has no words for.
+
+    A new name arrives in production a handful of times; spoken by `labelling.respeak_voices`
+    synthetic voices from the main corpus's pool (so each voice keeps its split), every
+    labelled example becomes several. The texts accumulate in
+    `<workspace>/labelling/respoken_texts.txt` (append only), so a later retrain, whose
+    champion already knows these words, still trains on them.
+    """
+    voices = scope.labelling.respeak_voices
+    if voices == 0 or not lexicon:
+        return scope, []
+    transcripts: list[str] = []
+    for manifest in labelled_batches(scope.state.workspace):
+        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        transcripts.extend(t for t in frame["transcript"] if t.strip())
+    found, words = new_word_queries(transcripts, lexicon)
+    store = scope.state.workspace / LABELLING_DIR / RESPOKEN_TEXTS
+    kept = store.read_text(encoding="utf-8").splitlines() if store.is_file() else []
+    added = [t for t in found if t not in kept]
+    if added:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        with store.open("a", encoding="utf-8") as f:
+            f.writelines(f"{t}\n" for t in added)
+    texts = kept + added
+    if not texts:
+        return scope, []
+    base = next((s.synthetic for s in scope.sources if s.synthetic is not None), None)
+    base = base or SyntheticCorpus()
+    # this round's texts, frozen: the store only grows, so its line count names its content
+    snapshot = store.parent / f"respoken-{len(texts)}.txt"
+    if not snapshot.is_file() or snapshot.read_text(encoding="utf-8").splitlines() != texts:
+        snapshot.write_text("".join(f"{t}\n" for t in texts), encoding="utf-8")
+    source = DataSource(
+        kind="synthetic",
+        name=RESPOKEN_SOURCE,
+        synthetic=SyntheticCorpus(
+            n_utterances=len(texts) * voices,
+            seed=base.seed,
+            n_voices=base.n_voices,
+            texts_file=snapshot,
+        ),
+    )
+    sources = [s for s in scope.sources if s.name != RESPOKEN_SOURCE] + [source]
+    shown = ", ".join(words[:12]) + (", ..." if len(words) > 12 else "")
+    change = (
+        f"re-spoke {len(texts)} labelled queries with new words by {voices} synthetic voices "
+        f"each ({len(added)} queries new this round"
+        + (f"; {len(words)} words the champion lacks: {shown})" if words else ")")
+    )
+    return scope.model_copy(update={"sources": sources}), [change]

@@ -18,6 +18,9 @@ def scope_problems(scope: Scope) -> list[str]:
             problems.append(f"sources[{i}].path: manifest {source.path} does not exist")
         if source.data_root is not None and not source.data_root.is_dir():
             problems.append(f"sources[{i}].data_root: folder {source.data_root} does not exist")
+        texts = source.synthetic.texts_file if source.synthetic is not None else None
+        if texts is not None and not texts.is_file():
+            problems.append(f"sources[{i}].synthetic.texts_file: file {texts} does not exist")
     noise_dir = scope.augmentation.noise_dir
     if noise_dir is not None and not noise_dir.is_dir():
         problems.append(f"augmentation.noise_dir: folder {noise_dir} does not exist")

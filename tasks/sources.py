@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -16,9 +17,24 @@ def corpus_dir_for(source: DataSource, corpus_root: Path) -> Path:
     """Where a synthetic source lives: named by its parameters, so a change never overwrites."""
     syn = source.synthetic
     assert syn is not None
-    eras = "-".join(f"{k}{v:g}" for k, v in sorted(syn.era_weights.items()))
     voices = f"-v{syn.n_voices}" if syn.n_voices else ""
+    if syn.texts_file is not None:
+        texts = hashlib.sha256(Path(syn.texts_file).read_bytes()).hexdigest()[:12]
+        return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-t{texts}"
+    eras = "-".join(f"{k}{v:g}" for k, v in sorted(syn.era_weights.items()))
     return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-{eras}"
+
+
+def read_texts(path: Path) -> list[str]:
+    """The transcripts of a texts file: one per line, blank lines skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the texts file {path}: {exc}") from None
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise ValueError(f"the texts file {path} holds no transcripts")
+    return texts
 
 
 @task(name="synthesize-corpus")
@@ -36,6 +52,7 @@ def synthesize_corpus(source: DataSource, corpus_root: Path, progress: bool = Tr
         era_weights=syn.era_weights,
         voices=voices,
         progress=progress,
+        texts=read_texts(syn.texts_file) if syn.texts_file is not None else None,
     )
     return out / "manifest.csv"
 

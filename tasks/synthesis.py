@@ -42,7 +42,7 @@ import soundfile as sf
 from scipy.signal import lfilter, resample_poly
 from tqdm import tqdm
 
-from tasks.corpus import DEFAULT_ERA_WEIGHTS, generate_queries
+from tasks.corpus import DEFAULT_ERA_WEIGHTS, Query, generate_queries
 from tasks.text import normalise_transcript
 
 logger = logging.getLogger(__name__)
@@ -543,10 +543,14 @@ def _assign_voices(n: int, n_voices: int, seed: int) -> list[int]:
 
 
 def _corpus_params(
-    n_utterances: int, seed: int, era_weights: Mapping[str, float], voices: Sequence[Voice]
+    n_utterances: int,
+    seed: int,
+    era_weights: Mapping[str, float],
+    voices: Sequence[Voice],
+    texts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The parameters that define a corpus (stored in corpus.json, compared on reuse)."""
-    return {
+    params: dict[str, Any] = {
         "format_version": CORPUS_FORMAT_VERSION,
         "n_utterances": n_utterances,
         "seed": seed,
@@ -555,6 +559,20 @@ def _corpus_params(
         "shard_size": SHARD_SIZE,
         "voices": [asdict(v) for v in voices],
     }
+    if texts is not None:
+        params["texts_sha256"] = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    return params
+
+
+def spoken_queries(texts: Sequence[str], n_utterances: int) -> list[Query]:
+    """Given transcripts, cycled to `n_utterances` (re-speaking labelled production queries)."""
+    cleaned = [t.strip() for t in texts if t.strip()]
+    if not cleaned:
+        raise ValueError("expected at least one non-empty transcript to speak, got none")
+    return [
+        Query(text=cleaned[i % len(cleaned)], intent="respoken", entities=(), era="respoken")
+        for i in range(n_utterances)
+    ]
 
 
 def _sha256_file(path: Path) -> str:
@@ -639,8 +657,13 @@ def build_corpus(
     voices: Sequence[Voice] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    texts: Sequence[str] | None = None,
 ) -> Path:
-    """Synthesise (or reuse) a voice-search corpus: audio/<id>.wav + manifest.csv + corpus.json."""
+    """Synthesise (or reuse) a voice-search corpus: audio/<id>.wav + manifest.csv + corpus.json.
+
+    With `texts`, those transcripts are spoken (cycled to `n_utterances`, each round by other
+    voices) instead of generated queries, and `era_weights` is not used.
+    """
     out_dir = Path(out_dir)
     if not isinstance(n_utterances, int) or n_utterances < 1:
         raise ValueError(f"expected a positive number of utterances, got {n_utterances!r}")
@@ -656,8 +679,11 @@ def build_corpus(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"expected at least one worker, got {workers!r}")
-    queries = generate_queries(n_utterances, seed, era_weights)  # validates era_weights
-    params = _corpus_params(n_utterances, seed, era_weights, voices)
+    if texts is None:
+        queries = generate_queries(n_utterances, seed, era_weights)  # validates era_weights
+    else:
+        queries = spoken_queries(texts, n_utterances)
+    params = _corpus_params(n_utterances, seed, era_weights, voices, texts)
     if _check_existing(out_dir, params):
         logger.info("reusing corpus %s (same parameters)", out_dir)
         return out_dir

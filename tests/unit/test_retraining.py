@@ -11,7 +11,7 @@ import soundfile as sf
 
 from data_contracts.scoping import AugmentationPolicy, Scope
 from tasks.labelling import LABELLED, TO_LABEL, export_labelling_batch, labelled_batches
-from tasks.retraining import next_policy, retrain_scope
+from tasks.retraining import new_word_queries, next_policy, respeak_new_words, retrain_scope
 
 
 def _log(tmp_path: Path, n: int) -> pd.DataFrame:
@@ -67,3 +67,35 @@ def test_retrain_scope_adds_labelled_batches(tmp_path: Path) -> None:
     added = [s for s in next_scope.sources if s.name.startswith("labelled-")]
     assert len(added) == 1 and added[0].kind == "csv"
     assert any("labelled production batch" in c for c in changes)
+
+
+def test_new_word_queries_finds_unknown_words_once() -> None:
+    texts = ["who is zarina okonkwo", "play jazz", "who is zarina okonkwo", "call mom"]
+    queries, words = new_word_queries(texts, {"who", "is", "play", "jazz", "call"})
+    assert queries == ["who is zarina okonkwo", "call mom"]
+    assert words == ["zarina", "okonkwo", "mom"]
+
+
+def test_respeak_adds_a_source_for_labelled_new_words_and_keeps_it(tmp_path: Path) -> None:
+    scope = Scope().with_workspace(tmp_path)
+    export_labelling_batch.fn(_log(tmp_path, 4), tmp_path)
+    lexicon = {"who", "is", "play", "jazz"}
+    next_scope, changes = respeak_new_words.fn(scope, lexicon)
+    source = next(s for s in next_scope.sources if s.name == "respoken")
+    assert source.synthetic is not None and source.synthetic.texts_file is not None
+    assert source.synthetic.texts_file.read_text().splitlines() == ["who is zarina okonkwo"]
+    assert source.synthetic.n_utterances == scope.labelling.respeak_voices
+    assert source.synthetic.seed == scope.sources[0].synthetic.seed  # type: ignore[union-attr]
+    assert "zarina" in changes[0] and "okonkwo" in changes[0]
+    # a later champion knows the words: what was re-spoken stays in the data, once
+    again, _ = respeak_new_words.fn(scope, lexicon | {"zarina", "okonkwo"})
+    kept = next(s for s in again.sources if s.name == "respoken")
+    assert kept.synthetic.texts_file.read_text().splitlines() == [  # type: ignore[union-attr]
+        "who is zarina okonkwo"
+    ]
+    # switched off, or with no champion to compare against: no source
+    off = scope.model_copy(
+        update={"labelling": scope.labelling.model_copy(update={"respeak_voices": 0})}
+    )
+    assert respeak_new_words.fn(off, lexicon) == (off, [])
+    assert respeak_new_words.fn(scope, set()) == (scope, [])
