@@ -170,7 +170,7 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
             float(trained["train_utterances_per_second"]), 1
         ),
         f"{prefix}train_seconds": round(float(trained["train_seconds"]), 1),
-        "model_parameters": int(sum(p.numel() for p in recognizer.model.parameters())),
+        "model_parameters": int(sum(p.numel() for p in recognizer.float_model.parameters())),
         "model_size_mb": round(
             sum(f.stat().st_size for f in (workspace / "champion").rglob("weights.pt")) / 1e6, 2
         ),

@@ -144,6 +144,9 @@ class TrainingBudget(_Strict):
     hot_words: list[str] = []  # extra names for the decoder's lexicon (never test transcripts)
     beam_size: int = Field(24, ge=1)
     warm_start: bool = True  # retrains start from the champion's weights
+    # The saved recogniser runs its GRU and output layer in int8 (dynamic quantisation, about
+    # 3x faster on CPU); the evaluation, the gate and the service all run it that way.
+    int8_inference: bool = True
 
 
 class RegistryScope(_Strict):

@@ -128,6 +128,7 @@ MAX_IN_FLIGHT = 4 * max(2, MAX_BATCH_SIZE)
 # into two batches more often than not (bench/serve.py: 50-62 req/s at concurrency 8, against
 # 60-68 with 20 ms). Sequential traffic never waits; capped at a quarter of the budget.
 DEFAULT_BATCH_WINDOW_MS = 20.0
+BATCH_FILLS = ("queued", "clients")
 
 
 # -- request and response types ---------------------------------------------------------------
@@ -422,7 +423,11 @@ class Batcher:
         threads: int,
         incoming: Callable[[], int] = lambda: 0,
         concurrency: Callable[[], int] = lambda: 0,
+        fill: str = "queued",
     ) -> None:
+        if fill not in BATCH_FILLS:
+            raise ValueError(f"batch fill {fill!r}: expected one of {BATCH_FILLS}")
+        self.fill = fill
         self.max_batch_size = max(1, max_batch_size)
         self.window_s = max(0.0, window_s)
         self.budget_s = budget_s
@@ -501,15 +506,14 @@ class Batcher:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            # The batch waits for as many clips as there were requests in the service at once
-            # while the last batch ran (in a steady state the same clients come back), or as
-            # are queued and being decoded now, whichever is more; but no longer than the
-            # window from the later of the first clip's arrival and the last batch's answers.
-            # Sequential traffic never waits; a burst grows the batch at once; a lull costs
-            # one window. Aiming at everyone, not at the last batch's size, keeps two
-            # half-batches from settling into alternation (less work per clip in one batch).
-            concurrency = self._concurrency()
+            # "queued" (default): take what is queued now, waiting (at most the window) only
+            # for requests already being decoded. Under closed-loop load the clients then
+            # split into cohorts that alternate: one batch runs while the other cohort's
+            # answers go out and its next requests come in, so the model never waits for a
+            # whole round trip. "clients": wait for as many clips as there were requests in
+            # the service at once (one big batch per round trip; kept for A/B measurement).
             deadline = max(self._queue[0].enqueued, self._last_end) + self.window_s
+            concurrency = self._concurrency() if self.fill == "clients" else 0
             while not self._stopping:
                 target = max(concurrency, len(self._queue) + self._incoming())
                 if len(self._queue) >= min(target, self.max_batch_size):
@@ -726,7 +730,7 @@ class VoiceSearchASR:
         self._reload_lock = threading.Lock()
         self._failed_tag: str | None = None  # a model that did not load is not retried by polls
         self._in_flight = 0
-        self._preparing = 0  # admitted requests not yet handed to the batcher
+        self._preparing = Gauge()  # admitted requests not yet handed to the batcher
         self._transcribing = Gauge()  # requests in the handler (direct calls included)
         self._stop = threading.Event()
         self.torch_threads = torch_threads()
@@ -745,10 +749,11 @@ class VoiceSearchASR:
             self.batch_window_ms / 1000.0,
             MAX_LATENCY_MS / 1000.0,
             self.torch_threads,
-            incoming=lambda: self._preparing,
+            incoming=lambda: self._preparing.active,
             concurrency=lambda: max(
                 TRANSCRIBE_REQUESTS.take_peak(), self._transcribing.take_peak()
             ),
+            fill=os.environ.get("VOICECYCLE_BATCH_FILL", "").strip() or "queued",
         )
         self._poller = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._poller.start()
@@ -910,22 +915,28 @@ class VoiceSearchASR:
                 f"upload of {size} bytes exceeds the limit of {MAX_UPLOAD_BYTES} bytes",
             )
         max_duration_s = self.scope.audio.max_duration_s
-        self._preparing += 1  # the batcher may wait for this one
+        self._preparing.enter()  # the batcher may wait for this one
+
+        def prepare() -> tuple[DecodedAudio, concurrent.futures.Future[Recognition], Any]:
+            """Decode, hand the samples to the batcher, then compute the log's audio features
+            while the model runs (one worker-thread hop for all three)."""
+            try:
+                decoded = decode_audio(audio.read_bytes(), max_duration_s)
+            except BaseException:
+                self._preparing.leave()
+                self.batcher.poke()  # not coming after all
+                raise
+            self._preparing.leave()
+            pending = self.batcher.submit(decoded.samples)
+            try:
+                return decoded, pending, compute_audio_features(decoded.samples, SAMPLE_RATE)
+            except BaseException:
+                pending.cancel()
+                raise
+
+        decoded, pending, audio_features = await anyio.to_thread.run_sync(prepare)
+        features = audio_features.as_dict()
         try:
-            decoded = await anyio.to_thread.run_sync(
-                lambda: decode_audio(audio.read_bytes(), max_duration_s)
-            )
-        except BaseException:
-            self._preparing -= 1
-            self.batcher.poke()  # not coming after all
-            raise
-        self._preparing -= 1
-        pending = self.batcher.submit(decoded.samples)
-        try:
-            # The log's audio features are not needed for the transcript: computed meanwhile.
-            features = await anyio.to_thread.run_sync(
-                lambda: compute_audio_features(decoded.samples, SAMPLE_RATE).as_dict()
-            )
             result = await asyncio.wrap_future(pending)
         except BaseException:
             pending.cancel()  # dropped from its batch if that has not started

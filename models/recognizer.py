@@ -41,15 +41,35 @@ def _receptive_field_samples(config: AcousticModelConfig) -> int:
     return (frames - 1) * HOP_LENGTH
 
 
+def quantize_int8(model: CTCAcousticModel) -> CTCAcousticModel:
+    """A copy whose GRU and output layer run in int8 (dynamic quantisation: int8 weights,
+    activations scaled per batch on the fly). About 3x faster on CPU; the convolutions and
+    the feature front end stay float."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao's eager API is deprecated in favour of torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        quantized: CTCAcousticModel = torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8, inplace=False
+        )
+    return quantized.eval()
+
+
 class Recognizer:
+    """Features + acoustic model + decoder. With `int8`, inference runs a dynamically
+    quantised copy of the model (`quantize_int8`); the float weights are what is saved."""
+
     def __init__(
         self,
         model: CTCAcousticModel,
         decoder: GreedyDecoder | BeamDecoder | None = None,
         batch_size: int = 16,
         silence_peak: float = SILENCE_PEAK,
+        int8: bool = False,
     ) -> None:
-        self.model = model.eval()
+        self.float_model = model.eval()
+        self.int8 = int8
+        self.model = quantize_int8(self.float_model) if int8 else self.float_model
         self.transform = ValTransform(model.config.n_mels).eval()
         self.decoder = decoder if decoder is not None else GreedyDecoder()
         self.batch_size = batch_size
@@ -125,8 +145,16 @@ class Recognizer:
                 "hot words need a beam decoder with a lexicon; this recogniser decodes greedily"
             )
         return Recognizer(
-            self.model, self.decoder.with_hot_words(words), self.batch_size, self.silence_peak
+            self.float_model,
+            self.decoder.with_hot_words(words),
+            self.batch_size,
+            self.silence_peak,
+            self.int8,
         )
+
+    def with_int8(self, int8: bool = True) -> Recognizer:
+        """This recogniser (same weights and decoder) with int8 inference on or off."""
+        return Recognizer(self.float_model, self.decoder, self.batch_size, self.silence_peak, int8)
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -143,18 +171,19 @@ class Recognizer:
             "vocab": list(VOCAB),
             "sample_rate": SAMPLE_RATE,
             "hop_length": HOP_LENGTH,
-            "model": self.model.config.to_dict(),
+            "model": self.float_model.config.to_dict(),
             "decoder": decoder,
             "hot_words": list(self.hot_words),
             "lm": lm,
             "batch_size": self.batch_size,
+            "int8": self.int8,
             "silence_peak": self.silence_peak,
         }
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save(self.model.state_dict(), directory / WEIGHTS_FILE)
+        torch.save(self.float_model.state_dict(), directory / WEIGHTS_FILE)
         (directory / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=1) + "\n")
 
     @classmethod
@@ -202,4 +231,5 @@ class Recognizer:
             decoder,
             batch_size=int(config.get("batch_size", 16)),
             silence_peak=float(config.get("silence_peak", SILENCE_PEAK)),
+            int8=bool(config.get("int8", False)),
         )

@@ -331,13 +331,14 @@ def build_recognizer(
     lm_texts: Sequence[str],
     hot_words: Sequence[str],
     beam_size: int,
+    int8: bool = False,
 ) -> Recognizer:
     """The serving recogniser: trained weights + lexicon beam search with a word bigram LM."""
     model = CTCAcousticModel(config)
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
     lm = WordLM.from_transcripts(t for t in lm_texts if t)
     decoder = BeamDecoder(lm, hot_words=hot_words, settings=BeamSettings(beam_size=beam_size))
-    return Recognizer(model.eval(), decoder)
+    return Recognizer(model.eval(), decoder, int8=int8)
 
 
 def transcribe_manifest(
@@ -407,7 +408,12 @@ def save_recognizer(
 ) -> Path:
     """Assemble the serving recogniser (weights + LM + hot words) and save it as files."""
     recognizer = build_recognizer(
-        result.checkpoint, result.config, lm_texts, read_hot_words(budget), budget.beam_size
+        result.checkpoint,
+        result.config,
+        lm_texts,
+        read_hot_words(budget),
+        budget.beam_size,
+        int8=budget.int8_inference,
     )
     recognizer.save(out_dir)
     return out_dir

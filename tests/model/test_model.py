@@ -295,3 +295,21 @@ def test_with_hot_words_extends_the_lexicon() -> None:
     assert recognizer.hot_words == ("olena zelenska", "zelensky")
     with pytest.raises(ValueError, match="beam decoder"):
         Recognizer(tiny_model()).with_hot_words(["x"])
+
+
+def test_int8_inference_is_close_to_float_and_saved_as_float(tmp_path: Path) -> None:
+    recognizer = beam_recognizer()
+    int8 = recognizer.with_int8()
+    assert isinstance(int8.model.rnn, torch.ao.nn.quantized.dynamic.GRU)
+    assert int8.float_model is recognizer.float_model  # same weights, nothing copied to save
+    clips = [torch.from_numpy(sweep(1.0, 200, 3000).numpy()), sweep(0.6, 500, 900)]
+    float_lp, lengths = recognizer.emissions(clips)
+    int8_lp, int8_lengths = int8.emissions(clips)
+    assert torch.equal(lengths, int8_lengths)
+    assert (int8_lp.exp() - float_lp.exp()).abs().max() < 0.05  # posteriors barely move
+    int8.save(tmp_path)
+    saved = torch.load(tmp_path / "weights.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in saved.values())
+    loaded = Recognizer.load(tmp_path)
+    assert loaded.int8 and torch.equal(loaded.emissions(clips)[0], int8_lp)
+    assert not Recognizer.load(tmp_path).with_int8(False).int8

@@ -141,9 +141,25 @@ def test_a_request_being_decoded_is_waited_for(make_batcher: Any) -> None:
     assert recognizer.batches == [2]
 
 
-def test_a_batch_waits_for_as_many_clips_as_there_are_clients(make_batcher: Any) -> None:
+def test_queued_fill_runs_what_is_queued_without_waiting_for_other_clients(
+    make_batcher: Any,
+) -> None:
     recognizer = FakeRecognizer()
     batcher = make_batcher(served(recognizer), window_s=2.0, concurrency=lambda: 3)
+    recognizer.hold.clear()  # the first batch holds the model while two more clips queue
+    first = batcher.submit(clip(0))
+    assert recognizer.entered.wait(5)
+    queued = [batcher.submit(clip(i)) for i in (1, 2)]
+    started = time.perf_counter()
+    recognizer.hold.set()
+    assert [f.result(10).text for f in (first, *queued)] == ["0", "1", "2"]
+    assert time.perf_counter() - started < 1.0  # no wait for the third client of three
+    assert recognizer.batches == [1, 2]
+
+
+def test_clients_fill_waits_for_as_many_clips_as_there_are_clients(make_batcher: Any) -> None:
+    recognizer = FakeRecognizer()
+    batcher = make_batcher(served(recognizer), window_s=2.0, concurrency=lambda: 3, fill="clients")
     first = [batcher.submit(clip(i)) for i in (0, 1)]
     time.sleep(0.1)
     assert not any(f.done() for f in first)  # three clients: the third is awaited
@@ -257,3 +273,8 @@ def test_no_model_answers_not_ready_and_close_drains_the_queue(make_batcher: Any
     recognizer.hold.set()
     closer.join(10)
     assert [f.result(0).text for f in futures] == ["0", "1", "2"]
+
+
+def test_an_unknown_fill_is_refused() -> None:
+    with pytest.raises(ValueError, match="fill"):
+        Batcher(lambda: None, 8, 0.01, 1.0, 1, fill="everyone")
