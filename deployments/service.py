@@ -6,12 +6,14 @@ prediction log and only then answers. `GET /healthz`, `GET /readyz` (model loade
 `GET /metadata` (model lineage, targets, serving settings, batch sizes formed),
 `POST /admin/reload`.
 
-How batching works. One model thread (`Batcher`) owns every model call. Handlers decode and
-check their upload in a worker thread, hand the 16 kHz samples to the batcher, compute the
-log's audio features while the model runs, and await a future. The model thread takes up to
-`serving.max_batch_size` waiting clips; with fewer than it expects (as many as there were
-requests in the service at once while the last batch ran), it waits for the rest at most
-`DEFAULT_BATCH_WINDOW_MS` (sequential traffic never waits), runs one
+How batching works. One model thread (`Batcher`) owns every model call. A handler, in one
+worker-thread hop, decodes and checks its upload, hands the 16 kHz samples to the batcher and
+computes the log's audio features while the model runs; then it awaits a future. When the
+model is free, the model thread takes what is queued (up to `serving.max_batch_size`),
+waiting at most `DEFAULT_BATCH_WINDOW_MS` only for requests already being decoded
+(sequential traffic never waits). Under steady concurrent load the clients therefore split
+into cohorts that alternate: one batch runs while the other cohort's answers go out and its
+next requests arrive, so the model does not sit idle for a whole round trip. It runs one
 `Recognizer.transcribe` over the batch and resolves each future. No HTTP hop, no JSON or
 base64: the samples go through as arrays. Because one thread makes every call, the beam
 decoder (flashlight state, not thread-safe) is never used concurrently. A batch reads the
@@ -39,6 +41,8 @@ Environment (set by `voicecycle serve`):
   VOICECYCLE_ADMIN_TOKEN    bearer token for `POST /admin/reload`; unset: reload answers 403
   VOICECYCLE_TORCH_THREADS  torch intra-op threads of the model thread (tuning; see above)
   VOICECYCLE_BATCH_WINDOW_MS  how long a batch may wait for more clips (tuning; default 20)
+  VOICECYCLE_BATCH_FILL     "queued" (default, above) or "clients": wait for as many clips as
+                            there were requests at once (one batch per round trip; for A/B)
 """
 
 from __future__ import annotations
@@ -405,10 +409,11 @@ class Batcher:
     """Adaptive batching in this process: one model thread, one `transcribe` call per batch.
 
     `submit` queues a clip and returns a concurrent future (await it with `recognize`). The
-    model thread takes up to `max_batch_size` waiting clips. With fewer than the traffic's
-    concurrency (`concurrency()`: the most requests in the service at once since the last
-    batch started) or than are queued plus `incoming()` (requests being decoded now), it
-    waits for more, at most `window_s` (see `_take`). It reads the model once per batch
+    model thread takes up to `max_batch_size` waiting clips. With fewer than are queued plus
+    `incoming()` (requests being decoded now), or with fill "clients" fewer than the
+    traffic's concurrency (`concurrency()`: the most requests in the service at once since
+    the last batch started), it waits for more, at most `window_s` (see `_take`). It reads
+    the model once per batch
     (`model()`), so a reload applies from the next batch on.
     Overload: `submit` refuses (Rejected 503) when the queue ahead would take longer than
     `budget_s` to clear, and a clip that waited past `budget_s` is answered 503, not run.

@@ -53,6 +53,8 @@ def synthesize_corpus(source: DataSource, corpus_root: Path, progress: bool = Tr
         voices=voices,
         progress=progress,
         texts=read_texts(syn.texts_file) if syn.texts_file is not None else None,
+        # spoken texts beside the generated corpus: ids of their own ("respoken-000000")
+        id_prefix="utt" if syn.texts_file is None else source.name,
     )
     return out / "manifest.csv"
 

@@ -658,6 +658,7 @@ def build_corpus(
     workers: int | None = None,
     progress: bool = True,
     texts: Sequence[str] | None = None,
+    id_prefix: str = "utt",
 ) -> Path:
     """Synthesise (or reuse) a voice-search corpus: audio/<id>.wav + manifest.csv + corpus.json.
 
@@ -684,6 +685,8 @@ def build_corpus(
     else:
         queries = spoken_queries(texts, n_utterances)
     params = _corpus_params(n_utterances, seed, era_weights, voices, texts)
+    if id_prefix != "utt":
+        params["id_prefix"] = id_prefix
     if _check_existing(out_dir, params):
         logger.info("reusing corpus %s (same parameters)", out_dir)
         return out_dir
@@ -693,7 +696,7 @@ def build_corpus(
     items = [
         _Item(
             i,
-            f"utt-{i:0{width}d}",
+            f"{id_prefix}-{i:0{width}d}",
             normalise_transcript(q.text, drop_fillers=()),
             voices[assignment[i]],
         )

@@ -43,6 +43,38 @@ def test_ingest_then_augment_writes_versions_and_artifacts(tmp_path: Path) -> No
     assert augment(scope, version) == augmented
 
 
+def test_respoken_texts_join_the_corpus_with_their_own_ids_and_stable_splits(
+    tmp_path: Path,
+) -> None:
+    from data_contracts.scoping import SyntheticCorpus
+    from flows.ingest import ingest
+    from tasks.ingestion import load_dataset
+
+    scope = tiny_scope(tmp_path / "ws")
+    base = load_dataset(scope.state.path("datasets_dir") / ingest(scope))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("who is zarina okonkwo\nweather in paris\n")
+    main = scope.sources[0].synthetic
+    assert main is not None
+    respoken = DataSource(
+        kind="synthetic",
+        name="respoken",
+        synthetic=SyntheticCorpus(
+            n_utterances=6, seed=main.seed, n_voices=main.n_voices, texts_file=texts
+        ),
+    )
+    grown_scope = scope.model_copy(update={"sources": [*scope.sources, respoken]})
+    grown = load_dataset(grown_scope.state.path("datasets_dir") / ingest(grown_scope))
+    assert len(grown) == len(base) + 6  # nothing quarantined: ids do not collide
+    added = grown[grown["source"] == "respoken"]
+    assert added["utterance_id"].str.startswith("respoken-").all()
+    assert set(added["transcript"]) == {"who is zarina okonkwo", "weather in paris"}
+    # every voice keeps the split it had before the new source arrived
+    before = dict(zip(base["voice"], base["split"], strict=True))
+    after = dict(zip(grown["voice"], grown["split"], strict=True))
+    assert all(after[v] == split for v, split in before.items())
+
+
 def test_invalid_scope_fails_before_any_work(tmp_path: Path) -> None:
     from flows.ingest import ingest
 

@@ -205,11 +205,16 @@ def test_build_corpus_refuses_other_parameters_or_foreign_folders(
 
 def test_build_corpus_speaks_given_texts_with_other_voices(tmp_path: Path) -> None:
     texts = ["who is zarina okonkwo", "play jazz"]
-    out = build_corpus(tmp_path / "t", 4, seed=4, workers=1, progress=False, texts=texts)
+    out = build_corpus(
+        tmp_path / "t", 4, seed=4, workers=1, progress=False, texts=texts, id_prefix="said"
+    )
     rows = _rows(out)
     assert [r["transcript"] for r in rows] == texts * 2
+    assert [r["utterance_id"] for r in rows] == [f"said-{i:06d}" for i in range(4)]
     assert {r["era"] for r in rows} == {"respoken"}
     assert rows[0]["voice"] != rows[2]["voice"]  # each round by other voices
     # other texts are another corpus: never written over this one
     with pytest.raises(ValueError, match="another folder"):
-        build_corpus(out, 4, seed=4, workers=1, progress=False, texts=["call mom"])
+        build_corpus(
+            out, 4, seed=4, workers=1, progress=False, texts=["call mom"], id_prefix="said"
+        )
