@@ -18,10 +18,13 @@ What it does, all under a scratch folder (`state.workspace/bench/serve`, removed
 5. the server stopped (its whole process tree), then the raw ceiling: `Recognizer.transcribe`
    in this process on the same clips, in batches of `serving.max_batch_size`, with the torch
    thread count the server reported, as the server runs it (int8 if the saved recogniser
-   says so) and, for reference, in float.
+   says so) and, for reference, in float; and the machine's ceiling, one such process per
+   core at once (the server runs `serving.workers` processes, one per core by default);
+6. what int8 costs: test WER in float and in int8 on the newest augmented test split.
 
 `serve.json` holds `p50/p95/p99_ms_c{N}`, `rps_c{N}`, `errors_c{N}`, `batch_sizes_c{N}`,
-`raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8` and `errors` (the
+`raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8`,
+`raw_rps_all_cores` and `http_over_raw_all_cores`, `wer_test_float/int8` and `errors` (the
 total over every level, valid input only: every error counts). The load generator shares the
 machine's cores with the server, as a co-located client would.
 """
@@ -60,6 +63,7 @@ SAMPLE_RATE = 16000
 READY_TIMEOUT_S = 180.0
 REQUEST_TIMEOUT_S = 60.0
 RAW_PASSES = 3
+INT8_CHECK_CLIPS = 400
 CLIP_SEED = 17
 FALLBACK_TEXTS = (
     "weather in paris",
@@ -434,6 +438,51 @@ def raw_throughput(
     return float(np.median(rates))
 
 
+def raw_throughput_all_cores(
+    recognizer_dir: Path, wavs: Sequence[bytes], batch_size: int, clips: int, processes: int
+) -> float:
+    """The machine's ceiling: `raw_throughput` in `processes` processes at once (one torch
+    thread each), their rates summed."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        jobs = [
+            pool.submit(raw_throughput, recognizer_dir, list(wavs), batch_size, 1, clips)
+            for _ in range(processes)
+        ]
+        return float(sum(job.result() for job in jobs))
+
+
+def int8_accuracy(
+    scope: Scope, recognizer_dir: Path, limit: int = INT8_CHECK_CLIPS
+) -> dict[str, Any]:
+    """WER of the recogniser in float and in int8 on the newest augmented test split (clean
+    and in-car, held-out voices): what quantisation costs. Empty without a dataset."""
+    from models.recognizer import Recognizer
+    from tasks.augmentation import load_augmented
+    from tasks.evaluation import wer
+    from tasks.training import transcribe_manifest
+
+    versions = sorted(
+        scope.state.path("augmented_dir").glob("aug-*/manifest.csv"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not versions:
+        return {}
+    data_dir = versions[-1].parent
+    manifest = load_augmented(data_dir)
+    test = manifest[manifest["split"] == "test"]
+    test = test.sample(min(limit, len(test)), random_state=0)
+    loaded = Recognizer.load(recognizer_dir)
+    out: dict[str, Any] = {"accuracy_clips": len(test), "accuracy_dataset": data_dir.name}
+    for name, int8 in (("float", False), ("int8", True)):
+        hyps = transcribe_manifest(loaded.with_int8(int8), test, data_dir, progress=False)
+        out[f"wer_test_{name}"] = round(wer(list(test["transcript"]), list(hyps["hypothesis"])), 4)
+    return out
+
+
 # -- the benchmark -------------------------------------------------------------------------------
 
 
@@ -519,6 +568,8 @@ def main(
         n_raw = max(requests, 8 * batch)
         raw = raw_throughput(recognizer_dir, wavs, batch, threads, n_raw)
         raw_float = raw_throughput(recognizer_dir, wavs, batch, threads, n_raw, int8=False)
+        cores = os.cpu_count() or 1
+        raw_all = raw_throughput_all_cores(recognizer_dir, wavs, batch, n_raw, cores)
         best = max(figures[f"rps_c{c}"] for c in concurrencies)
         served_int8 = bool(json.loads((recognizer_dir / "config.json").read_text()).get("int8"))
         figures |= {
@@ -527,12 +578,16 @@ def main(
             "int8": served_int8,
             "raw_rps": round(raw, 1),
             "raw_rps_float": round(raw_float, 1),
+            "raw_rps_all_cores": round(raw_all, 1),
+            "http_over_raw_all_cores": round(best / raw_all, 3),
+            "server_workers": int(meta.get("workers") or 1),
             "http_over_raw": round(best / raw, 3),
             "errors": errors,
             "load_avg_1m_after": round(os.getloadavg()[0], 2),
         }
         if 8 in concurrencies:
             figures["http_over_raw_c8"] = round(figures["rps_c8"] / raw, 3)
+        figures |= int8_accuracy(scope, recognizer_dir)
         _print_table(figures, concurrencies)
         write_results(out_dir, name, figures)
         return figures
@@ -553,9 +608,16 @@ def _print_table(figures: dict[str, Any], concurrencies: Sequence[int]) -> None:
     for c in concurrencies:
         row = (c, *(figures[f"{k}_c{c}"] for k in ("p50_ms", "p95_ms", "p99_ms", "rps", "errors")))
         print(" ".join(f"{v:>8}" for v in row) + f"  {figures[f'batch_sizes_c{c}']}")
+    if "wer_test_int8" in figures:
+        print(
+            f"test WER on {figures['accuracy_clips']} held-out clips: float "
+            f"{figures['wer_test_float']}, int8 {figures['wer_test_int8']}"
+        )
     print(
         f"raw in-process: {figures['raw_rps']} clips/s "
         f"({'int8' if figures['int8'] else 'float'}; float {figures['raw_rps_float']}) "
         f"at batch {figures['max_batch_size']}, "
-        f"{figures['torch_threads']} torch threads; HTTP/raw {figures['http_over_raw']}"
+        f"{figures['torch_threads']} torch threads; HTTP/raw {figures['http_over_raw']}; "
+        f"{figures['raw_rps_all_cores']} clips/s with one process per core "
+        f"(HTTP over that {figures['http_over_raw_all_cores']})"
     )

@@ -162,6 +162,9 @@ class ServingScope(_Strict):
     port: int = Field(3000, ge=1, le=65535)
     max_batch_size: int = Field(8, ge=1)
     max_latency_ms: int = Field(1000, ge=10)
+    # Server processes, each with its own model and batcher (Python's GIL holds one process
+    # to about one core); null: one per core.
+    workers: int | None = Field(None, ge=1, le=64)
     store_audio_with_consent: bool = True
     audio_retention_days: int = Field(30, ge=0)
     reload_poll_seconds: float = Field(10.0, gt=0)

@@ -212,9 +212,11 @@ class PredictionStore:
             if not path.is_relative_to(root):
                 logger.warning("not deleting %s: outside the audio folder %s", path, root)
                 continue
-            if path.is_file():
-                path.unlink()
+            try:
+                path.unlink()  # another worker process may have purged it just now
                 removed += 1
+            except FileNotFoundError:
+                pass
         seqs = [seq for seq, _ in expired]
         with self.engine.begin() as conn:
             for start in range(0, len(seqs), 500):  # stay under SQLite's bound-variable limit
@@ -229,11 +231,14 @@ class PredictionStore:
                     )
                 }
             for path in root.rglob("*"):
-                if (
-                    path.is_file()
-                    and str(path.resolve()) not in kept
-                    and datetime.fromtimestamp(path.stat().st_mtime, UTC) < cutoff
-                ):
-                    path.unlink()
-                    removed += 1
+                try:
+                    if (
+                        path.is_file()
+                        and str(path.resolve()) not in kept
+                        and datetime.fromtimestamp(path.stat().st_mtime, UTC) < cutoff
+                    ):
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:  # purged meanwhile by another worker process
+                    pass
         return removed

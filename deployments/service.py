@@ -25,9 +25,15 @@ Overload. Past `MAX_IN_FLIGHT` requests in the handler, a request is answered 50
 take longer than `serving.max_latency_ms` (the budget) to clear, estimated from recent full
 batches, and answers 503 for a clip that has waited past the budget when its batch starts.
 
-Cores. The model thread runs torch with `VOICECYCLE_TORCH_THREADS` intra-op threads (default:
-`default_torch_threads()`, all cores but one); the event loop, decoding and the log writes
-share what is left. bench/serve.py measures the service against the raw model.
+Processes and cores. `serving.workers` processes (default: one per core) each run this
+class: their own model, batcher, event loop and connection to the prediction log (SQLite in
+WAL mode takes writers from several processes). One process is held to about one core by
+Python's GIL (the event loop, decoding and the log writes contend with the model thread's
+Python), so on two cores two workers served 1.7x the requests of one (bench/serve.py). Each
+model thread runs torch with `VOICECYCLE_TORCH_THREADS` intra-op threads (default:
+`default_torch_threads()`). A process picks up a new champion at its next poll
+(`serving.reload_poll_seconds`); `POST /admin/reload` reloads the process that answers it
+at once, the others at their next poll. Every response names the version that served it.
 
 What is fixed at import. The traffic limits and middlewares are read when the class is
 decorated, so this module reads the `serving` and `audio` blocks of the scope
@@ -123,14 +129,22 @@ MODEL_TAG = served_model_tag(_SCOPE_AT_IMPORT)
 MAX_BATCH_SIZE = _SCOPE_AT_IMPORT.serving.max_batch_size
 MAX_LATENCY_MS = _SCOPE_AT_IMPORT.serving.max_latency_ms
 MAX_UPLOAD_BYTES = _SCOPE_AT_IMPORT.audio.max_upload_bytes
+
+
+def _cores() -> int:
+    """The cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+WORKERS = _SCOPE_AT_IMPORT.serving.workers or _cores()
 # Requests past this many in the service get 503 at once (UploadGate, before the upload is
 # read; the handler checks again) instead of queueing behind the batcher. BentoML's own limit
 # (`traffic.max_concurrency`, 429) is left unset: overload is answered 503.
 MAX_IN_FLIGHT = 4 * max(2, MAX_BATCH_SIZE)
-# How long a batch may wait for the clients the batcher expects (see Batcher._take). On two
-# cores, 8 clients come back over 15-25 ms after their batch is answered; 5-10 ms split them
-# into two batches more often than not (bench/serve.py: 50-62 req/s at concurrency 8, against
-# 60-68 with 20 ms). Sequential traffic never waits; capped at a quarter of the budget.
+# How long a batch may wait for requests already being decoded (see Batcher._take).
+# Sequential traffic never waits; capped at a quarter of the budget.
 DEFAULT_BATCH_WINDOW_MS = 20.0
 BATCH_FILLS = ("queued", "clients")
 
@@ -342,16 +356,15 @@ def torch_threads() -> int:
 
 
 def default_torch_threads() -> int:
-    """All the cores this process may use but one (at least one).
+    """The cores left after one per worker process's event loop, shared by the workers (at
+    least one thread each).
 
-    The event loop (HTTP parsing, decoding, the log writes: about 6 ms of CPU per request)
-    needs a core of its own. On two shared cores, two torch threads make a batch faster only
-    while nothing else runs: OpenMP's threads wait for each other at every step of the GRU,
-    so when the event loop or another job takes one core, a batch of 8 took 7x longer (13 vs
-    88 clips/s in bench/serve.py's raw measurement, a training job running beside it).
+    On two shared cores, two torch threads make a batch faster only while nothing else runs:
+    OpenMP's threads wait for each other at every step of the GRU, so when the event loop or
+    another job takes one core, a batch of 8 took 7x longer (13 vs 88 clips/s in
+    bench/serve.py's raw measurement, a training job running beside it).
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - 1)
+    return max(1, (_cores() - 1) // WORKERS)
 
 
 def load_served_model(tag: str) -> ServedModel:
@@ -707,7 +720,7 @@ metadata_app = Starlette(routes=[Route("/metadata", _metadata_endpoint, methods=
 
 @bentoml.service(
     name="VoiceSearchASR",
-    workers=1,  # one process: one model, one queue; more would split the batches
+    workers=WORKERS,  # processes: each its own model, batcher and event loop (see the top)
     threads=1,  # the APIs are async; the model runs on the batcher's own thread
     traffic={"timeout": TRAFFIC_TIMEOUT_S},
     resources={"cpu": "2"},
@@ -858,6 +871,7 @@ class VoiceSearchASR:
             },
             "limits": {"max_in_flight": MAX_IN_FLIGHT, "timeout_s": TRAFFIC_TIMEOUT_S},
             "torch_threads": self.torch_threads,
+            "workers": WORKERS,
         }
 
     # -- public API ----------------------------------------------------------------------------

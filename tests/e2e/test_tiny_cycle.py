@@ -1,6 +1,7 @@
 """One tiny real cycle: synthesised audio -> ingest -> augment -> train a few steps ->
 evaluate -> register in MLflow (under tmp_path) -> package into BentoML -> a real
-`bentoml serve` on 127.0.0.1 -> simulated traffic logged -> drift check."""
+`bentoml serve` on 127.0.0.1 -> simulated traffic logged -> drift check -> a retrain round
+(labelling batch, re-spoken new words, ingest, augment, warm-started training, gate)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             ),
             "serving": base.serving.model_copy(update={"port": _free_port()}),
             "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
+            "labelling": base.labelling.model_copy(update={"respeak_voices": 2}),
         }
     )
     scope_file = tmp_path / "scope.yaml"
@@ -42,6 +44,7 @@ def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     from flows.full_cycle import full_cycle
     from flows.monitor import monitor
+    from flows.retrain import retrain
     from flows.runtime import start_service, stop_service
     from tasks.registry import CHAMPION, alias_version
     from tasks.traffic import SCENARIOS, make_clips, production_voices, send
@@ -69,5 +72,22 @@ def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert check["window"] == 30
         assert 0.0 <= check["drift_share"] <= 1.0
         assert (scope.state.path("reports_dir") / "drift" / "drift_report.html").is_file()
+
+        # a retrain round on what production brought (the simulator labels what it sent)
+        again = retrain(scope, reason="e2e: names the model never heard")
+        assert again["labelling_batch"] is not None
+        assert any(c.startswith("added labelled production batch") for c in again["changes"])
+        respoken = [c for c in again["changes"] if c.startswith("re-spoke")]
+        assert respoken and "by 2 synthetic voices" in respoken[0]
+        from tasks.ingestion import load_dataset
+
+        grown = load_dataset(scope.state.path("datasets_dir") / again["dataset_version"])
+        assert {"synthetic", "respoken"} <= set(grown["source"])
+        assert grown["source"].str.startswith("labelled-").any()
+        champion_now = alias_version(scope.registry.model_name, CHAMPION)
+        if again["promoted"]:
+            assert champion_now == again["model_version"]
+        else:  # the gate said no: the champion stays, and the run says why
+            assert champion_now == result["model_version"] and again["reasons"]
     finally:
         stop_service(scope)
