@@ -2,8 +2,10 @@
 
 The system is trained on names known at launch and served. Stable traffic flows (no retrain
 may fire). Then production starts asking about new celebrities and politicians, often from a
-car. Monitoring notices, the retrain deployment runs with the newly labelled production data,
-and the new model replaces the old one only if it is better. Writes story.json and
+car, and the newsroom publishes its list of the new names (text only: it becomes the
+retrain's hot-word file, `training.hot_words_file`; `newsroom=False` leaves it out).
+Monitoring notices, the retrain deployment runs with the newly labelled production data and
+the list, and the new model replaces the old one only if it is better. Writes story.json and
 monitor.json under the results folder and prints both tables.
 """
 
@@ -78,6 +80,7 @@ def main(
     max_shifted: int = 1500,
     eval_clips: int = 120,
     retrain_timeout_s: float = 3600.0,
+    newsroom: bool = True,
 ) -> dict[str, Any]:
     """Replay the story on the scope's workspace (running the cycle first if needed)."""
     from flows.runtime import (
@@ -146,6 +149,18 @@ def main(
             f"drift share {stable_shares[-1]:.2f}, drift={check['drift']}"
         )
 
+    # the newsroom's list of the new names: text the retrain may use (never test audio)
+    shifted_scope = scope
+    if newsroom:
+        from tasks.corpus import ENTITY_NAMES
+        from tasks.text import normalise_transcript
+
+        listed = work / "newsroom.txt"
+        listed.write_text("".join(f"{normalise_transcript(n)}\n" for n in ENTITY_NAMES["new"]))
+        shifted_scope = scope.model_copy(
+            update={"training": scope.training.model_copy(update={"hot_words_file": listed})}
+        )
+
     shifted, detection, retrain_run, detect_share = 0, None, None, None
     while shifted < max_shifted:
         send(
@@ -155,7 +170,7 @@ def main(
             concurrency=4,
         )
         shifted += chunk
-        check = monitor(scope, trigger=True)
+        check = monitor(shifted_scope, trigger=True)
         print(
             f"story: {shifted} shifted requests, drift share {check.get('drift_share', 0):.2f}"
             f", retrain={check['retrain']}"
@@ -190,6 +205,7 @@ def main(
         "requests_to_detection": detection,
         "drift_share_at_detection": detect_share,
         "retrain_triggered": retrain_run is not None,
+        "newsroom_list": newsroom,
         "retrain_state": retrain_state,
         "champion_before": before,
         "champion_after": after,

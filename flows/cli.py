@@ -296,6 +296,7 @@ def cmd_story(args: argparse.Namespace) -> int:
         stable_windows=args.windows,
         chunk=args.chunk,
         eval_clips=args.eval_clips,
+        newsroom=not args.no_newsroom,
     )
     return 0 if result["retrain_triggered"] else 1
 
@@ -411,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, default=10, help="stable windows (false alarms)")
     p.add_argument("--chunk", type=int, default=100, help="shifted requests per drift check")
     p.add_argument("--eval-clips", type=int, default=120, help="clips per fixed WER set")
+    p.add_argument(
+        "--no-newsroom",
+        action="store_true",
+        help="retrain on production labels alone (default: the newsroom's list of the new "
+        "names is the retrain's hot-word file, as training.hot_words_file)",
+    )
     p.add_argument("--out", default="bench/results", help="results folder")
     p = add("package", cmd_package, "import the champion into the BentoML store, build a Bento")
     p.add_argument("--no-build", action="store_true", help="only import into the model store")

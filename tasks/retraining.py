@@ -104,13 +104,15 @@ def champion_lexicon(scope: Scope, version: str) -> set[str]:
 
 @task(name="respeak-new-words")
 def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]]:
-    """Add a synthetic source that speaks the labelled queries the champion has no words for.
+    """Add a synthetic source that speaks the labelled queries the champion has no words for,
+    and the curated hot words (`training.hot_words`, `training.hot_words_file`: a newsroom's
+    list of new names) it has no words for.
 
     A new name arrives in production a handful of times; spoken by `labelling.respeak_voices`
     synthetic voices from the main corpus's pool (so each voice keeps its split), every
-    labelled example becomes several. The texts accumulate in
-    `<workspace>/labelling/respoken_texts.txt` (append only), so a later retrain, whose
-    champion already knows these words, still trains on them.
+    labelled example becomes several, and a listed name nobody has said yet is heard too.
+    The texts accumulate in `<workspace>/labelling/respoken_texts.txt` (append only), so a
+    later retrain, whose champion already knows these words, still trains on them.
     """
     voices = scope.labelling.respeak_voices
     if voices == 0 or not lexicon:
@@ -119,7 +121,9 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
     for manifest in labelled_batches(scope.state.workspace):
         frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
         transcripts.extend(t for t in frame["transcript"] if t.strip())
-    found, words = new_word_queries(transcripts, lexicon)
+    from tasks.training import read_hot_words
+
+    found, words = new_word_queries([*transcripts, *read_hot_words(scope.training)], lexicon)
     store = scope.state.workspace / LABELLING_DIR / RESPOKEN_TEXTS
     kept = store.read_text(encoding="utf-8").splitlines() if store.is_file() else []
     added = [t for t in found if t not in kept]
@@ -149,7 +153,8 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
     sources = [s for s in scope.sources if s.name != RESPOKEN_SOURCE] + [source]
     shown = ", ".join(words[:12]) + (", ..." if len(words) > 12 else "")
     change = (
-        f"re-spoke {len(texts)} labelled queries with new words by {voices} synthetic voices "
+        f"re-spoke {len(texts)} labelled queries and listed names with new words by {voices} "
+        "synthetic voices "
         f"each ({len(added)} queries new this round"
         + (f"; {len(words)} words the champion lacks: {shown})" if words else ")")
     )

@@ -99,3 +99,20 @@ def test_respeak_adds_a_source_for_labelled_new_words_and_keeps_it(tmp_path: Pat
     )
     assert respeak_new_words.fn(off, lexicon) == (off, [])
     assert respeak_new_words.fn(scope, set()) == (scope, [])
+
+
+def test_respeak_also_speaks_listed_names_nobody_has_said_yet(tmp_path: Path) -> None:
+    newsroom = tmp_path / "newsroom.txt"
+    newsroom.write_text("oriane kolawole\nplay jazz\n")
+    scope = Scope().with_workspace(tmp_path)
+    scope = scope.model_copy(
+        update={"training": scope.training.model_copy(update={"hot_words_file": newsroom})}
+    )
+    export_labelling_batch.fn(_log(tmp_path, 4), tmp_path)
+    next_scope, changes = respeak_new_words.fn(scope, {"who", "is", "play", "jazz"})
+    source = next(s for s in next_scope.sources if s.name == "respoken")
+    assert source.synthetic.texts_file.read_text().splitlines() == [  # type: ignore[union-attr]
+        "who is zarina okonkwo",
+        "oriane kolawole",  # listed and unknown; "play jazz" is known: not spoken
+    ]
+    assert "oriane" in changes[0]
