@@ -315,9 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     scope = _load(args)
-    from flows.runtime import configure_environment
-
-    configure_environment(scope, api=False)
+    _prepare(scope)
     from tasks.registry import configure_mlflow, rollback
 
     configure_mlflow(
@@ -331,6 +329,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     print(f"champion of {scope.registry.model_name}: version {before} -> {after}")
+    # the service follows the BentoML store: put the restored champion there as `latest`
+    from flows.package import package
+
+    packaged = package(scope, build=False)
+    print(
+        f"BentoML store: {packaged['model_tag']} (version {after}) is what serves now; a "
+        f"running service switches at its next poll ({scope.serving.reload_poll_seconds:g} s)"
+    )
     return 0
 
 
