@@ -4,6 +4,7 @@ a real local Prefect server it starts itself."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -82,4 +83,67 @@ def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> N
         assert versions == [summary["dataset_version"]]  # nothing stored changed
     finally:
         _voicecycle("server", "stop", "--scope", str(scope), timeout=60)
+        shutil.rmtree(tmp_path / "ws" / "prefect", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_rollback_puts_the_previous_champion_where_the_service_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`voicecycle rollback` moves the alias and makes the restored champion the BentoML
+    store's `latest`, which the running service follows."""
+    import mlflow
+    import torch
+
+    from data_contracts.scoping import load_scope
+    from models.ctc import AcousticModelConfig, CTCAcousticModel
+    from models.recognizer import Recognizer
+    from tasks.registry import CHAMPION, alias_version, configure_mlflow, promote, register_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scope_file = tmp_path / "scope.yaml"
+    scope_file.write_text(
+        yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"), "prefect_port": port}})
+    )
+    scope = load_scope(scope_file)
+    uri = scope.state.url("mlflow_tracking_uri")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    configure_mlflow(uri, scope.registry.experiment, scope.state.path("mlflow_artifacts"))
+    name = scope.registry.model_name
+    experiment = mlflow.get_experiment_by_name(scope.registry.experiment)
+    assert experiment is not None
+    versions = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        saved = tmp_path / f"rec-{seed}"
+        Recognizer(
+            CTCAcousticModel(AcousticModelConfig(conv_channels=32, rnn_hidden=32, rnn_layers=1))
+        ).save(saved)
+        run = mlflow.MlflowClient().create_run(experiment.experiment_id)
+        versions.append(register_model.fn(run.info.run_id, saved, name, {}).version)
+        promote.fn(name, versions[-1], "test")
+    try:
+        done = _voicecycle("rollback", "--scope", str(scope_file))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"version {versions[1]} -> {versions[0]}" in done.stdout
+        assert alias_version(name, CHAMPION) == versions[0]
+        latest = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import bentoml, sys; "
+                "print(bentoml.models.get(sys.argv[1] + ':latest').info.metadata"
+                "['registry_version'])",
+                name,
+            ],
+            env={**os.environ, "BENTOML_HOME": str(scope.state.path("bentoml_home"))},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert latest.stdout.strip() == versions[0], latest.stderr[-2000:]
+    finally:
+        _voicecycle("server", "stop", "--scope", str(scope_file), timeout=60)
         shutil.rmtree(tmp_path / "ws" / "prefect", ignore_errors=True)
