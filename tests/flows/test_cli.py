@@ -30,6 +30,18 @@ def _voicecycle(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
     )
 
 
+def _scope_file(tmp_path: Path) -> Path:
+    """A scope with all state under tmp_path/ws and the Prefect server on a free port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scope = tmp_path / "scope.yaml"
+    scope.write_text(
+        yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"), "prefect_port": port}})
+    )
+    return scope
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_subcommand_has_help(command: str) -> None:
     with pytest.raises(SystemExit) as done:
@@ -49,13 +61,7 @@ def test_invalid_scope_exits_2_naming_the_field(tmp_path: Path) -> None:
 def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> None:
     from tasks.synthesis import build_corpus
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    scope = tmp_path / "scope.yaml"
-    scope.write_text(
-        yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"), "prefect_port": port}})
-    )
+    scope = _scope_file(tmp_path)
     data = tmp_path / "data"
     build_corpus(data, 6, seed=3, workers=1, progress=False)
     try:
@@ -100,13 +106,7 @@ def test_rollback_puts_the_previous_champion_where_the_service_reads(
     from models.recognizer import Recognizer
     from tasks.registry import CHAMPION, alias_version, configure_mlflow, promote, register_model
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    scope_file = tmp_path / "scope.yaml"
-    scope_file.write_text(
-        yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"), "prefect_port": port}})
-    )
+    scope_file = _scope_file(tmp_path)
     scope = load_scope(scope_file)
     uri = scope.state.url("mlflow_tracking_uri")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
