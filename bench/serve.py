@@ -568,7 +568,7 @@ def main(
         n_raw = max(requests, 8 * batch)
         raw = raw_throughput(recognizer_dir, wavs, batch, threads, n_raw)
         raw_float = raw_throughput(recognizer_dir, wavs, batch, threads, n_raw, int8=False)
-        cores = os.cpu_count() or 1
+        cores = int(figures["cores"])
         raw_all = raw_throughput_all_cores(recognizer_dir, wavs, batch, n_raw, cores)
         best = max(figures[f"rps_c{c}"] for c in concurrencies)
         served_int8 = bool(json.loads((recognizer_dir / "config.json").read_text()).get("int8"))

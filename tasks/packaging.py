@@ -157,14 +157,9 @@ def serve_command(host: str, port: int) -> list[str]:
 @task(name="resolve-champion", retries=2, retry_delay_seconds=2)
 def resolve_champion(scope: Scope) -> str:
     """The registry version the champion alias points at (error if there is none)."""
-    from tasks.registry import CHAMPION, alias_version, configure_mlflow
+    from tasks.registry import champion_version
 
-    configure_mlflow(
-        scope.state.url("mlflow_tracking_uri"),
-        scope.registry.experiment,
-        scope.state.path("mlflow_artifacts"),
-    )
-    version = alias_version(scope.registry.model_name, CHAMPION)
+    version = champion_version(scope)
     if version is None:
         raise RuntimeError(
             f"model {scope.registry.model_name!r} has no champion to package; "

@@ -16,6 +16,8 @@ import pandas as pd
 import soundfile as sf
 from prefect import task
 
+from data_contracts.scoping import Scope
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
@@ -116,6 +118,16 @@ def alias_version(model_name: str, alias: str) -> str | None:
         return str(mlflow.MlflowClient().get_model_version_by_alias(model_name, alias).version)
     except MlflowException:
         return None
+
+
+def champion_version(scope: Scope) -> str | None:
+    """The registry version the scope's champion alias points at (None: no champion yet)."""
+    configure_mlflow(
+        scope.state.url("mlflow_tracking_uri"),
+        scope.registry.experiment,
+        scope.state.path("mlflow_artifacts"),
+    )
+    return alias_version(scope.registry.model_name, CHAMPION)
 
 
 def _history(client: Any, model_name: str) -> list[str]:

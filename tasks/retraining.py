@@ -68,14 +68,9 @@ def retrain_scope(scope: Scope) -> tuple[Scope, list[str]]:
 @task(name="current-champion")
 def current_champion(scope: Scope) -> str | None:
     """The registry version of the champion (what a warm-started retrain refines)."""
-    from tasks.registry import CHAMPION, alias_version, configure_mlflow
+    from tasks.registry import champion_version
 
-    configure_mlflow(
-        scope.state.url("mlflow_tracking_uri"),
-        scope.registry.experiment,
-        scope.state.path("mlflow_artifacts"),
-    )
-    return alias_version(scope.registry.model_name, CHAMPION)
+    return champion_version(scope)
 
 
 def new_word_queries(transcripts: Iterable[str], lexicon: set[str]) -> tuple[list[str], list[str]]:
