@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.audio import SAMPLE_RATE
+
 SourceKind = Literal["synthetic", "nemo", "commonvoice", "csv"]
 
 
@@ -38,11 +40,23 @@ class Targets(_Strict):
 
 
 class AudioScope(_Strict):
-    sample_rate: int = Field(16000, ge=8000, le=48000)
+    # the recogniser's input rate (models.audio.SAMPLE_RATE); named here so a scope that
+    # asks for another rate fails at validation, not in the middle of training
+    sample_rate: int = SAMPLE_RATE
     channels: Literal[1] = 1
     min_duration_s: float = Field(0.3, gt=0)
     max_duration_s: float = Field(12.0, gt=0)
     max_upload_bytes: int = Field(4_000_000, gt=0)
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _recogniser_rate(cls, rate: int) -> int:
+        if rate != SAMPLE_RATE:
+            raise ValueError(
+                f"the recogniser takes {SAMPLE_RATE} Hz audio (models.audio.SAMPLE_RATE); "
+                f"inputs at other rates are resampled on the way in, so leave this at {SAMPLE_RATE}"
+            )
+        return rate
 
     @model_validator(mode="after")
     def _durations_ordered(self) -> AudioScope:
@@ -168,6 +182,19 @@ class ServingScope(_Strict):
     store_audio_with_consent: bool = True
     audio_retention_days: int = Field(30, ge=0)
     reload_poll_seconds: float = Field(10.0, gt=0)
+    # how long a batch may wait for more clips while the model thread is busy
+    batch_window_ms: float = Field(20.0, ge=0, le=1000)
+    # torch intra-op threads of each worker's model thread; null: cores / workers
+    torch_threads: int | None = Field(None, ge=1, le=64)
+
+
+class RuntimeScope(_Strict):
+    """How work fans out: the Prefect task runner that maps tasks over clips and shards."""
+
+    # processes: a process pool (espeak keeps state per process; deterministic per shard);
+    # threads: a thread pool (light I/O-bound work, tests)
+    task_runner: Literal["processes", "threads"] = "processes"
+    max_workers: int | None = Field(None, ge=1, le=256)  # null: one per core
 
 
 class LabellingScope(_Strict):
@@ -213,6 +240,11 @@ class StateLocations(_Strict):
     prefect_home: Path = Path("prefect")
     prefect_port: int = 4200
     prediction_log_url: str = "sqlite:///{workspace}/predictions.db"
+    prediction_audio_dir: Path = Path("prediction_audio")  # consented production audio
+    monitoring_dir: Path = Path("monitoring")  # drift state: last check, last trigger
+    labelling_dir: Path = Path("labelling")  # labelling batches out, labelled files in
+    admin_token_file: Path = Path("admin_token")  # bearer token of POST /admin/reload
+    run_dir: Path = Path("run")  # pid files and logs of the local servers
 
     def path(self, name: str) -> Path:
         """Resolve a state location against the workspace (absolute paths pass through)."""
@@ -246,6 +278,7 @@ class Scope(_Strict):
     serving: ServingScope = ServingScope()
     labelling: LabellingScope = LabellingScope()
     monitoring: MonitoringScope = MonitoringScope()
+    runtime: RuntimeScope = RuntimeScope()
     state: StateLocations = StateLocations()
 
     @field_validator("sources")

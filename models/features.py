@@ -13,9 +13,11 @@ import torch
 import torchaudio
 from torch import nn
 
+from models.audio import SAMPLE_RATE
 from models.text import encode
 
-SAMPLE_RATE = 16000
+__all__ = ["SAMPLE_RATE"]  # re-exported: named once in the torch-free models.audio
+
 N_MELS = 80
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms

@@ -1,0 +1,1 @@
+"""Admission control of the service (moved here from deployments/service.py)."""

@@ -1,0 +1,1 @@
+"""The adaptive batcher of the service (moved here from deployments/service.py)."""
