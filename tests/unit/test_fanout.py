@@ -1,0 +1,40 @@
+"""tasks.fanout: the scope chooses the task runner; shards cut lists evenly and in order."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from data_contracts.scoping import Scope
+from models.cores import available_cores
+from tasks.fanout import max_workers, shards, task_runner
+
+
+def test_runner_follows_the_scope() -> None:
+    scope = Scope()
+    assert isinstance(task_runner(scope), ProcessPoolTaskRunner)
+    assert max_workers(scope) == available_cores()
+    threads = scope.model_copy(
+        update={
+            "runtime": scope.runtime.model_copy(update={"task_runner": "threads", "max_workers": 3})
+        }
+    )
+    runner = task_runner(threads)
+    assert isinstance(runner, ThreadPoolTaskRunner)
+    assert max_workers(threads) == 3
+
+
+@pytest.mark.parametrize(
+    ("n_items", "n", "sizes"),
+    [(7, 3, [3, 2, 2]), (0, 2, []), (1, 4, [1]), (4, 4, [1, 1, 1, 1]), (5, 1, [5])],
+)
+def test_shards_are_contiguous_and_near_equal(n_items: int, n: int, sizes: list[int]) -> None:
+    items = list(range(n_items))
+    cut = shards(items, n)
+    assert [len(s) for s in cut] == sizes
+    assert [x for s in cut for x in s] == items
+
+
+def test_shards_reject_zero() -> None:
+    with pytest.raises(ValueError, match="n >= 1"):
+        shards([1, 2], 0)
