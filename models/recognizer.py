@@ -186,15 +186,37 @@ class Recognizer:
         torch.save(self.float_model.state_dict(), directory / WEIGHTS_FILE)
         (directory / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=1) + "\n")
 
-    @classmethod
-    def load(cls, directory: Path) -> Recognizer:
-        directory = Path(directory)
-        config = json.loads((directory / CONFIG_FILE).read_text())
+    @property
+    def lexicon(self) -> set[str]:
+        """The words this recogniser can output (LM words plus hot words); empty if greedy."""
+        if not isinstance(self.decoder, BeamDecoder):
+            return set()
+        lm_words = set(self.decoder.lm.words) if self.decoder.lm is not None else set()
+        return lm_words | set(self.decoder.hot_word_set)
+
+    @staticmethod
+    def _read_config(directory: Path) -> dict[str, Any]:
+        config: dict[str, Any] = json.loads((directory / CONFIG_FILE).read_text())
         if config.get("format") != RECOGNIZER_FORMAT:
             raise ValueError(
                 f"{directory / CONFIG_FILE}: expected format {RECOGNIZER_FORMAT!r}, "
                 f"got {config.get('format')!r}"
             )
+        return config
+
+    @classmethod
+    def read_lexicon(cls, directory: Path) -> set[str]:
+        """The words a saved recogniser can output (LM words plus the words of its hot
+        words), read from its config without loading the weights."""
+        config = cls._read_config(Path(directory))
+        words = set(WordLM.from_dict(config["lm"]).words) if config.get("lm") else set()
+        words.update(w for phrase in config.get("hot_words", []) for w in phrase.split())
+        return words
+
+    @classmethod
+    def load(cls, directory: Path) -> Recognizer:
+        directory = Path(directory)
+        config = cls._read_config(directory)
         vocab = tuple(config.get("vocab", ()))
         if vocab != VOCAB:
             differ = [
