@@ -463,7 +463,7 @@ def int8_accuracy(
     from models.recognizer import Recognizer
     from tasks.augmentation import load_augmented
     from tasks.evaluation import wer
-    from tasks.training import transcribe_manifest
+    from tasks.inference import transcribe_manifest
 
     versions = sorted(
         scope.state.path("augmented_dir").glob("aug-*/manifest.csv"),

@@ -112,7 +112,7 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
     from tasks.evaluation import wer
     from tasks.registry import download_recognizer
     from tasks.text import normalise_transcript
-    from tasks.training import read_clip
+    from tasks.inference import read_clip
 
     t0 = time.perf_counter()
     dataset_version = ingest(bench_scope)

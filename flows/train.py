@@ -26,8 +26,8 @@ from tasks.registry import (
     start_run,
 )
 from tasks.scoping import validate_scope
+from tasks.feature_cache import cache_features
 from tasks.training import (
-    cache_features,
     save_recognizer,
     slice_headlines,
     train_acoustic_model,

@@ -166,6 +166,28 @@ def pad_waveforms(waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torc
     return padded, lengths  # (B, S), (B,)
 
 
+def pad_targets(transcripts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoded transcripts -> targets (B, L) padded with 0 (blank) and their lengths (B,)."""
+    encoded = [encode(text) for text in transcripts]
+    target_lengths = torch.tensor([len(e) for e in encoded], dtype=torch.long)  # (B,)
+    targets = torch.zeros(len(encoded), max(1, int(target_lengths.max())), dtype=torch.long)
+    for i, e in enumerate(encoded):
+        targets[i, : len(e)] = torch.tensor(e, dtype=torch.long)
+    return targets, target_lengths  # (B, L), (B,)
+
+
+def _check_sizes(
+    utterances: Sequence[object], transcripts: Sequence[str], ids: Sequence[str]
+) -> None:
+    if not len(utterances) == len(transcripts) == len(ids):
+        raise ValueError(
+            f"expected as many transcripts and ids as utterances, got {len(utterances)} "
+            f"utterances, {len(transcripts)} transcripts, {len(ids)} ids"
+        )
+    if not utterances:
+        raise ValueError("expected at least one utterance, got an empty list")
+
+
 def collate(
     waveforms: Sequence[torch.Tensor],
     transcripts: Sequence[str],
@@ -173,18 +195,26 @@ def collate(
     transform: Transform,
 ) -> Batch:
     """Pad 16 kHz mono waveforms and encoded transcripts into a Batch."""
-    if not len(waveforms) == len(transcripts) == len(ids):
-        raise ValueError(
-            f"expected as many transcripts and ids as waveforms, got {len(waveforms)} "
-            f"waveforms, {len(transcripts)} transcripts, {len(ids)} ids"
-        )
-    if not waveforms:
-        raise ValueError("expected at least one utterance, got an empty list")
+    _check_sizes(waveforms, transcripts, ids)
     padded, lengths = pad_waveforms(waveforms)  # (B, S), (B,)
     features, feature_lengths = transform(padded, lengths)  # (B, T, F), (B,)
-    encoded = [encode(text) for text in transcripts]
-    target_lengths = torch.tensor([len(e) for e in encoded], dtype=torch.long)  # (B,)
-    targets = torch.zeros(len(encoded), max(1, int(target_lengths.max())), dtype=torch.long)
-    for i, e in enumerate(encoded):
-        targets[i, : len(e)] = torch.tensor(e, dtype=torch.long)
+    targets, target_lengths = pad_targets(transcripts)  # (B, L), (B,)
     return Batch(features, feature_lengths, targets, target_lengths, tuple(ids))
+
+
+def collate_features(
+    features: Sequence[torch.Tensor],
+    transcripts: Sequence[str],
+    ids: Sequence[str],
+    augment: nn.Module | None = None,
+) -> Batch:
+    """Pad precomputed (T, F) features (e.g. from a feature cache) and encoded transcripts
+    into a Batch; ``augment`` (SpecAugment, train only) runs on the padded features."""
+    _check_sizes(features, transcripts, ids)
+    feats = [f.float() for f in features]
+    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)  # (B,)
+    padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
+    if augment is not None:
+        padded = augment(padded)  # (B, T, F)
+    targets, target_lengths = pad_targets(transcripts)  # (B, L), (B,)
+    return Batch(padded, lengths, targets, target_lengths, tuple(ids))

@@ -21,7 +21,7 @@ from tasks.evaluation import (
     write_html_report,
 )
 from tasks.gate import GateDecision, promotion_gate
-from tasks.training import prediction_frame, transcribe_manifest
+from tasks.inference import prediction_frame, transcribe_manifest
 
 GATE_TARGETS = ("wer_clean", "wer_car", "cer_clean", "cer_car")
 TRAIN_SAMPLE = 300  # train clips transcribed to measure train error (bias)
@@ -179,10 +179,10 @@ def build_drift_reference(
     """The champion's held-out predictions with the audio features the service logs.
 
     Monitoring compares production windows with this table, so it is made from the same
-    features (tasks.audio_features) on the held-out clean and in-car clips.
+    features (models.audio) on the held-out clean and in-car clips.
     """
-    from tasks.audio_features import compute_audio_features
-    from tasks.training import read_clip
+    from models.audio import compute_audio_features
+    from tasks.inference import read_clip
 
     held = predictions[predictions["split"].isin(["dev", "test"])]
     paths = manifest.set_index("utterance_id").loc[held["utterance_id"], "audio_path"]

@@ -9,7 +9,8 @@ import torch
 from data_contracts.scoping import TrainingBudget
 from models.ctc import CTCAcousticModel
 from models.recognizer import Recognizer
-from tasks.training import FEATURE_FORMAT, PROFILE_MODELS, train_acoustic_model
+from tasks.feature_cache import FEATURE_FORMAT
+from tasks.training import PROFILE_MODELS, train_acoustic_model
 
 
 def _cache(tmp_path: Path, n: int = 12) -> Path:
