@@ -32,7 +32,7 @@ def main(scope: Scope, out_dir: Path) -> dict[str, float]:
     raw = read_manifest(scratch / "corpus" / "manifest.csv", "synthetic")
     root = scratch / "corpus"
     t0 = time.perf_counter()
-    result = ingest_manifests.fn(
+    result = ingest_manifests(
         raw,
         [root] * len(raw),
         [root] * len(raw),

@@ -1,43 +1,72 @@
-"""Ingest: scope -> sources (synthetic corpus, manifests) -> contracts -> a dataset version."""
+"""Ingest: scope -> sources (synthetic corpus, manifests) -> probe -> contracts -> a version.
+
+The fan-out (synthesis shards, audio probing shards) runs in subflows whose task runner the
+scope's `runtime` section chooses, so every shard is a task run in the Prefect UI.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from prefect import flow
+from prefect.utilities.annotations import unmapped
 
-from data_contracts.scoping import Scope
-from tasks.ingestion import enforce_quarantine_limit, ingest_manifests
+from data_contracts.scoping import DataSource, Scope
+from tasks.fanout import max_workers, task_runner
+from tasks.ingestion import (
+    IngestResult,
+    enforce_quarantine_limit,
+    plan_ingestion,
+    probe_shard,
+    version_dataset,
+)
 from tasks.reports import publish_ingestion_report
 from tasks.scoping import validate_scope
-from tasks.sources import read_source, synthesize_corpus
+from tasks.sources import combine_sources, plan_synthetic_corpus, publish_corpus, read_source
+from tasks.synthesis import synthesise_shard
+
+
+@flow(name="synthesise-corpus")
+def synthesise_corpus(source: DataSource, corpus_root: Path, n_shards: int) -> Path:
+    """Render a synthetic source's corpus, one task run per shard; return its manifest."""
+    plan = plan_synthetic_corpus(source, corpus_root, n_shards)
+    rendered = synthesise_shard.map(
+        unmapped(plan.audio_dir), unmapped(plan.seed), unmapped(plan.sample_rate), plan.shards
+    )
+    return publish_corpus(plan, rendered.result())
+
+
+@flow(name="probe-and-version")
+def probe_and_version(scope: Scope, manifests: list[Path]) -> IngestResult:
+    """Probe every clip (one task run per shard), quarantine, split and version the dataset."""
+    raw, folders, roots = combine_sources(
+        [read_source(m, s) for m, s in zip(manifests, scope.sources, strict=True)]
+    )
+    plan = plan_ingestion(raw, folders, roots, scope.state.path("datasets_dir"), max_workers(scope))
+    probed = probe_shard.map(
+        plan.shards,
+        unmapped(plan.staging / "audio"),
+        unmapped(scope.data_rules),
+        unmapped(scope.audio),
+    )
+    return version_dataset(
+        raw, plan, probed.result(), scope.state.path("datasets_dir"), scope.data_rules, scope.split
+    )
 
 
 @flow(name="ingest", log_prints=True)
 def ingest(scope: Scope, summary_path: Path | None = None) -> str:
     """Validate the scope, read every source, quarantine bad rows, write a dataset version."""
     validate_scope(scope)
-    state = scope.state
-    frames, manifest_dirs, roots = [], [], []
-    for source in scope.sources:
-        manifest = (
-            synthesize_corpus(source, state.path("corpus_dir"))
-            if source.kind == "synthetic"
-            else Path(str(source.path))
+    fan_out = task_runner(scope)
+    manifests = [
+        synthesise_corpus.with_options(task_runner=fan_out)(
+            source, scope.state.path("corpus_dir"), max_workers(scope)
         )
-        raw, folder, root = read_source(manifest, source)
-        frames.append(raw)
-        manifest_dirs += [folder] * len(raw)
-        roots += [root] * len(raw)
-    result = ingest_manifests(
-        pd.concat(frames, ignore_index=True),
-        manifest_dirs,
-        roots,
-        state.path("datasets_dir"),
-        scope.data_rules,
-        scope.audio,
-        scope.split,
-    )
-    publish_ingestion_report(result, state.path("reports_dir"), summary_path)
+        if source.kind == "synthetic"
+        else Path(str(source.path))
+        for source in scope.sources
+    ]
+    result = probe_and_version.with_options(task_runner=fan_out)(scope, manifests)
+    publish_ingestion_report(result, scope.state.path("reports_dir"), summary_path)
     return enforce_quarantine_limit(result)

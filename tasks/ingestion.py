@@ -12,23 +12,27 @@ import re
 import shutil
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 import soundfile as sf
+from pandera.typing import DataFrame
 from prefect import task
-from scipy.signal import resample_poly
-from tqdm import tqdm
 
-from data_contracts.manifest import UTTERANCE_ID_PATTERN, Manifest
+from data_contracts.manifest import UTTERANCE_ID_PATTERN, Manifest, RawManifest
 from data_contracts.scoping import AudioScope, DataRules, SplitPolicy
-from models.features import SAMPLE_RATE
+from models.audio import (
+    SAMPLE_RATE,
+    compute_audio_features,
+    normalise_loudness,
+    resample,
+    trim_silence,
+)
 from models.text import TRANSCRIPT_PATTERN
-from tasks.audio_features import compute_audio_features, normalise_loudness, trim_silence
+from tasks.fanout import shards
 from tasks.text import normalise_transcript
 
 MANIFEST_COLUMNS = list(Manifest.to_schema().columns)
@@ -77,10 +81,7 @@ class RowJob:
 
 
 def _resample(audio: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    if sr_from == sr_to:
-        return audio
-    g = gcd(sr_from, sr_to)
-    return resample_poly(audio, sr_to // g, sr_from // g).astype(np.float32)
+    return resample(audio, sr_from, sr_to)
 
 
 def process_row(
@@ -113,7 +114,7 @@ def process_row(
             f"clipped audio: {clipping:.1%} of samples at full scale "
             f"(limit {rules.max_clipping_share:.1%})"
         )
-    mono = _resample(mono, sr, SAMPLE_RATE)
+    mono = resample(mono, sr, SAMPLE_RATE)
     raw_text = row.get("transcript")
     if raw_text is None or not str(raw_text).strip():
         return None, "empty transcript"
@@ -168,20 +169,6 @@ def process_row(
         "split": "",
         "audio_sha256": hashlib.sha256(data).hexdigest(),
     }, None
-
-
-def _process_chunk(
-    args: tuple[list[RowJob], Path, DataRules, AudioScope],
-) -> list[tuple[int, dict[str, object] | None, str | None]]:
-    jobs, out_dir, rules, scope_audio = args
-    out = []
-    for job in jobs:
-        try:
-            row, reason = process_row(job, out_dir, rules, scope_audio)
-        except Exception as exc:  # one bad clip must never stop the whole ingestion
-            row, reason = None, f"could not process audio: {type(exc).__name__}: {exc}"
-        out.append((job.index, row, reason))
-    return out
 
 
 def precheck_rows(raw: pd.DataFrame) -> dict[int, str]:
@@ -256,48 +243,74 @@ def publish_dir(staging: Path, final: Path) -> bool:
     return True
 
 
-@task(name="ingest-manifests")
-def ingest_manifests(
-    raw: pd.DataFrame,
+ProbeOutcome = tuple[int, dict[str, object] | None, str | None]
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """Rows to probe, cut into shards, the rows already quarantined, and the staging folder."""
+
+    staging: Path
+    shards: list[list[RowJob]]
+    reasons: dict[int, str]
+
+
+@task(name="plan-ingestion")
+@pa.check_types(lazy=True)
+def plan_ingestion(
+    raw: DataFrame[RawManifest],
     manifest_dirs: Sequence[Path],
     data_roots: Sequence[Path],
     datasets_dir: Path,
-    rules: DataRules,
-    scope_audio: AudioScope,
-    split_policy: SplitPolicy,
-    workers: int | None = None,
-    progress: bool = True,
-) -> IngestResult:
-    """Probe, normalise, quarantine, split and version a RawManifest frame (one row per clip)."""
+    n_shards: int,
+) -> IngestPlan:
+    """Pre-check the rows, cut the rest into n_shards probe jobs, make a staging folder."""
     if not (len(raw) == len(manifest_dirs) == len(data_roots)):
         raise ValueError("raw, manifest_dirs and data_roots must have the same length")
+    reasons = precheck_rows(raw)
+    jobs = [
+        RowJob(i, rec, manifest_dirs[i] / rec["audio_path"], data_roots[i])
+        for i, rec in enumerate(raw.to_dict("records"))
+        if i not in reasons
+    ]
     datasets_dir.mkdir(parents=True, exist_ok=True)
     staging = datasets_dir / f".staging-{uuid.uuid4().hex[:8]}"
     (staging / "audio").mkdir(parents=True)
+    return IngestPlan(staging, shards(jobs, max(1, n_shards)), reasons)
+
+
+@task(name="probe-audio-shard")
+def probe_shard(
+    jobs: list[RowJob], out_audio_dir: Path, rules: DataRules, scope_audio: AudioScope
+) -> list[ProbeOutcome]:
+    """Probe and normalise one shard of clips into out_audio_dir: (row index, row, reason)."""
+    out: list[ProbeOutcome] = []
+    for job in jobs:
+        try:
+            row, reason = process_row(job, out_audio_dir, rules, scope_audio)
+        except Exception as exc:  # one bad clip must never stop the whole ingestion
+            row, reason = None, f"could not process audio: {type(exc).__name__}: {exc}"
+        out.append((job.index, row, reason))
+    return out
+
+
+@task(name="version-dataset")
+def version_dataset(
+    raw: pd.DataFrame,
+    plan: IngestPlan,
+    probed: Sequence[Sequence[ProbeOutcome]],
+    datasets_dir: Path,
+    rules: DataRules,
+    split_policy: SplitPolicy,
+) -> IngestResult:
+    """Quarantine, split and publish the probed rows as a content-hashed dataset version."""
+    staging = plan.staging
     try:
-        reasons = precheck_rows(raw)
-        records = raw.to_dict("records")
-        jobs = [
-            RowJob(i, rec, manifest_dirs[i] / rec["audio_path"], data_roots[i])
-            for i, rec in enumerate(records)
-            if i not in reasons
-        ]
+        reasons = dict(plan.reasons)
         accepted: dict[int, dict[str, object]] = {}
-        n_workers = max(1, min(workers or os.cpu_count() or 1, 8))
-        chunks = [jobs[i : i + 64] for i in range(0, len(jobs), 64)]
-        bar = tqdm(total=len(jobs), desc="ingest: probing audio", unit="clip", disable=not progress)
-        args = [(c, staging / "audio", rules, scope_audio) for c in chunks]
-        if n_workers == 1 or len(chunks) <= 1:
-            results_iter = map(_process_chunk, args)
-            for chunk_result in results_iter:
-                _collect(chunk_result, accepted, reasons)
-                bar.update(len(chunk_result))
-        else:
-            with ProcessPoolExecutor(n_workers) as pool:
-                for chunk_result in pool.map(_process_chunk, args):
-                    _collect(chunk_result, accepted, reasons)
-                    bar.update(len(chunk_result))
-        bar.close()
+        for outcomes in probed:
+            _collect(list(outcomes), accepted, reasons)
+        records = raw.to_dict("records")
         quarantined = [
             {
                 "row": i,
@@ -317,9 +330,7 @@ def ingest_manifests(
                 + "; ".join(f"row {q['row']}: {q['reason']}" for q in quarantined[:3])
             )
             return result
-        df = pd.DataFrame([accepted[i] for i in sorted(accepted)])
-        df["split"] = assign_splits(df, split_policy)
-        df = Manifest.validate(df[MANIFEST_COLUMNS], lazy=True)
+        df = split_manifest(pd.DataFrame([accepted[i] for i in sorted(accepted)]), split_policy)
         content = manifest_bytes(df)
         version = version_of(content)
         (staging / "manifest.csv").write_bytes(content)
@@ -344,8 +355,43 @@ def ingest_manifests(
         result.dataset_version, result.dataset_dir, result.created = version, final, created
         return result
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        discard_staging.fn(plan)
+
+
+@task(name="discard-ingestion-staging")
+def discard_staging(plan: IngestPlan) -> None:
+    """Remove the staging folder of a plan (after publication or a failed shard)."""
+    if plan.staging.exists():
+        shutil.rmtree(plan.staging, ignore_errors=True)
+
+
+@pa.check_types(lazy=True)
+def split_manifest(accepted: pd.DataFrame, split_policy: SplitPolicy) -> DataFrame[Manifest]:
+    """The accepted rows with their split by voice, in the Manifest contract's columns."""
+    df = accepted.assign(split=assign_splits(accepted, split_policy))
+    return df[MANIFEST_COLUMNS]  # type: ignore[return-value]
+
+
+def ingest_manifests(
+    raw: pd.DataFrame,
+    manifest_dirs: Sequence[Path],
+    data_roots: Sequence[Path],
+    datasets_dir: Path,
+    rules: DataRules,
+    scope_audio: AudioScope,
+    split_policy: SplitPolicy,
+    n_shards: int = 1,
+) -> IngestResult:
+    """The ingest flow's steps one after another (tests, benchmarks): plan, probe, version."""
+    plan = plan_ingestion.fn(raw, manifest_dirs, data_roots, datasets_dir, n_shards)
+    try:
+        probed = [
+            probe_shard.fn(jobs, plan.staging / "audio", rules, scope_audio) for jobs in plan.shards
+        ]
+    except BaseException:
+        discard_staging.fn(plan)
+        raise
+    return version_dataset.fn(raw, plan, probed, datasets_dir, rules, split_policy)
 
 
 def _collect(
@@ -360,13 +406,13 @@ def _collect(
             reasons[index] = reason or "rejected"
 
 
-def load_dataset(dataset_dir: Path) -> pd.DataFrame:
+@pa.check_types(lazy=True)
+def load_dataset(dataset_dir: Path) -> DataFrame[Manifest]:
     """Read a dataset version's manifest back through the Manifest contract."""
     path = dataset_dir / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no dataset version at {dataset_dir} (missing manifest.csv)")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return Manifest.validate(df)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)  # type: ignore[return-value]
 
 
 @task(name="enforce-quarantine-limit")

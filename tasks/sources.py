@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,13 @@ from prefect import task
 
 from data_contracts.scoping import DataSource
 from tasks.manifests import read_manifest
-from tasks.synthesis import build_corpus, list_voices
+from tasks.synthesis import (
+    CORPUS_FORMAT_VERSION,
+    CorpusPlan,
+    finish_corpus,
+    list_voices,
+    plan_corpus,
+)
 
 
 def corpus_dir_for(source: DataSource, corpus_root: Path) -> Path:
@@ -18,6 +25,8 @@ def corpus_dir_for(source: DataSource, corpus_root: Path) -> Path:
     syn = source.synthetic
     assert syn is not None
     voices = f"-v{syn.n_voices}" if syn.n_voices else ""
+    # the corpus format is part of the name: a newer format never meets an older folder
+    voices += f"-f{CORPUS_FORMAT_VERSION}"
     if syn.texts_file is not None:
         texts = hashlib.sha256(Path(syn.texts_file).read_bytes()).hexdigest()[:12]
         return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-t{texts}"
@@ -37,26 +46,31 @@ def read_texts(path: Path) -> list[str]:
     return texts
 
 
-@task(name="synthesize-corpus")
-def synthesize_corpus(source: DataSource, corpus_root: Path, progress: bool = True) -> Path:
-    """Synthesise (or reuse) the voice-search corpus of a synthetic source; return its manifest."""
+@task(name="plan-synthetic-corpus")
+def plan_synthetic_corpus(source: DataSource, corpus_root: Path, n_shards: int) -> CorpusPlan:
+    """Plan (or find already built) the voice-search corpus of a synthetic source."""
     syn = source.synthetic
     if syn is None:
         raise ValueError(f"source {source.name!r} is not synthetic")
-    voices = list_voices(seed=syn.seed, n=syn.n_voices)
-    out = corpus_dir_for(source, corpus_root)
-    build_corpus(
-        out,
+    return plan_corpus(
+        corpus_dir_for(source, corpus_root),
         syn.n_utterances,
         syn.seed,
         era_weights=syn.era_weights,
-        voices=voices,
-        progress=progress,
+        voices=list_voices(seed=syn.seed, n=syn.n_voices),
+        n_shards=n_shards,
         texts=read_texts(syn.texts_file) if syn.texts_file is not None else None,
         # spoken texts beside the generated corpus: ids of their own ("respoken-000000")
         id_prefix="utt" if syn.texts_file is None else source.name,
     )
-    return out / "manifest.csv"
+
+
+@task(name="publish-synthetic-corpus")
+def publish_corpus(plan: CorpusPlan, rendered: Sequence[int]) -> Path:
+    """Publish a corpus once its shards are rendered; return its manifest."""
+    if sum(rendered) != sum(len(shard) for shard in plan.shards):
+        raise RuntimeError(f"rendered {sum(rendered)} clips of a plan of {len(plan.utterances)}")
+    return finish_corpus.fn(plan) / "manifest.csv"
 
 
 @task(name="read-manifest")
@@ -66,3 +80,16 @@ def read_source(manifest: Path, source: DataSource) -> tuple[pd.DataFrame, Path,
     raw = read_manifest(manifest, source.name, kind=kind)
     root = source.data_root or manifest.parent
     return raw, manifest.parent, root
+
+
+@task(name="combine-sources")
+def combine_sources(
+    sources: Sequence[tuple[pd.DataFrame, Path, Path]],
+) -> tuple[pd.DataFrame, list[Path], list[Path]]:
+    """One RawManifest frame of every source's rows, with each row's folder and data root."""
+    frames, folders, roots = [], [], []
+    for raw, folder, root in sources:
+        frames.append(raw)
+        folders += [folder] * len(raw)
+        roots += [root] * len(raw)
+    return pd.concat(frames, ignore_index=True), folders, roots

@@ -22,7 +22,7 @@ SR = 16000
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real corpus made by speech synthesis (shared by the tests of this module)."""
     out = tmp_path_factory.mktemp("corpus") / "c"
-    build_corpus(out, 8, seed=1, workers=1, progress=False)
+    build_corpus(out, 8, seed=1)
     return out
 
 
@@ -87,7 +87,7 @@ def _plant(root: Path, manifest: pd.DataFrame) -> pd.DataFrame:
 
 def _ingest(root: Path, datasets: Path, max_share: float = 0.9) -> IngestResult:
     raw = read_manifest(root / "manifest.csv", "synthetic")
-    return ingest_manifests.fn(
+    return ingest_manifests(
         raw,
         [root] * len(raw),
         [root] * len(raw),
@@ -95,8 +95,7 @@ def _ingest(root: Path, datasets: Path, max_share: float = 0.9) -> IngestResult:
         DataRules(max_quarantine_share=max_share),
         AudioScope(),
         SplitPolicy(),
-        workers=1,
-        progress=False,
+        n_shards=2,
     )
 
 

@@ -63,7 +63,7 @@ def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> N
 
     scope = _scope_file(tmp_path)
     data = tmp_path / "data"
-    build_corpus(data, 6, seed=3, workers=1, progress=False)
+    build_corpus(data, 6, seed=3)
     try:
         good = _voicecycle(
             "ingest", "--scope", str(scope), "--manifest", str(data / "manifest.csv"), "--json"

@@ -145,7 +145,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "c6"
     assert (
         build_corpus(
-            out, 6, seed=4, era_weights={"launch": 1.0, "new": 1.0}, workers=2, progress=False
+            out, 6, seed=4, era_weights={"launch": 1.0, "new": 1.0}, n_shards=2
         )
         == out
     )
@@ -169,14 +169,13 @@ def test_build_corpus_writes_audio_and_manifest(corpus: Path) -> None:
     assert not [p for p in corpus.parent.iterdir() if ".partial-" in p.name]
 
 
-def test_build_corpus_is_identical_with_another_worker_count(corpus: Path, tmp_path: Path) -> None:
+def test_build_corpus_is_identical_with_another_shard_count(corpus: Path, tmp_path: Path) -> None:
     other = build_corpus(
         tmp_path / "c6",
         6,
         seed=4,
         era_weights={"launch": 1.0, "new": 1.0},
-        workers=1,
-        progress=False,
+        n_shards=1,
     )
     assert (other / "manifest.csv").read_bytes() == (corpus / "manifest.csv").read_bytes()
     for row in _rows(corpus):
@@ -186,7 +185,7 @@ def test_build_corpus_is_identical_with_another_worker_count(corpus: Path, tmp_p
 
 def test_build_corpus_reuses_a_folder_with_the_same_parameters(corpus: Path) -> None:
     stamps = {p: p.stat().st_mtime_ns for p in corpus.rglob("*")}
-    build_corpus(corpus, 6, seed=4, era_weights={"new": 1.0, "launch": 1.0}, progress=False)
+    build_corpus(corpus, 6, seed=4, era_weights={"new": 1.0, "launch": 1.0})
     assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*")} == stamps
 
 
@@ -194,19 +193,19 @@ def test_build_corpus_refuses_other_parameters_or_foreign_folders(
     corpus: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match="another folder"):
-        build_corpus(corpus, 6, seed=5, era_weights={"launch": 1.0, "new": 1.0}, progress=False)
+        build_corpus(corpus, 6, seed=5, era_weights={"launch": 1.0, "new": 1.0})
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="another folder"):
-        build_corpus(foreign, 6, seed=4, progress=False)
+        build_corpus(foreign, 6, seed=4)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
 def test_build_corpus_speaks_given_texts_with_other_voices(tmp_path: Path) -> None:
     texts = ["who is zarina okonkwo", "play jazz"]
     out = build_corpus(
-        tmp_path / "t", 4, seed=4, workers=1, progress=False, texts=texts, id_prefix="said"
+        tmp_path / "t", 4, seed=4, texts=texts, id_prefix="said"
     )
     rows = _rows(out)
     assert [r["transcript"] for r in rows] == texts * 2
@@ -216,5 +215,5 @@ def test_build_corpus_speaks_given_texts_with_other_voices(tmp_path: Path) -> No
     # other texts are another corpus: never written over this one
     with pytest.raises(ValueError, match="another folder"):
         build_corpus(
-            out, 4, seed=4, workers=1, progress=False, texts=["call mom"], id_prefix="said"
+            out, 4, seed=4, texts=["call mom"], id_prefix="said"
         )

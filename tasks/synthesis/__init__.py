@@ -1,0 +1,46 @@
+"""Offline speech synthesis with many voices, and the synthetic voice-search corpus built with it.
+
+- `espeak`, `flite`: the engines (espeak-ng through ctypes; the flite binary when on PATH)
+- `voices`: the voice catalogue (accent x variant x fixed prosody)
+- `dsp`: speaking a text as a recorded-sounding clip
+- `corpus_build`, `corpus_store`: the corpus, planned, rendered shard by shard, published
+"""
+
+from tasks.synthesis.corpus_build import (
+    BLOCK_SIZE,
+    CORPUS_FORMAT_VERSION,
+    CORPUS_SAMPLE_RATE,
+    CorpusPlan,
+    Utterance,
+    build_corpus,
+    finish_corpus,
+    plan_corpus,
+    spoken_queries,
+    synthesise_shard,
+)
+from tasks.synthesis.corpus_store import MANIFEST_COLUMNS
+from tasks.synthesis.dsp import MAX_PEAK, pink_noise, render_utterance, synthesize
+from tasks.synthesis.espeak import espeak_version
+from tasks.synthesis.voices import Voice, check_voice, list_voices
+
+__all__ = [
+    "BLOCK_SIZE",
+    "CORPUS_FORMAT_VERSION",
+    "CORPUS_SAMPLE_RATE",
+    "MANIFEST_COLUMNS",
+    "MAX_PEAK",
+    "CorpusPlan",
+    "Utterance",
+    "Voice",
+    "build_corpus",
+    "check_voice",
+    "espeak_version",
+    "finish_corpus",
+    "list_voices",
+    "pink_noise",
+    "plan_corpus",
+    "render_utterance",
+    "spoken_queries",
+    "synthesise_shard",
+    "synthesize",
+]

@@ -1,0 +1,340 @@
+"""The synthetic voice-search corpus: plan it, render its shards, publish it.
+
+A flow plans the corpus (`plan_corpus`), maps `synthesise_shard` over the plan's shards through
+the scope's task runner, and publishes with `finish_corpus`; `build_corpus` runs the same three
+steps one after another (tests, benchmarks).
+
+espeak carries state between utterances within a process (see tasks.synthesis.espeak), so the
+utterances are cut into fixed blocks of BLOCK_SIZE and every block is rendered in a fresh
+process. Shards are whole blocks, so a corpus is byte-identical for a seed whatever the number
+of shards, workers or the task runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import secrets
+import shutil
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from prefect import task
+
+from models.audio import SAMPLE_RATE
+from tasks.corpus import DEFAULT_ERA_WEIGHTS, Query, generate_queries
+from tasks.fanout import shards
+from tasks.synthesis.corpus_store import (
+    check_existing,
+    content_sha256,
+    publish,
+    sha256_file,
+    write_manifest,
+)
+from tasks.synthesis.dsp import render_utterance
+from tasks.synthesis.espeak import espeak_version
+from tasks.synthesis.flite import flite_voices
+from tasks.synthesis.voices import DEFAULT_VOICE_SEED, Voice, check_voice, list_voices
+from tasks.text import normalise_transcript
+
+logger = logging.getLogger(__name__)
+
+CORPUS_SAMPLE_RATE = SAMPLE_RATE
+# 2: audio resampled with soxr (models.audio.resample) instead of scipy's resample_poly
+CORPUS_FORMAT_VERSION = 2
+# utterances rendered by one fresh process; part of a corpus's identity (see module docstring)
+BLOCK_SIZE = 24
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance to render: its index (for its seed), id, spoken text, voice and labels."""
+
+    index: int
+    utterance_id: str
+    spoken: str
+    voice: Voice
+    query: Query
+
+
+@dataclass(frozen=True)
+class CorpusPlan:
+    """What to render and where: `shards` is empty when the folder already holds the corpus."""
+
+    out_dir: Path
+    staging: Path | None
+    seed: int
+    sample_rate: int
+    params: dict[str, Any]
+    utterances: tuple[Utterance, ...]
+    shards: list[list[Utterance]] = field(default_factory=list)
+
+    @property
+    def reused(self) -> bool:
+        return self.staging is None
+
+    @property
+    def audio_dir(self) -> Path:
+        return (self.staging or self.out_dir) / "audio"
+
+
+def _utterance_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of one utterance's rendering, independent of worker and order."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, index)))
+
+
+def _assign_voices(n: int, n_voices: int, seed: int) -> list[int]:
+    """Voice index per utterance: shuffled rounds, so every voice gets its share."""
+    rng = np.random.default_rng([seed, 1])
+    order: list[int] = []
+    while len(order) < n:
+        order.extend(int(i) for i in rng.permutation(n_voices))
+    return order[:n]
+
+
+def _corpus_params(
+    n_utterances: int,
+    seed: int,
+    era_weights: Mapping[str, float],
+    voices: Sequence[Voice],
+    texts: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The parameters that define a corpus (stored in corpus.json, compared on reuse)."""
+    params: dict[str, Any] = {
+        "format_version": CORPUS_FORMAT_VERSION,
+        "n_utterances": n_utterances,
+        "seed": seed,
+        "era_weights": {k: float(era_weights[k]) for k in sorted(era_weights)},
+        "sample_rate": CORPUS_SAMPLE_RATE,
+        "shard_size": BLOCK_SIZE,
+        "voices": [asdict(v) for v in voices],
+    }
+    if texts is not None:
+        params["texts_sha256"] = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    return params
+
+
+def spoken_queries(texts: Sequence[str], n_utterances: int) -> list[Query]:
+    """Given transcripts, cycled to `n_utterances` (re-speaking labelled production queries)."""
+    cleaned = [t.strip() for t in texts if t.strip()]
+    if not cleaned:
+        raise ValueError("expected at least one non-empty transcript to speak, got none")
+    return [
+        Query(text=cleaned[i % len(cleaned)], intent="respoken", entities=(), era="respoken")
+        for i in range(n_utterances)
+    ]
+
+
+def _checked_voices(voices: Sequence[Voice] | None) -> list[Voice]:
+    """The voices to speak with (the default pool when None), each checked against the engines."""
+    voices = list(list_voices(DEFAULT_VOICE_SEED) if voices is None else voices)
+    if not voices or not all(isinstance(v, Voice) for v in voices):
+        raise ValueError(f"expected a non-empty sequence of Voice, got {voices!r:.200}")
+    if len({v.voice_id for v in voices}) != len(voices):
+        raise ValueError("expected voices with distinct voice_id values")
+    for voice in voices:
+        check_voice(voice)
+    return voices
+
+
+def plan_corpus(
+    out_dir: Path,
+    n_utterances: int,
+    seed: int,
+    era_weights: Mapping[str, float] = DEFAULT_ERA_WEIGHTS,
+    voices: Sequence[Voice] | None = None,
+    n_shards: int = 1,
+    texts: Sequence[str] | None = None,
+    id_prefix: str = "utt",
+) -> CorpusPlan:
+    """Check the inputs and the folder; cut the utterances into n_shards of whole blocks.
+
+    With `texts`, those transcripts are spoken (cycled to `n_utterances`, each round by other
+    voices) instead of generated queries, and `era_weights` is not used. A folder that already
+    holds this corpus gives a plan with no shards; a staging folder is made otherwise.
+    """
+    out_dir = Path(out_dir)
+    if not isinstance(n_utterances, int) or n_utterances < 1:
+        raise ValueError(f"expected a positive number of utterances, got {n_utterances!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"expected a non-negative integer seed, got {seed!r}")
+    voices = _checked_voices(voices)
+    if texts is None:
+        queries = generate_queries(n_utterances, seed, era_weights)  # validates era_weights
+    else:
+        queries = spoken_queries(texts, n_utterances)
+    params = _corpus_params(n_utterances, seed, era_weights, voices, texts)
+    if id_prefix != "utt":
+        params["id_prefix"] = id_prefix
+    assignment = _assign_voices(n_utterances, len(voices), seed)
+    width = max(6, len(str(n_utterances - 1)))
+    utterances = tuple(
+        Utterance(
+            i,
+            f"{id_prefix}-{i:0{width}d}",
+            normalise_transcript(q.text, drop_fillers=()),
+            voices[assignment[i]],
+            q,
+        )
+        for i, q in enumerate(queries)
+    )
+    if check_existing(out_dir, params):
+        logger.info("reusing corpus %s (same parameters)", out_dir)
+        return CorpusPlan(out_dir, None, seed, CORPUS_SAMPLE_RATE, params, utterances)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    (staging / "audio").mkdir(parents=True)
+    blocks = [list(utterances[s : s + BLOCK_SIZE]) for s in range(0, n_utterances, BLOCK_SIZE)]
+    cut = [[u for block in shard for u in block] for shard in shards(blocks, max(1, n_shards))]
+    return CorpusPlan(out_dir, staging, seed, CORPUS_SAMPLE_RATE, params, utterances, cut)
+
+
+def render_block(audio_dir: Path, seed: int, sample_rate: int, block: Sequence[Utterance]) -> None:
+    """Render and write one block of utterances in this process, in order."""
+    for item in block:
+        audio = render_utterance(
+            item.spoken, item.voice, sample_rate, _utterance_rng(seed, item.index)
+        )
+        path = audio_dir / f"{item.utterance_id}.wav"
+        sf.write(path, audio, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def _render_block_child(
+    conn: multiprocessing.connection.Connection,
+    audio_dir: Path,
+    seed: int,
+    sample_rate: int,
+    block: Sequence[Utterance],
+) -> None:
+    """Child-process entry: render a block, report '' or the error's traceback."""
+    try:
+        render_block(audio_dir, seed, sample_rate, block)
+        conn.send("")
+    except BaseException:
+        conn.send(traceback.format_exc())
+    finally:
+        conn.close()
+
+
+def _fresh_process_context() -> multiprocessing.context.BaseContext:
+    """Processes forked from a clean server (fast, fresh espeak state), or spawned."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _render_block_fresh(
+    audio_dir: Path, seed: int, sample_rate: int, block: list[Utterance]
+) -> None:
+    """Render one block in a fresh child process (isolation of espeak's state, not a pool)."""
+    ctx = _fresh_process_context()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(  # type: ignore[attr-defined]
+        target=_render_block_child, args=(send, audio_dir, seed, sample_rate, block)
+    )
+    child.start()
+    send.close()
+    try:
+        error = receive.recv() if receive.poll(None) else "no report"
+    except EOFError:
+        error = "the child process died without a report"
+    child.join()
+    if error or child.exitcode != 0:
+        first = block[0].utterance_id if block else "?"
+        raise RuntimeError(
+            f"rendering the block from {first} failed (exit code {child.exitcode}): {error}"
+        )
+
+
+@task(name="synthesise-shard")
+def synthesise_shard(
+    audio_dir: Path, seed: int, sample_rate: int, utterances: list[Utterance]
+) -> int:
+    """Render one shard into audio_dir, each block of BLOCK_SIZE in a fresh process; count."""
+    for start in range(0, len(utterances), BLOCK_SIZE):
+        _render_block_fresh(audio_dir, seed, sample_rate, utterances[start : start + BLOCK_SIZE])
+    return len(utterances)
+
+
+@task(name="publish-corpus")
+def finish_corpus(plan: CorpusPlan) -> Path:
+    """Write manifest.csv and corpus.json beside the rendered audio and publish the folder."""
+    if plan.staging is None:
+        return plan.out_dir
+    staging = plan.staging
+    try:
+        rows = [
+            {
+                "utterance_id": u.utterance_id,
+                "audio_path": f"audio/{u.utterance_id}.wav",
+                "transcript": u.query.text,
+                "voice": u.voice.voice_id,
+                "synthesizer": u.voice.synthesizer,
+                "intent": u.query.intent,
+                "entities": "|".join(u.query.entities),
+                "era": u.query.era,
+            }
+            for u in plan.utterances
+        ]
+        missing = [r["audio_path"] for r in rows if not (staging / r["audio_path"]).is_file()]
+        if missing:
+            raise RuntimeError(f"{len(missing)} clips were not rendered (e.g. {missing[0]})")
+        durations = [sf.info(staging / r["audio_path"]).duration for r in rows]
+        write_manifest(staging / "manifest.csv", rows)
+        info = {
+            "params": plan.params,
+            "manifest_sha256": sha256_file(staging / "manifest.csv"),
+            "content_sha256": content_sha256(staging, [r["audio_path"] for r in rows]),
+            "total_duration_s": round(sum(durations), 3),
+            "engines": {"espeak-ng": espeak_version(), "flite": list(flite_voices())},
+        }
+        (staging / "corpus.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        publish(staging, plan.out_dir, plan.params)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("synthesised %d utterances into %s", len(rows), plan.out_dir)
+    return plan.out_dir
+
+
+@task(name="discard-partial-corpus")
+def discard_partial(plan: CorpusPlan) -> None:
+    """Remove a plan's staging folder (after a failed shard); a no-op once published."""
+    if plan.staging is not None:
+        shutil.rmtree(plan.staging, ignore_errors=True)
+
+
+def build_corpus(
+    out_dir: Path,
+    n_utterances: int,
+    seed: int,
+    era_weights: Mapping[str, float] = DEFAULT_ERA_WEIGHTS,
+    voices: Sequence[Voice] | None = None,
+    texts: Sequence[str] | None = None,
+    id_prefix: str = "utt",
+    n_shards: int = 1,
+) -> Path:
+    """Synthesise (or reuse) a corpus: audio/<id>.wav + manifest.csv + corpus.json, shards in turn.
+
+    The same as the ingest flow's synthesis without its fan-out; `n_shards` changes only how the
+    work is cut, never the bytes written.
+    """
+    plan = plan_corpus(out_dir, n_utterances, seed, era_weights, voices, n_shards, texts, id_prefix)
+    try:
+        for shard in plan.shards:
+            synthesise_shard.fn(plan.audio_dir, plan.seed, plan.sample_rate, shard)
+    except BaseException:
+        discard_partial.fn(plan)
+        raise
+    return finish_corpus.fn(plan)
