@@ -12,20 +12,22 @@ import json
 import os
 import shutil
 import uuid
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 import soundfile as sf
+from pandera.typing import DataFrame
 from prefect import task
-from tqdm import tqdm
 
-from data_contracts.manifest import AugmentedManifest
+from data_contracts.manifest import AugmentedManifest, Manifest
 from data_contracts.scoping import AugmentationPolicy
-from models.features import SAMPLE_RATE
+from models.audio import SAMPLE_RATE
 from tasks.artifacts import markdown_table, png_markdown, publish_markdown
+from tasks.fanout import shards
 from tasks.ingestion import publish_dir
 from tasks.noise import (
     NOISE_TYPES,
@@ -91,23 +93,26 @@ def plan_augmentation(
     return pd.DataFrame(plans, columns=["parent_id", "noise_type", "snr_db", "noise_seed"])
 
 
-def _mix_chunk(args: tuple[list[dict[str, object]], Path, Path, Path | None]) -> int:
-    plans, clean_dir, out_dir, noise_dir = args
+@task(name="mix-car-noise-shard")
+def mix_shard(
+    jobs: list[dict[str, object]], clean_dir: Path, out_dir: Path, noise_dir: Path | None
+) -> int:
+    """Mix one shard of planned noisy copies from clean_dir into out_dir; count them."""
     recordings = load_noise_recordings(noise_dir, SAMPLE_RATE) if noise_dir else {}
-    for plan in plans:
-        speech, sr = sf.read(clean_dir / str(plan["audio_path"]), dtype="float32")
+    for job in jobs:
+        speech, sr = sf.read(clean_dir / str(job["audio_path"]), dtype="float32")
         if sr != SAMPLE_RATE:
-            raise ValueError(f"{plan['audio_path']}: expected {SAMPLE_RATE} Hz, got {sr}")
-        rng = np.random.default_rng(int(plan["noise_seed"]))  # type: ignore[call-overload]
-        kind = str(plan["noise_type"])
+            raise ValueError(f"{job['audio_path']}: expected {SAMPLE_RATE} Hz, got {sr}")
+        rng = np.random.default_rng(int(job["noise_seed"]))  # type: ignore[call-overload]
+        kind = str(job["noise_type"])
         duration = len(speech) / SAMPLE_RATE
         if kind.startswith("rec:"):
             noise = noise_from_recording(recordings[kind[4:]], duration, SAMPLE_RATE, rng)
         else:
             noise = car_noise(kind, duration, SAMPLE_RATE, rng)
-        mixed = mix_at_snr(speech, noise, float(plan["snr_db"]))  # type: ignore[arg-type]
-        sf.write(out_dir / f"{plan['utterance_id']}.wav", mixed, SAMPLE_RATE, subtype="PCM_16")
-    return len(plans)
+        mixed = mix_at_snr(speech, noise, float(job["snr_db"]))  # type: ignore[arg-type]
+        sf.write(out_dir / f"{job['utterance_id']}.wav", mixed, SAMPLE_RATE, subtype="PCM_16")
+    return len(jobs)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -132,110 +137,149 @@ def augmentation_version(
     return "aug-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-@task(name="augment-with-car-noise")
-def augment_dataset(
-    manifest: pd.DataFrame,
+@dataclass(frozen=True)
+class AugmentPlan:
+    """An augmented version to write: its staging folder, mixing shards and the rows it holds.
+
+    `staging` is None when the version is already stored (nothing to mix).
+    """
+
+    version: str
+    final: Path
+    staging: Path | None
+    dataset_version: str
+    recordings: list[str]
+    rows: pd.DataFrame
+    shards: list[list[dict[str, object]]] = field(default_factory=list)
+
+    @property
+    def noisy_dir(self) -> Path:
+        return (self.staging or self.final) / "noisy"
+
+
+@task(name="plan-augmentation")
+@pa.check_types(lazy=True)
+def plan_augmented_version(
+    manifest: DataFrame[Manifest],
     dataset_dir: Path,
     dataset_version: str,
     augmented_root: Path,
     policy: AugmentationPolicy,
-    workers: int | None = None,
-    progress: bool = True,
-) -> AugmentResult:
-    """Write an augmented dataset version (clean rows linked, noisy rows mixed) and its manifest."""
+    n_shards: int,
+) -> AugmentPlan:
+    """Name the augmented version; unless stored, stage the clean clips and plan noisy copies."""
     recordings = (
         sorted(load_noise_recordings(policy.noise_dir, SAMPLE_RATE)) if policy.noise_dir else []
     )
     version = augmentation_version(dataset_version, policy, recordings)
     final = augmented_root / version
     if (final / "manifest.csv").is_file():
-        df = load_augmented(final)
-        return AugmentResult(version, final, False, len(df), int((df.condition == "car").sum()))
+        stored = load_augmented(final)
+        return AugmentPlan(version, final, None, dataset_version, recordings, stored)
     kinds, probs = noise_menu(policy, recordings)
     plan = plan_augmentation(manifest, policy, kinds, probs)
     augmented_root.mkdir(parents=True, exist_ok=True)
     staging = augmented_root / f".staging-{uuid.uuid4().hex[:8]}"
+    (staging / "audio").mkdir(parents=True)
+    (staging / "noisy").mkdir()
+    for path in manifest["audio_path"]:
+        _link_or_copy(dataset_dir / path, staging / path)
+    clean = manifest.assign(
+        parent_id=manifest["utterance_id"], condition="clean", noise_type="none", snr_db=np.nan
+    )
+    noisy = manifest.set_index("utterance_id").loc[plan["parent_id"]].reset_index()
+    noisy = noisy.assign(
+        parent_id=plan["parent_id"].to_numpy(),
+        utterance_id=(plan["parent_id"] + "+car").to_numpy(),
+        condition="car",
+        noise_type=plan["noise_type"].to_numpy(),
+        snr_db=plan["snr_db"].to_numpy(),
+    )
+    jobs: list[dict[str, object]] = [
+        {"utterance_id": uid, "audio_path": ap, "noise_type": nt, "snr_db": snr, "noise_seed": ns}
+        for uid, ap, nt, snr, ns in zip(
+            noisy["utterance_id"],
+            noisy["audio_path"],
+            noisy["noise_type"],
+            noisy["snr_db"],
+            plan["noise_seed"],
+            strict=True,
+        )
+    ]
+    noisy["audio_path"] = "noisy/" + noisy["utterance_id"] + ".wav"
+    rows = pd.concat([clean, noisy], ignore_index=True)[AUGMENTED_COLUMNS]
+    cut = shards(jobs, max(1, n_shards))
+    return AugmentPlan(version, final, staging, dataset_version, recordings, rows, cut)
+
+
+@task(name="publish-augmented-version")
+def publish_augmented_version(
+    plan: AugmentPlan, mixed: Sequence[int], policy: AugmentationPolicy
+) -> AugmentResult:
+    """Write the augmented manifest beside the mixed clips and publish the version."""
+    noisy_rows = int((plan.rows["condition"] == "car").sum())
+    if plan.staging is None:
+        return AugmentResult(plan.version, plan.final, False, len(plan.rows), noisy_rows)
+    staging = plan.staging
     try:
-        (staging / "audio").mkdir(parents=True)
-        (staging / "noisy").mkdir()
-        for path in manifest["audio_path"]:
-            _link_or_copy(dataset_dir / path, staging / path)
-        clean = manifest.assign(
-            parent_id=manifest["utterance_id"], condition="clean", noise_type="none", snr_db=np.nan
-        )
-        parents = manifest.set_index("utterance_id")
-        noisy = parents.loc[plan["parent_id"]].reset_index()
-        noisy = noisy.assign(
-            parent_id=plan["parent_id"].to_numpy(),
-            utterance_id=(plan["parent_id"] + "+car").to_numpy(),
-            condition="car",
-            noise_type=plan["noise_type"].to_numpy(),
-            snr_db=plan["snr_db"].to_numpy(),
-        )
-        jobs = [
-            {
-                "utterance_id": uid,
-                "audio_path": ap,
-                "noise_type": nt,
-                "snr_db": snr,
-                "noise_seed": seed,
-            }
-            for uid, ap, nt, snr, seed in zip(
-                noisy["utterance_id"],
-                noisy["audio_path"],
-                noisy["noise_type"],
-                noisy["snr_db"],
-                plan["noise_seed"],
-                strict=True,
-            )
-        ]
-        noisy["audio_path"] = "noisy/" + noisy["utterance_id"] + ".wav"
-        chunks = [jobs[i : i + 32] for i in range(0, len(jobs), 32)]
-        args = [(c, dataset_dir, staging / "noisy", policy.noise_dir) for c in chunks]
-        n_workers = max(1, min(workers or os.cpu_count() or 1, 8))
-        bar = tqdm(
-            total=len(jobs), desc="augment: mixing car noise", unit="clip", disable=not progress
-        )
-        if n_workers == 1 or len(chunks) <= 1:
-            for done in map(_mix_chunk, args):
-                bar.update(done)
-        else:
-            with ProcessPoolExecutor(n_workers) as pool:
-                for done in pool.map(_mix_chunk, args):
-                    bar.update(done)
-        bar.close()
-        out = pd.concat([clean, noisy], ignore_index=True)[AUGMENTED_COLUMNS]
-        out = AugmentedManifest.validate(out, lazy=True)
+        if sum(mixed) != noisy_rows:
+            raise RuntimeError(f"mixed {sum(mixed)} noisy clips of {noisy_rows} planned")
+        out = checked_augmented(plan.rows)
         out.sort_values("utterance_id").to_csv(
             staging / "manifest.csv", index=False, float_format="%.4f"
         )
         (staging / "augmentation.json").write_text(
             json.dumps(
                 {
-                    "augmented_version": version,
-                    "dataset_version": dataset_version,
+                    "augmented_version": plan.version,
+                    "dataset_version": plan.dataset_version,
                     "policy": policy.model_dump(mode="json"),
-                    "recordings": recordings,
+                    "recordings": plan.recordings,
                     "rows": len(out),
-                    "noisy_rows": len(noisy),
+                    "noisy_rows": noisy_rows,
                 },
                 indent=2,
                 sort_keys=True,
             )
         )
-        created = publish_dir(staging, final)
-        return AugmentResult(version, final, created, len(out), len(noisy))
+        created = publish_dir(staging, plan.final)
+        return AugmentResult(plan.version, plan.final, created, len(out), noisy_rows)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_augmented(directory: Path) -> pd.DataFrame:
+@pa.check_types(lazy=True)
+def checked_augmented(rows: pd.DataFrame) -> DataFrame[AugmentedManifest]:
+    """The augmented rows, through the AugmentedManifest contract."""
+    return rows  # type: ignore[return-value]
+
+
+def augment_dataset(
+    manifest: pd.DataFrame,
+    dataset_dir: Path,
+    dataset_version: str,
+    augmented_root: Path,
+    policy: AugmentationPolicy,
+    n_shards: int = 1,
+) -> AugmentResult:
+    """The augment flow's steps one after another (tests, benchmarks): plan, mix, publish."""
+    plan = plan_augmented_version.fn(
+        manifest, dataset_dir, dataset_version, augmented_root, policy, n_shards
+    )
+    mixed = [
+        mix_shard.fn(jobs, dataset_dir, plan.noisy_dir, policy.noise_dir) for jobs in plan.shards
+    ]
+    return publish_augmented_version.fn(plan, mixed, policy)
+
+
+@pa.check_types(lazy=True)
+def load_augmented(directory: Path) -> DataFrame[AugmentedManifest]:
     """Read an augmented manifest back through its contract."""
     path = directory / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no augmented dataset at {directory} (missing manifest.csv)")
-    df = pd.read_csv(
+    return pd.read_csv(  # type: ignore[return-value]
         path,
         keep_default_na=False,
         na_values={"snr_db": [""]},
@@ -245,7 +289,6 @@ def load_augmented(directory: Path) -> pd.DataFrame:
             if c not in ("duration_s", "sample_rate", "rms_dbfs", "snr_db_estimate", "snr_db")
         },
     )
-    return AugmentedManifest.validate(df)
 
 
 @task(name="publish-augmentation-report")

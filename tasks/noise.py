@@ -10,6 +10,8 @@ import numpy as np
 from scipy import signal
 from scipy.io import wavfile
 
+from models.audio import resample
+
 NOISE_TYPES: tuple[str, ...] = ("engine", "road", "wind", "fan", "cabin")
 NOISE_FILE_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg")
 
@@ -241,9 +243,7 @@ def _read_mono(path: Path, sample_rate: int) -> np.ndarray:
         raise ValueError(f"noise recording {path} contains NaN or inf samples")
     if file_sr <= 0:
         raise ValueError(f"noise recording {path} has an invalid sample rate {file_sr}")
-    if file_sr != sample_rate:
-        g = math.gcd(file_sr, sample_rate)
-        mono = signal.resample_poly(mono, sample_rate // g, file_sr // g)
+    mono = resample(mono, file_sr, sample_rate)
     if mono.size == 0 or _power(mono) == 0.0:
         raise ValueError(f"noise recording {path} is silent or too short after resampling")
     return mono.astype(np.float32)
