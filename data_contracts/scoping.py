@@ -8,7 +8,7 @@ absolute; nothing else in the project invents a location.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -78,6 +78,9 @@ class SyntheticCorpus(_Strict):
     # Speak these transcripts (one per line) instead of generated queries: the retrain flow
     # re-speaks labelled production queries that bring words the champion has never seen.
     texts_file: Path | None = None
+    # Replace the packaged query templates / entity lists (tasks/corpus_data/*.yaml, same shape)
+    templates_file: Path | None = None
+    entities_file: Path | None = None
 
 
 class DataSource(_Strict):
@@ -122,6 +125,16 @@ class DataRules(_Strict):
 
 
 class AugmentationPolicy(_Strict):
+    """Car-noise augmentation; the error analysis may retune the fields in TUNABLE_KEYS."""
+
+    # what a recommendation (tasks.evaluation.recommendations) may set and a retrain applies
+    TUNABLE_KEYS: ClassVar[tuple[str, ...]] = (
+        "augmented_share",
+        "snr_db_min",
+        "snr_db_max",
+        "noise_weights",
+    )
+
     snr_db_min: float = -5.0
     snr_db_max: float = 20.0
     noise_types: list[str] = ["engine", "road", "wind", "fan", "cabin"]
@@ -142,6 +155,12 @@ class AugmentationPolicy(_Strict):
         if unknown:
             raise ValueError(f"noise_weights names unknown noise types: {sorted(unknown)}")
         return self
+
+    def tunable(self) -> dict[str, Any]:
+        """The TUNABLE_KEYS part of the policy, with a weight for every noise type."""
+        tuned = self.model_dump(include=set(self.TUNABLE_KEYS))
+        tuned["noise_weights"] = {k: self.noise_weights.get(k, 1.0) for k in self.noise_types}
+        return {k: tuned[k] for k in self.TUNABLE_KEYS}
 
 
 class TrainingBudget(_Strict):

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path
-
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+# the renderers live in tasks.markdown (no prefect); importers of tasks.artifacts keep working
+from tasks.markdown import markdown_table, png_markdown
 
-def png_markdown(path: Path, alt: str) -> str:
-    """A markdown image with the PNG embedded, so the Prefect UI shows it with no file server."""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"![{alt}](data:image/png;base64,{data})"
+__all__ = ["markdown_table", "png_markdown", "publish_markdown", "publish_table"]
 
 
 def publish_markdown(key: str, markdown: str, description: str | None = None) -> None:
@@ -24,18 +20,3 @@ def publish_table(key: str, table: pd.DataFrame, description: str | None = None)
     """A table artifact from a DataFrame (values made JSON-safe)."""
     records = table.astype(object).where(table.notna(), None).to_dict("records")
     create_table_artifact(table=records, key=key, description=description)
-
-
-def markdown_table(table: pd.DataFrame, index: bool = False, floatfmt: str = ".3f") -> str:
-    """A GitHub-flavoured markdown table (pandas' to_markdown needs tabulate; this does not)."""
-    df = table.reset_index() if index else table
-
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in df.columns) + " |"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])

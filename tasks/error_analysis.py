@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import DataFrame
 from prefect import task
 
+from data_contracts.evaluation import Predictions, SliceMetrics
 from data_contracts.scoping import AugmentationPolicy, Targets
 from models.features import SAMPLE_RATE
 from models.recognizer import Recognizer
-from tasks.artifacts import markdown_table, png_markdown, publish_markdown, publish_table
+from tasks.artifacts import publish_markdown, publish_table
 from tasks.evaluation import (
     ErrorAnalysis,
     analyse,
     recommendations,
     slice_metrics,
+    summary_markdown,
     write_html_report,
 )
-from tasks.gate import GateDecision, promotion_gate
+from tasks.gate import GateDecision, promotion_gate, serving_target_notes
 from tasks.inference import prediction_frame, transcribe_manifest
+from tasks.markdown import markdown_table, png_markdown
 
 GATE_TARGETS = ("wer_clean", "wer_car", "cer_clean", "cer_car")
 TRAIN_SAMPLE = 300  # train clips transcribed to measure train error (bias)
@@ -36,34 +41,24 @@ def evaluation_rows(manifest: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 @task(name="evaluate-recognizer")
+@pa.check_types(lazy=True)
 def evaluate_recognizer(
     recognizer_dir: Path,
     manifest: pd.DataFrame,
     data_dir: Path,
     seed: int,
     label: str = "challenger",
-) -> pd.DataFrame:
+) -> DataFrame[Predictions]:
     """Transcribe the evaluation rows with the serving decoder; predictions for the analysis."""
     recognizer = Recognizer.load(recognizer_dir)
     rows = evaluation_rows(manifest, seed)
-    return prediction_frame(
-        transcribe_manifest(recognizer, rows, data_dir, desc=f"evaluate {label}")
-    )
-
-
-def policy_dict(policy: AugmentationPolicy) -> dict[str, Any]:
-    """The part of the augmentation policy the error analysis may change."""
-    return {
-        "augmented_share": policy.augmented_share,
-        "snr_db_min": policy.snr_db_min,
-        "snr_db_max": policy.snr_db_max,
-        "noise_weights": {k: policy.noise_weights.get(k, 1.0) for k in policy.noise_types},
-    }
+    transcribed = transcribe_manifest(recognizer, rows, data_dir, desc=f"evaluate {label}")
+    return DataFrame[Predictions](prediction_frame(transcribed))
 
 
 @task(name="error-analysis")
 def run_error_analysis(
-    predictions: pd.DataFrame,
+    predictions: DataFrame[Predictions],
     targets: Targets,
     peer_wer: float | None,
     policy: AugmentationPolicy,
@@ -74,11 +69,11 @@ def run_error_analysis(
     Tuning the next round's augmentation on the test set would overfit the very set the
     promotion gate judges on, so the machine-readable recommendations use the dev split.
     """
-    analysis = analyse(predictions, targets.wer_clean, peer_wer, policy_dict(policy))
+    analysis = analyse(predictions, targets.wer_clean, peer_wer, policy.tunable())
     dev = predictions[predictions["split"] == "dev"]
     if len(dev):
         analysis.recommendations = recommendations(
-            slice_metrics(predictions, split="dev"), analysis.diagnosis, policy_dict(policy)
+            slice_metrics(predictions, split="dev"), analysis.diagnosis, policy.tunable()
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     html = write_html_report(analysis, out_dir)
@@ -92,8 +87,8 @@ def run_error_analysis(
 
 @task(name="promotion-gate")
 def decide_promotion(
-    challenger: pd.DataFrame,
-    champion: pd.DataFrame | None,
+    challenger: DataFrame[SliceMetrics],
+    champion: DataFrame[SliceMetrics] | None,
     targets: Targets,
     slice_tolerance: float,
     bootstrap: bool,
@@ -103,14 +98,16 @@ def decide_promotion(
 
     With `bootstrap` on, missing targets alone does not block a model when there is no
     champion (something must serve) or when the champion misses them too and the challenger
-    is no worse than it anywhere; the reasons say so plainly.
+    is no worse than it anywhere; the reasons say so plainly. The decision's notes say where
+    the scope's serving targets (latency, throughput) are checked: not here.
     """
+    notes = serving_target_notes(targets)
     wanted = {k: getattr(targets, k) for k in GATE_TARGETS}
     decision = promotion_gate(
         challenger, champion, wanted, slice_tolerance, min_slice_n=min_slice_n
     )
     if decision.promote or not bootstrap:
-        return decision
+        return dataclasses.replace(decision, notes=notes)
     if champion is None:
         return GateDecision(
             True,
@@ -119,6 +116,7 @@ def decide_promotion(
                 "although it misses targets:",
                 *decision.reasons,
             ),
+            notes,
         )
     # A champion that misses the targets itself should not block a strictly better model.
     champion_on_targets = promotion_gate(
@@ -135,8 +133,9 @@ def decide_promotion(
                 *versus_champion.reasons,
                 *decision.reasons,
             ),
+            notes,
         )
-    return decision
+    return dataclasses.replace(decision, notes=notes)
 
 
 @task(name="publish-error-analysis")
@@ -150,6 +149,7 @@ def publish_error_analysis(
     """Error analysis, plots and the gate's decision in the Prefect UI."""
     verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
     gate = "\n".join(f"- {r}" for r in decision.reasons)
+    notes = "\n".join(f"- {n}" for n in decision.notes)
     pngs = sorted(report_dir.glob("*.png"))
     md = "\n".join(
         [
@@ -158,8 +158,9 @@ def publish_error_analysis(
             "",
             "## Promotion gate",
             gate,
+            *(["", "Not decided by the gate:", notes] if notes else []),
             "",
-            analysis.summary_markdown(),
+            summary_markdown(analysis),
             "",
             *[png_markdown(p, p.stem) for p in pngs],
         ]

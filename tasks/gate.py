@@ -1,6 +1,7 @@
 """Promotion gate: decide whether a challenger model replaces the champion (pure logic).
 
-Both models are scored with ``tasks.evaluation.slice_metrics`` on the same fixed test set.
+Both models are scored with ``tasks.evaluation.slice_metrics`` on the same fixed test set;
+the tables they pass in are ``data_contracts.evaluation.SliceMetrics``.
 """
 
 from __future__ import annotations
@@ -10,37 +11,36 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import DataFrame
 
-SLICE_COLUMNS: tuple[str, ...] = ("slice", "value", "n", "wer", "cer")
+from data_contracts.evaluation import SliceMetrics
+from data_contracts.scoping import Targets
+
 METRICS: tuple[str, ...] = ("wer", "cer")
 _EPS = 1e-9  # float slack so that e.g. 0.35 - 0.30 counts as exactly 0.05
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether to promote, with at least one human-readable reason."""
+    """Whether to promote, with at least one human-readable reason.
+
+    `notes` say what the gate read but does not decide on (the serving targets).
+    """
 
     promote: bool
     reasons: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
 
-def _validate(slices: pd.DataFrame, what: str) -> pd.DataFrame:
-    """Check a slice-metrics table's columns and uniqueness; return it with string keys."""
-    if not isinstance(slices, pd.DataFrame):
-        raise TypeError(
-            f"expected {what} as a slice_metrics DataFrame, got {type(slices).__name__}"
-        )
-    missing = [c for c in SLICE_COLUMNS if c not in slices.columns]
-    if missing:
-        raise ValueError(
-            f"{what} is missing slice_metrics columns {missing}; got {list(slices.columns)}"
-        )
-    table = slices.assign(slice=slices["slice"].astype(str), value=slices["value"].astype(str))
-    dupes = table[table.duplicated(["slice", "value"], keep=False)]
-    if not dupes.empty:
-        pairs = sorted(set(zip(dupes["slice"], dupes["value"], strict=True)))
-        raise ValueError(f"expected one row per (slice, value) in {what}, got duplicates {pairs}")
-    return table
+def serving_target_notes(targets: Targets) -> tuple[str, ...]:
+    """What the gate says about the scope's latency and throughput targets, which it cannot see."""
+    return (
+        f"serving targets p95 latency <= {targets.p95_latency_ms:g} ms and throughput >= "
+        f"{targets.min_throughput_rps:g} req/s (targets.p95_latency_ms, "
+        "targets.min_throughput_rps) are measured over HTTP by `voicecycle bench serve`; "
+        "this gate judges accuracy only",
+    )
 
 
 def parse_target(name: str) -> tuple[str, str, str]:
@@ -65,15 +65,15 @@ def _lookup(table: pd.DataFrame, slice_: str, value: str, metric: str) -> float:
     return float(rows[metric].iloc[0]) if len(rows) else math.nan
 
 
+@pa.check_types(lazy=True)
 def targets_met(
-    slices: pd.DataFrame, targets: Mapping[str, float]
+    slices: DataFrame[SliceMetrics], targets: Mapping[str, float]
 ) -> dict[str, tuple[float, float, bool]]:
     """Per target name: (observed value, target, met); a missing slice is NaN and not met."""
-    table = _validate(slices, "slices")
     result: dict[str, tuple[float, float, bool]] = {}
     for name, target in targets.items():
         metric, slice_, value = parse_target(name)
-        observed = _lookup(table, slice_, value, metric)
+        observed = _lookup(slices, slice_, value, metric)
         met = not math.isnan(observed) and observed <= float(target) + _EPS
         result[name] = (observed, float(target), met)
     return result
@@ -130,9 +130,10 @@ def _slice_regressions(
     return sentences, len(both)
 
 
+@pa.check_types(lazy=True)
 def promotion_gate(
-    challenger: pd.DataFrame,
-    champion: pd.DataFrame | None,
+    challenger: DataFrame[SliceMetrics],
+    champion: DataFrame[SliceMetrics] | None,
     targets: Mapping[str, float],
     slice_tolerance: float,
     *,
@@ -141,14 +142,14 @@ def promotion_gate(
     """Promote iff all targets are met and nothing regresses vs the champion (overall, slices)."""
     if not math.isfinite(slice_tolerance) or slice_tolerance < 0:
         raise ValueError(f"expected slice_tolerance >= 0, got {slice_tolerance!r}")
-    new = _validate(challenger, "challenger")
+    new = challenger
     failures, passes = _target_sentences(targets_met(new, targets))
     if not targets:
         passes.append("no targets configured")
     if champion is None:
         passes.append("no champion yet: challenger judged on targets only")
     else:
-        old = _validate(champion, "champion")
+        old = champion
         new_wer, old_wer = _overall_wer(new, "challenger"), _overall_wer(old, "champion")
         if new_wer > old_wer + _EPS:
             failures.append(f"overall WER {new_wer:.3f} > champion {old_wer:.3f}")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from tasks.artifacts import markdown_table, png_markdown, publish_markdown, publish_table
+from tasks.artifacts import publish_markdown, publish_table
 from tasks.ingestion import IngestResult, load_dataset
+from tasks.markdown import markdown_table, png_markdown
 
 
 def quarantine_reason_counts(quarantined: list[dict[str, object]]) -> pd.DataFrame:
@@ -23,12 +24,10 @@ def quarantine_reason_counts(quarantined: list[dict[str, object]]) -> pd.DataFra
 
 def plot_distributions(manifest: pd.DataFrame, out_path: Path) -> Path:
     """Histograms of duration, level and estimated SNR, and clips per split and intent."""
-    import matplotlib
+    from matplotlib.figure import Figure  # lazy, and no pyplot: no global backend switch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    fig = Figure(figsize=(16, 3.4))
+    axes = fig.subplots(1, 4)
     axes[0].hist(manifest["duration_s"].astype(float), bins=30, color="#4477aa")
     axes[0].set(title="Duration", xlabel="seconds", ylabel="clips")
     axes[1].hist(manifest["snr_db_estimate"].astype(float), bins=30, color="#66ccee")
@@ -39,7 +38,6 @@ def plot_distributions(manifest: pd.DataFrame, out_path: Path) -> Path:
     axes[3].set(title="Clips per intent", xlabel="clips")
     fig.tight_layout()
     fig.savefig(out_path, dpi=90)
-    plt.close(fig)
     return out_path
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for tasks.evaluation (hand-built frames, no models)."""
+"""Unit tests for the tasks.evaluation package (hand-built frames, no models)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pandera.errors import SchemaErrors
 
+from data_contracts.evaluation import PREDICTION_COLUMNS, Predictions, SliceMetrics
 from tasks.evaluation import (
     DEL,
     DURATION_BUCKETS,
@@ -26,6 +28,7 @@ from tasks.evaluation import (
     recommendations,
     slice_metrics,
     snr_bucket,
+    summary_markdown,
     top_confusions,
     wer,
     worst_utterances,
@@ -129,6 +132,20 @@ def test_cer_edge_cases(refs: list[str], hyps: list[str], expected: float) -> No
     assert cer(refs, hyps) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("ref", "hyp", "expected"),
+    [
+        ("call mom", "call mom", 0.0),
+        ("call mom", "call tom", 0.5),
+        ("call mom", "", 1.0),
+        ("", "", 0.0),
+    ],
+)
+def test_wer_accepts_single_strings(ref: str, hyp: str, expected: float) -> None:
+    assert wer(ref, hyp) == pytest.approx(expected)
+    assert wer(ref, hyp) == wer([ref], [hyp])
+
+
 def test_wer_treats_missing_hypothesis_as_empty_and_checks_lengths() -> None:
     assert wer(["a b"], [None]) == 1.0  # type: ignore[list-item]
     assert wer(["a b"], [float("nan")]) == 1.0  # type: ignore[list-item]
@@ -142,7 +159,7 @@ def test_wer_treats_missing_hypothesis_as_empty_and_checks_lengths() -> None:
 
 def test_missing_columns_are_listed() -> None:
     frame = _frame([_row(1)]).drop(columns=["snr_db", "era"])
-    with pytest.raises(ValueError, match=r"\['snr_db', 'era'\]"):
+    with pytest.raises(SchemaErrors, match=r"(?s)column 'snr_db' not in dataframe.*column 'era'"):
         slice_metrics(frame)
 
 
@@ -204,6 +221,45 @@ def test_slice_metrics_counts_and_values() -> None:
     # every slice kind partitions the split
     per_kind = table[table["slice"] != "overall"].groupby("slice")["n"].sum()
     assert (per_kind == 4).all()
+
+
+@pytest.mark.parametrize(
+    ("rows", "kind", "expected"),
+    [
+        # one clip: every slice kind has exactly one value holding it
+        ([_row(1)], "condition", {"clean": (1, 0.0)}),
+        # an empty hypothesis (None or NaN from a CSV) counts as deleting every word
+        (
+            [_row(1, hypothesis=None), _row(2, hypothesis=math.nan)],
+            "condition",
+            {"clean": (2, 1.0)},
+        ),
+        # car audio without an SNR falls in the unknown bucket, after the known ones
+        (
+            [_car(1, math.nan, "engine"), _car(2, 3.0, "engine")],
+            "snr_bucket",
+            {"0-5 dB": (1, 0.0), "unknown": (1, 0.0)},
+        ),
+        # has_entity values are strings in the table
+        (
+            [_row(1, has_entity=True), _row(2, has_entity=False, hypothesis="play")],
+            "has_entity",
+            {"False": (1, 2 / 3), "True": (1, 0.0)},
+        ),
+        # an empty reference with an inserted word: the raw insertion count
+        ([_row(1, reference="", hypothesis="jazz")], "voice", {"v1": (1, 1.0)}),
+    ],
+)
+def test_slice_metrics_edge_cases(
+    rows: list[dict[str, object]], kind: str, expected: dict[str, tuple[int, float]]
+) -> None:
+    table = slice_metrics(_frame(rows))
+    got = table[table["slice"] == kind]
+    assert list(got["value"]) == list(expected)
+    for value, (n, wer_value) in expected.items():
+        row = got[got["value"] == value].iloc[0]
+        assert (row["n"], row["wer"]) == (n, pytest.approx(wer_value))
+    assert table.iloc[0]["slice"] == "overall" and table.iloc[0]["n"] == len(rows)
 
 
 def test_slice_wer_matches_corpus_wer() -> None:
@@ -372,7 +428,7 @@ def test_analyse_summary_and_report(tmp_path: Path) -> None:
     assert analysis.overall["train"]["wer"] < analysis.overall["test"]["wer"]
     assert analysis.slices["n"].iloc[0] == 20
     assert analysis.recommendations["policy"]["augmented_share"] == pytest.approx(0.4)
-    md = analysis.summary_markdown()
+    md = summary_markdown(analysis)
     assert "Verdict" in md and analysis.diagnosis.verdict[0] in md
     assert f"{analysis.overall['test']['wer']:.3f}" in md
 
@@ -395,8 +451,9 @@ def test_analyse_requires_all_splits() -> None:
 
 
 def test_module_import_does_not_load_matplotlib() -> None:
+    # the pure modules load neither plotting nor orchestration
     root = Path(__file__).resolve().parents[2]
-    code = "import sys, tasks.evaluation; print('matplotlib' in sys.modules)"
+    code = "import sys, tasks.evaluation; print({'matplotlib', 'prefect'} & set(sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -405,7 +462,7 @@ def test_module_import_does_not_load_matplotlib() -> None:
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "set()"
 
 
 def test_numpy_floats_accepted() -> None:
@@ -418,3 +475,63 @@ def test_analyse_ignores_index_labels() -> None:
     analysis = analyse(frame, 0.10, None, POLICY, min_slice_n=1)
     assert analysis.slices["n"].iloc[0] == 20
     assert analysis.overall["train"]["n"] == 20
+
+
+# --------------------------------------------------------------------------- contracts
+
+
+def test_prediction_contract_names_the_columns_the_rows_have() -> None:
+    assert list(PREDICTION_COLUMNS) == list(_row(1))
+
+
+def test_prediction_contract_coerces_types() -> None:
+    frame = _frame([_row(1, has_entity=1, duration_s="2.5", confidence=1), _row(2, snr_db=None)])
+    checked = Predictions.validate(frame)
+    assert checked["has_entity"].tolist() == [True, False]
+    assert checked["duration_s"].dtype == float and checked["confidence"].dtype == float
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        ({"split": "holdout"}, "isin"),
+        ({"condition": "tunnel"}, "isin"),
+        ({"confidence": 1.5}, "less_than_or_equal_to"),
+        ({"duration_s": 0.0}, "greater_than"),
+        ({"utterance_id": "u000"}, "field_uniqueness"),
+        ({"extra": "column"}, "column_in_schema"),
+    ],
+)
+def test_prediction_contract_rejects_a_broken_frame(broken: dict[str, object], check: str) -> None:
+    frame = _frame([_row(0), _row(1, **broken)])
+    with pytest.raises(SchemaErrors, match=check):
+        slice_metrics(frame)
+    with pytest.raises(SchemaErrors, match=check):
+        analyse(frame, 0.1, None, POLICY)
+
+
+def test_slice_contract_rejects_a_broken_table() -> None:
+    good = _slices(car_wer=0.2)
+    SliceMetrics.validate(good)
+    with pytest.raises(SchemaErrors, match="greater_than_or_equal_to"):
+        recommendations(good.assign(wer=-0.1), ON_TARGET, POLICY)
+    with pytest.raises(SchemaErrors, match="one row per"):
+        recommendations(pd.concat([good, good]), ON_TARGET, POLICY)
+    with pytest.raises(SchemaErrors, match="column 'n' not in dataframe"):
+        recommendations(good.drop(columns=["n"]), ON_TARGET, POLICY)
+
+
+def test_slice_metrics_output_meets_its_contract() -> None:
+    table = slice_metrics(_mixed_predictions())
+    assert SliceMetrics.validate(table).shape == table.shape
+    assert table["n"].dtype == int
+
+
+def test_summary_tables_are_markdown() -> None:
+    analysis = analyse(_mixed_predictions(), 0.10, None, POLICY, min_slice_n=1)
+    lines = summary_markdown(analysis).splitlines()
+    head = lines.index("| split | n | WER | CER |")
+    assert lines[head + 1] == "| --- | --- | --- | --- |"
+    test = analysis.overall["test"]
+    assert f"| test | 20 | {test['wer']:.3f} | {test['cer']:.3f} |" in lines
+    assert "| slice | value | n | wer | cer |" in lines

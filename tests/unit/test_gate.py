@@ -6,8 +6,16 @@ import math
 
 import pandas as pd
 import pytest
+from pandera.errors import SchemaErrors
 
-from tasks.gate import GateDecision, parse_target, promotion_gate, targets_met
+from data_contracts.scoping import Targets
+from tasks.gate import (
+    GateDecision,
+    parse_target,
+    promotion_gate,
+    serving_target_notes,
+    targets_met,
+)
 
 TARGETS = {"wer_clean": 0.10, "wer_car": 0.20, "cer_clean": 0.05, "cer_car": 0.10}
 
@@ -137,10 +145,15 @@ def test_reports_every_failure() -> None:
 
 
 def test_rejects_malformed_tables() -> None:
-    with pytest.raises(ValueError, match=r"challenger is missing slice_metrics columns \['cer'\]"):
+    # the SliceMetrics contract (data_contracts.evaluation) guards both tables
+    with pytest.raises(SchemaErrors, match=r"column 'cer' not in dataframe"):
         promotion_gate(_table(0.1).drop(columns=["cer"]), None, TARGETS, 0.05)
-    with pytest.raises(ValueError, match="duplicates"):
+    with pytest.raises(SchemaErrors, match="one row per .slice, value.; got duplicates"):
         promotion_gate(pd.concat([_table(0.1), _table(0.1)]), None, TARGETS, 0.05)
+    with pytest.raises(SchemaErrors, match="column 'wer' not in dataframe"):
+        promotion_gate(_table(0.1), _table(0.1).drop(columns=["wer"]), TARGETS, 0.05)
+    with pytest.raises(SchemaErrors, match="greater_than_or_equal_to"):
+        targets_met(_table(0.1).assign(n=-1), TARGETS)
     with pytest.raises(ValueError, match="overall row"):
         promotion_gate(_table(0.1), _table(0.1).iloc[1:], TARGETS, 0.05)
     with pytest.raises(ValueError, match="slice_tolerance"):
@@ -168,9 +181,28 @@ def test_gate_accepts_slice_metrics_output() -> None:
     }
     good = slice_metrics(pd.DataFrame([row, {**row, "utterance_id": "u2", "condition": "clean"}]))
     bad = slice_metrics(
-        pd.DataFrame([{**row, "hypothesis": "call tom"}, {**row, "condition": "clean"}])
+        pd.DataFrame(
+            [
+                {**row, "hypothesis": "call tom"},
+                {**row, "utterance_id": "u2", "condition": "clean"},
+            ]
+        )
     )
     assert promotion_gate(good, bad, {"wer_car": 0.2, "wer_clean": 0.2}, 0.05).promote
     decision = promotion_gate(bad, good, {"wer_car": 0.2}, 0.05)
     assert not decision.promote
     assert "wer_car 0.500 > target 0.200" in decision.reasons
+
+
+def test_slice_keys_are_compared_as_strings() -> None:
+    # a table read back from CSV has booleans and numbers where slice_metrics writes strings
+    table = _table(0.10)
+    table.loc[table["value"] == "new", "value"] = True
+    assert targets_met(table, {"wer_era=True": 0.25})["wer_era=True"][2] is True
+
+
+def test_serving_targets_are_read_and_left_to_the_serve_benchmark() -> None:
+    (note,) = serving_target_notes(Targets(p95_latency_ms=80, min_throughput_rps=25))
+    assert "80 ms" in note and "25 req/s" in note and "voicecycle bench serve" in note
+    decision = promotion_gate(_table(0.10), None, TARGETS, 0.05)
+    assert decision.notes == ()  # the pure gate decides on accuracy alone
