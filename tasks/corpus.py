@@ -4,303 +4,33 @@
 newsworthy afterwards (invented names whose words never occur in launch data), the drift that
 a retraining cycle has to catch. The `new` list doubles as a newsroom's curated hot-word list.
 
+The templates and entity lists are package data (tasks/corpus_data/templates.yaml and
+entities.yaml); a scope can replace either file (`load_tables`).
+
 Queries are written the way a labeller would type them ("Set a timer for 15 minutes",
 "Um, who is Zarina Okonkwo-Bell?"); `tasks.text.normalise_transcript` gives the spoken form.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
+import yaml
 
 ERAS: tuple[str, ...] = ("launch", "new")
 FILLER_RATE = 0.03
 _FILLERS = ("um", "uh")
 DEFAULT_ERA_WEIGHTS: Mapping[str, float] = MappingProxyType({"launch": 1.0})
-
-# --- launch-era entities: real cities, invented or very common names --------------------------
-_CITIES = (
-    "London",
-    "Paris",
-    "New York",
-    "Chicago",
-    "Boston",
-    "Seattle",
-    "Denver",
-    "Austin",
-    "Miami",
-    "Toronto",
-    "Sydney",
-    "Berlin",
-    "Madrid",
-    "Rome",
-    "Tokyo",
-    "Dublin",
-    "Atlanta",
-    "Phoenix",
-    "Houston",
-    "San Francisco",
-    "Los Angeles",
-    "Vancouver",
-    "Amsterdam",
-    "Lisbon",
-)
-_PLACES = (
-    "Central Station",
-    "the airport",
-    "the nearest gas station",
-    "City Hall",
-    "Union Square",
-    "Main Street",
-    "the public library",
-    "the train station",
-    "the shopping mall",
-    "the closest pharmacy",
-    "the city museum",
-    "Riverside Park",
-    "the stadium",
-    "the beach",
-)
-_ARTISTS = (
-    "Sarah Collins",
-    "Danny Walsh",
-    "Rosa Martin",
-    "The Midnight Riders",
-    "Blue Harbor",
-    "Golden Fields",
-    "The Silver Lines",
-    "Maya Lopez",
-    "Jake Harper",
-    "The Paper Kites Band",
-    "Nina Scott",
-    "Leo Grant",
-)
-_SONGS = (
-    "Summer Rain",
-    "Paper Hearts",
-    "Highway Home",
-    "Golden Hour",
-    "Slow Motion",
-    "City Lights",
-    "Back to You",
-    "Falling Stars",
-    "Open Road",
-    "Midnight Train",
-    "Better Days",
-    "Last Summer",
-)
-_CELEBRITIES = (
-    "Emma Carter",
-    "Jack Morgan",
-    "Olivia Bennett",
-    "Liam Foster",
-    "Sophia Turner",
-    "Noah Hayes",
-    "Ava Mitchell",
-    "Ethan Brooks",
-    "Mia Sullivan",
-    "Lucas Reed",
-    "Grace Parker",
-    "Henry Adams",
-)
-_POLITICIANS = (
-    "Robert Hughes",
-    "Karen Phillips",
-    "Daniel Price",
-    "Susan Ward",
-    "Thomas Powell",
-    "Linda Russell",
-    "James Coleman",
-    "Patricia Long",
-    "Richard Barnes",
-    "Nancy Fisher",
-)
-_ATHLETES = (
-    "Marcus Green",
-    "Tyler Jenkins",
-    "Ryan Cooper",
-    "Kevin Howard",
-    "Jessica Perry",
-    "Alex Rivera",
-    "Megan Butler",
-    "Brian Kelly",
-)
-_TEAMS = (
-    "the Riverside Rangers",
-    "the Harbor City Hawks",
-    "the Lakeside Lions",
-    "the Valley Wolves",
-    "the Capital Eagles",
-    "the Northside Knights",
-    "the Bay Tigers",
-    "the Mountain Miners",
-)
-_SHOPS = (
-    "Green Market",
-    "Corner Hardware",
-    "City Books",
-    "Sunrise Bakery",
-    "Main Street Pharmacy",
-    "Best Electronics",
-    "Home Goods Outlet",
-    "Fresh Foods",
-)
-_RESTAURANTS = (
-    "Luigi's Trattoria",
-    "Golden Dragon",
-    "The Corner Diner",
-    "Blue Fin Sushi",
-    "Taco Fiesta",
-    "Spice Garden",
-    "The Burger Shack",
-    "Olive Tree Cafe",
-)
-_CONTACTS = (
-    "Mom",
-    "Dad",
-    "Sarah",
-    "David",
-    "Grandma",
-    "Jessica",
-    "Mike",
-    "Emily",
-    "Chris",
-    "Anna",
-    "the office",
-    "my brother",
-    "my sister",
-)
-_COUNTRIES = (
-    "Australia",
-    "Canada",
-    "Brazil",
-    "Japan",
-    "Kenya",
-    "Norway",
-    "Mexico",
-    "India",
-    "Egypt",
-    "Spain",
-    "Argentina",
-    "Germany",
-)
-_MOVIES = (
-    "The Long Night",
-    "Silent Harbor",
-    "Running Home",
-    "The Last Garden",
-    "Blue Skies",
-    "Winter Road",
-)
-
-# --- new-era people: invented, plausible, word vocabulary disjoint from everything above -------
-_NEW_CELEBRITIES = (
-    "Zarina Okonkwo-Bell",
-    "Teodor Vasquez-Lindqvist",
-    "Ilsabet Marangoni",
-    "Kwesi Achterberg",
-    "Saoirse Valdemarsson",
-    "Anouk Tshabalala",
-    "Dariusz Okafor-Reyes",
-    "Yelena Brightwater",
-    "Oluwaseun Castellanos",
-    "Thandiwe Morrisette",
-    "Leopold Nakashima",
-    "Mireille Abernathy-Cho",
-    "Ravindra Sorensen",
-    "Fenella Quartermaine",
-    "Caspian Adeyemi",
-    "Ottoline Ferreira-Kahn",
-    "Bartholomew Ngata",
-    "Ysolde Karamanlis",
-    "Evander Szczepanski",
-    "Marisol Eriksdottir",
-    "Ignatius Oyelaran-Hart",
-    "Seraphine Delacroix-Obi",
-    "Cosimo Thorvaldsen",
-    "Tindra Okoye-Whitfield",
-)
-_NEW_POLITICIANS = (
-    "Aurelio Brandvold",
-    "Henrika Mwangi-Lowe",
-    "Ezekiel Varga-Tunstall",
-    "Philippa Nwachukwu-Dorsey",
-    "Casimir Ravensworth",
-    "Ludmila Fairweather-Osei",
-    "Benedikt Almqvist",
-    "Oriane Kolawole",
-    "Mathias Quisenberry",
-    "Imogen Zeferino",
-    "Radomir Ashdown-Kaye",
-    "Soledad Haverkamp",
-    "Ulrich Tembo-Marsh",
-    "Genevieve Oduya",
-    "Anselm Kirkegaard",
-    "Valentina Przybylski",
-    "Desmond Ilunga-Pryce",
-    "Wilhelmina Castellvi",
-    "Percival Adebanjo",
-    "Esperanza Lindgren-Moss",
-)
-
-# --- non-entity slot values ---------------------------------------------------------------
-_CUISINES = (
-    "Italian",
-    "Thai",
-    "Mexican",
-    "sushi",
-    "pizza",
-    "Indian",
-    "Chinese",
-    "vegan",
-    "burger",
-    "ramen",
-    "Greek",
-    "Korean",
-)
-_PRODUCTS = (
-    "running shoes",
-    "coffee makers",
-    "headphones",
-    "birthday cakes",
-    "printer ink",
-    "dog food",
-    "winter jackets",
-    "phone chargers",
-    "desk lamps",
-    "sunscreen",
-)
-_ITEMS = ("bananas", "eggs", "apples", "lemons", "bagels", "tomatoes", "batteries", "candles")
-_GENRES = ("jazz", "rock", "classical", "country", "hip hop", "pop", "blues", "reggae")
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-_TASKS = (
-    "call the dentist",
-    "buy milk",
-    "water the plants",
-    "pick up the kids",
-    "take my medicine",
-    "pay the rent",
-    "send the report",
-)
 _UNITS = (
     ("miles", "kilometers"),
     ("pounds", "kilograms"),
@@ -309,160 +39,6 @@ _UNITS = (
     ("dollars", "euros"),
     ("ounces", "grams"),
 )
-
-_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "weather": (
-        "What's the weather in {city} tomorrow?",
-        "Will it rain in {city} this weekend?",
-        "Weather forecast for {city}",
-        "Do I need an umbrella today?",
-        "How hot will it be in {city} on {day}?",
-        "Temperature in {city} right now",
-        "Is it going to snow in {city} on {day}?",
-    ),
-    "navigation": (
-        "Navigate to {place}",
-        "Directions to {place}",
-        "Take me to {place}",
-        "How long does it take to drive to {city}?",
-        "How far is {place} from here?",
-        "Find parking near {place}",
-        "Avoid highways on the way to {place}",
-    ),
-    "music": (
-        "Play {song} by {artist}",
-        "Play some {genre} music",
-        "Play the latest album by {artist}",
-        "Shuffle songs by {artist}",
-        "Play the top {count} songs by {artist}",
-        "Who sings {song}?",
-        "Play the new song by {celebrity}",
-    ),
-    "people_search": (
-        "Who is {person}?",
-        "How old is {celebrity}?",
-        "Is {celebrity} married?",
-        "Where was {person} born?",
-        "{celebrity} net worth",
-        "How tall is {athlete}?",
-        "Show me pictures of {celebrity}",
-        "What is {politician} known for?",
-    ),
-    "news": (
-        "Latest news about {politician}",
-        "What did {politician} say today?",
-        "Headlines for {city}",
-        "Top news stories today",
-        "Any news about {celebrity}?",
-        "Is {politician} running for office again?",
-        "News about {team}",
-    ),
-    "sports": (
-        "What's the score of the {team} game?",
-        "When do {team} play next?",
-        "Did {team} win last night?",
-        "Who won the game between {team} and {team_2}?",
-        "{athlete} stats this season",
-        "Schedule for {team} in {month}",
-    ),
-    "shopping": (
-        "Buy {product}",
-        "Where can I buy {product} near me?",
-        "Is {shop} open now?",
-        "Add {count} {item} to my shopping list",
-        "Cheapest {product} online",
-        "What time does {shop} close on {day}?",
-    ),
-    "facts": (
-        "What is the capital of {country}?",
-        "How many people live in {country}?",
-        "Who was the {ordinal} president?",
-        "How far is the moon?",
-        "How many days until {month} {ordinal}?",
-        "What is the population of {city}?",
-        "Who invented the telephone?",
-    ),
-    "timers_alarms": (
-        "Set a timer for {minutes} minutes",
-        "Wake me up at {time}",
-        "Set an alarm for {time} tomorrow",
-        "Cancel my {time} alarm",
-        "Remind me to {task} at {time}",
-        "How much time is left on my timer?",
-        "Set a {minutes} minute timer for the pasta",
-    ),
-    "calls_messages": (
-        "Call {contact}",
-        "Call {contact} on speaker",
-        "Text {contact} that I'm running {minutes} minutes late",
-        "Send a message to {contact}",
-        "Read my messages from {contact}",
-        "Video call {contact}",
-    ),
-    "restaurants": (
-        "Find {cuisine} restaurants near me",
-        "Book a table for {count} at {restaurant}",
-        "Is {restaurant} open now?",
-        "Best {cuisine} food in {city}",
-        "Order {cuisine} for delivery",
-        "What time does {restaurant} close?",
-    ),
-    "conversions": (
-        "Convert {count} {unit_pair}",
-        "What's {percent}% of {amount}?",
-        "How many ounces in a pound?",
-        "What is {amount} divided by {count}?",
-    ),
-    "movies": (
-        "Movies starring {celebrity}",
-        "Showtimes for {movie} in {city}",
-        "What movies are playing near me tonight?",
-        "Who plays the lead in {movie}?",
-        "Is {movie} worth watching?",
-    ),
-}
-INTENTS: tuple[str, ...] = tuple(_TEMPLATES)
-
-# slot type -> written values per era; person slots are the ones the new era refills
-_LAUNCH_ENTITIES: dict[str, tuple[str, ...]] = {
-    "city": _CITIES,
-    "place": _PLACES,
-    "artist": _ARTISTS,
-    "song": _SONGS,
-    "celebrity": _CELEBRITIES,
-    "politician": _POLITICIANS,
-    "person": _CELEBRITIES + _POLITICIANS + _ATHLETES,
-    "athlete": _ATHLETES,
-    "team": _TEAMS,
-    "shop": _SHOPS,
-    "restaurant": _RESTAURANTS,
-    "contact": _CONTACTS,
-    "country": _COUNTRIES,
-    "movie": _MOVIES,
-}
-_NEW_ENTITIES: dict[str, tuple[str, ...]] = {
-    "celebrity": _NEW_CELEBRITIES,
-    "politician": _NEW_POLITICIANS,
-    "person": _NEW_CELEBRITIES + _NEW_POLITICIANS,
-}
-_ERA_ENTITIES: dict[str, dict[str, tuple[str, ...]]] = {
-    "launch": _LAUNCH_ENTITIES,
-    "new": _NEW_ENTITIES,
-}
-_PLAIN_SLOTS: dict[str, tuple[str, ...]] = {
-    "cuisine": _CUISINES,
-    "product": _PRODUCTS,
-    "item": _ITEMS,
-    "genre": _GENRES,
-    "day": _DAYS,
-    "month": _MONTHS,
-    "task": _TASKS,
-}
-
-ENTITY_NAMES: dict[str, tuple[str, ...]] = {
-    "launch": tuple(sorted({v for values in _LAUNCH_ENTITIES.values() for v in values})),
-    "new": _NEW_CELEBRITIES + _NEW_POLITICIANS,
-}
 
 
 @dataclass(frozen=True)
@@ -509,24 +85,123 @@ def _slot_type(slot: str) -> str:
     return slot.rsplit("_", 1)[0] if slot.endswith("_2") else slot
 
 
+class TablesError(ValueError):
+    """A templates or entities file that cannot be used; the message names the file and row."""
+
+
+@dataclass(frozen=True)
+class QueryTables:
+    """What queries are made of: templates by intent, entity values by era, plain slot values."""
+
+    templates: dict[str, tuple[str, ...]]
+    eras: dict[str, dict[str, tuple[str, ...]]]
+    plain: dict[str, tuple[str, ...]]
+    sha256: str  # of both files' bytes: part of a corpus's identity
+
+    @property
+    def intents(self) -> tuple[str, ...]:
+        return tuple(self.templates)
+
+    def entity_names(self) -> dict[str, tuple[str, ...]]:
+        """Entity values per era: launch sorted, new in file order (the newsroom's list)."""
+        launch = sorted({v for values in self.eras["launch"].values() for v in values})
+        new = dict.fromkeys(v for values in self.eras["new"].values() for v in values)
+        return {"launch": tuple(launch), "new": tuple(new)}
+
+
+def _read_yaml(path: Path | None, default: str) -> tuple[Any, bytes, str]:
+    """A YAML file's parsed content, bytes and display name (package data when path is None)."""
+    if path is None:
+        data = resources.files("tasks").joinpath("corpus_data", default).read_bytes()
+        name = f"tasks/corpus_data/{default}"
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise TablesError(f"cannot read {path}: {exc}") from None
+        name = str(path)
+    try:
+        return yaml.safe_load(data), data, name
+    except yaml.YAMLError as exc:
+        raise TablesError(f"{name} is not valid YAML: {exc}") from None
+
+
+def _value_lists(obj: Any, where: str) -> dict[str, tuple[str, ...]]:
+    """A mapping of name -> non-empty list of non-empty strings, or TablesError naming the row."""
+    if not isinstance(obj, dict) or not obj:
+        raise TablesError(f"{where}: expected a mapping of names to lists, got {obj!r:.80}")
+    out: dict[str, tuple[str, ...]] = {}
+    for key, values in obj.items():
+        if not isinstance(values, list) or not values:
+            raise TablesError(f"{where}.{key}: expected a non-empty list, got {values!r:.80}")
+        for i, value in enumerate(values, start=1):
+            if not isinstance(value, str) or not value.strip():
+                raise TablesError(f"{where}.{key} item {i}: expected text, got {value!r:.80}")
+        out[str(key)] = tuple(values)
+    return out
+
+
+@cache
+def load_tables(
+    templates_file: Path | None = None, entities_file: Path | None = None
+) -> QueryTables:
+    """Read and check the templates and entities (package data unless a file is given)."""
+    raw_t, bytes_t, name_t = _read_yaml(templates_file, "templates.yaml")
+    raw_e, bytes_e, name_e = _read_yaml(entities_file, "entities.yaml")
+    templates = _value_lists(raw_t, name_t)
+    if not isinstance(raw_e, dict) or set(raw_e) != {"eras", "plain"}:
+        raise TablesError(f"{name_e}: expected exactly the keys 'eras' and 'plain'")
+    eras_raw = raw_e["eras"]
+    if not isinstance(eras_raw, dict) or set(eras_raw) != set(ERAS):
+        raise TablesError(f"{name_e}: eras: expected exactly {list(ERAS)}")
+    eras = {era: _value_lists(eras_raw[era], f"{name_e}: eras.{era}") for era in ERAS}
+    plain = _value_lists(raw_e["plain"], f"{name_e}: plain")
+    known = set(eras["launch"]) | set(eras["new"]) | set(plain) | set(_NUMERIC_SLOTS)
+    for intent, rows in templates.items():
+        for i, template in enumerate(rows, start=1):
+            try:
+                slots = _slots(template)
+            except ValueError as exc:
+                raise TablesError(f"{name_t}: {intent} item {i} {template!r}: {exc}") from None
+            unknown = sorted({_slot_type(s) for s in slots} - known)
+            if unknown:
+                raise TablesError(
+                    f"{name_t}: {intent} item {i} {template!r} has unknown slot(s) {unknown}; "
+                    f"known: {sorted(known)}"
+                )
+    digest = hashlib.sha256(bytes_t + b"\0" + bytes_e).hexdigest()
+    return QueryTables(templates, eras, plain, digest)
+
+
+def __getattr__(name: str) -> Any:
+    """INTENTS and ENTITY_NAMES of the packaged tables, read on first use (not at import)."""
+    if name == "INTENTS":
+        return load_tables().intents
+    if name == "ENTITY_NAMES":
+        return load_tables().entity_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _pick(values: tuple[str, ...], rng: np.random.Generator, avoid: set[str]) -> str:
     """One value not in `avoid` (so "{team} and {team_2}" names two different teams)."""
     choices = [v for v in values if v not in avoid] or list(values)
     return choices[int(rng.integers(len(choices)))]
 
 
-def _fill(template: str, era: str, rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
+def _fill(
+    tables: QueryTables, template: str, era: str, rng: np.random.Generator
+) -> tuple[str, tuple[str, ...]]:
     """Fill a template's slots; return the text and the entity values it mentions."""
     values: dict[str, str] = {}
     entities: list[str] = []
     for slot in _slots(template):
         kind = _slot_type(slot)
-        era_values = _ERA_ENTITIES[era].get(kind) or _LAUNCH_ENTITIES.get(kind)
+        era_values = tables.eras[era].get(kind) or tables.eras["launch"].get(kind)
         if era_values is not None:
             values[slot] = _pick(era_values, rng, set(values.values()))
             entities.append(values[slot])
-        elif kind in _PLAIN_SLOTS:
-            values[slot] = _pick(_PLAIN_SLOTS[kind], rng, set())
+        elif kind in tables.plain:
+            values[slot] = _pick(tables.plain[kind], rng, set())
         elif kind in _NUMERIC_SLOTS:
             values[slot] = _NUMERIC_SLOTS[kind](rng)
         else:
@@ -545,12 +220,12 @@ def _add_filler(text: str, rng: np.random.Generator, starts_with_name: bool) -> 
     return f"{first}, {filler}, {rest}"
 
 
-def _new_era_templates() -> dict[str, tuple[str, ...]]:
-    """Templates whose slots a new-era person can fill, by intent."""
-    person_slots = set(_NEW_ENTITIES)
+def _new_era_templates(tables: QueryTables) -> dict[str, tuple[str, ...]]:
+    """Templates whose slots a new-era entity can fill, by intent."""
+    person_slots = set(tables.eras["new"])
     found = {
         intent: tuple(t for t in templates if person_slots & {_slot_type(s) for s in _slots(t)})
-        for intent, templates in _TEMPLATES.items()
+        for intent, templates in tables.templates.items()
     }
     return {intent: templates for intent, templates in found.items() if templates}
 
@@ -572,23 +247,27 @@ def _era_probabilities(era_weights: Mapping[str, float]) -> tuple[list[str], np.
 
 
 def generate_queries(
-    n: int, seed: int, era_weights: Mapping[str, float] = DEFAULT_ERA_WEIGHTS
+    n: int,
+    seed: int,
+    era_weights: Mapping[str, float] = DEFAULT_ERA_WEIGHTS,
+    tables: QueryTables | None = None,
 ) -> list[Query]:
-    """Generate `n` written voice-search queries, deterministic for a given seed and weights."""
+    """Generate `n` written voice-search queries, deterministic for a seed, weights and tables."""
+    tables = tables or load_tables()
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"expected a non-negative number of queries, got {n!r}")
     eras, probs = _era_probabilities(era_weights)
     rng = np.random.default_rng(seed)
-    new_templates = _new_era_templates()
+    new_templates = _new_era_templates(tables)
     queries = []
     for _ in range(n):
         era = eras[int(rng.choice(len(eras), p=probs))]
-        by_intent = _TEMPLATES if era == "launch" else new_templates
+        by_intent = tables.templates if era == "launch" else new_templates
         intents = sorted(by_intent)
         intent = intents[int(rng.integers(len(intents)))]
         templates = by_intent[intent]
         template = templates[int(rng.integers(len(templates)))]
-        text, entities = _fill(template, era, rng)
+        text, entities = _fill(tables, template, era, rng)
         if rng.random() < FILLER_RATE:
             text = _add_filler(text, rng, starts_with_name=template.startswith("{"))
         queries.append(Query(text=text, intent=intent, entities=entities, era=era))

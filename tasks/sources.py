@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import task
 
 from data_contracts.scoping import DataSource
+from tasks.corpus import load_tables
 from tasks.manifests import read_manifest
 from tasks.synthesis import (
     CORPUS_FORMAT_VERSION,
@@ -31,6 +32,9 @@ def corpus_dir_for(source: DataSource, corpus_root: Path) -> Path:
         texts = hashlib.sha256(Path(syn.texts_file).read_bytes()).hexdigest()[:12]
         return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-t{texts}"
     eras = "-".join(f"{k}{v:g}" for k, v in sorted(syn.era_weights.items()))
+    tables = load_tables(syn.templates_file, syn.entities_file)
+    if tables.sha256 != load_tables().sha256:  # the user's own templates or entities
+        eras += f"-q{tables.sha256[:12]}"
     return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-{eras}"
 
 
@@ -62,6 +66,7 @@ def plan_synthetic_corpus(source: DataSource, corpus_root: Path, n_shards: int) 
         texts=read_texts(syn.texts_file) if syn.texts_file is not None else None,
         # spoken texts beside the generated corpus: ids of their own ("respoken-000000")
         id_prefix="utt" if syn.texts_file is None else source.name,
+        tables=load_tables(syn.templates_file, syn.entities_file),
     )
 
 

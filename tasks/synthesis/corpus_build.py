@@ -31,7 +31,7 @@ import soundfile as sf
 from prefect import task
 
 from models.audio import SAMPLE_RATE
-from tasks.corpus import DEFAULT_ERA_WEIGHTS, Query, generate_queries
+from tasks.corpus import DEFAULT_ERA_WEIGHTS, Query, QueryTables, generate_queries, load_tables
 from tasks.fanout import shards
 from tasks.synthesis.corpus_store import (
     check_existing,
@@ -155,6 +155,7 @@ def plan_corpus(
     n_shards: int = 1,
     texts: Sequence[str] | None = None,
     id_prefix: str = "utt",
+    tables: QueryTables | None = None,
 ) -> CorpusPlan:
     """Check the inputs and the folder; cut the utterances into n_shards of whole blocks.
 
@@ -169,12 +170,15 @@ def plan_corpus(
         raise ValueError(f"expected a non-negative integer seed, got {seed!r}")
     voices = _checked_voices(voices)
     if texts is None:
-        queries = generate_queries(n_utterances, seed, era_weights)  # validates era_weights
+        # validates era_weights
+        queries = generate_queries(n_utterances, seed, era_weights, tables)
     else:
         queries = spoken_queries(texts, n_utterances)
     params = _corpus_params(n_utterances, seed, era_weights, voices, texts)
     if id_prefix != "utt":
         params["id_prefix"] = id_prefix
+    if texts is None and tables is not None and tables.sha256 != load_tables().sha256:
+        params["tables_sha256"] = tables.sha256
     assignment = _assign_voices(n_utterances, len(voices), seed)
     width = max(6, len(str(n_utterances - 1)))
     utterances = tuple(

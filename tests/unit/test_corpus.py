@@ -143,12 +143,7 @@ def test_render_utterance_adds_silence_gain_and_noise_floor() -> None:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "c6"
-    assert (
-        build_corpus(
-            out, 6, seed=4, era_weights={"launch": 1.0, "new": 1.0}, n_shards=2
-        )
-        == out
-    )
+    assert build_corpus(out, 6, seed=4, era_weights={"launch": 1.0, "new": 1.0}, n_shards=2) == out
     return out
 
 
@@ -204,9 +199,7 @@ def test_build_corpus_refuses_other_parameters_or_foreign_folders(
 
 def test_build_corpus_speaks_given_texts_with_other_voices(tmp_path: Path) -> None:
     texts = ["who is zarina okonkwo", "play jazz"]
-    out = build_corpus(
-        tmp_path / "t", 4, seed=4, texts=texts, id_prefix="said"
-    )
+    out = build_corpus(tmp_path / "t", 4, seed=4, texts=texts, id_prefix="said")
     rows = _rows(out)
     assert [r["transcript"] for r in rows] == texts * 2
     assert [r["utterance_id"] for r in rows] == [f"said-{i:06d}" for i in range(4)]
@@ -214,6 +207,47 @@ def test_build_corpus_speaks_given_texts_with_other_voices(tmp_path: Path) -> No
     assert rows[0]["voice"] != rows[2]["voice"]  # each round by other voices
     # other texts are another corpus: never written over this one
     with pytest.raises(ValueError, match="another folder"):
-        build_corpus(
-            out, 4, seed=4, texts=["call mom"], id_prefix="said"
-        )
+        build_corpus(out, 4, seed=4, texts=["call mom"], id_prefix="said")
+
+
+# --- the query tables (package data a scope can replace) ------------------------------------
+
+
+def test_packaged_tables_feed_the_queries() -> None:
+    from tasks.corpus import load_tables
+
+    tables = load_tables()
+    assert tables.intents == INTENTS and "weather" in INTENTS
+    assert tables.entity_names() == ENTITY_NAMES
+    assert set(ENTITY_NAMES["new"]).isdisjoint(ENTITY_NAMES["launch"])
+
+
+def test_own_templates_replace_the_packaged_ones(tmp_path: Path) -> None:
+    from tasks.corpus import load_tables
+
+    own = tmp_path / "templates.yaml"
+    own.write_text("weather:\n- Weather in {city} on {day}\n")
+    tables = load_tables(own)
+    queries = generate_queries(20, seed=1, tables=tables)
+    assert {q.intent for q in queries} == {"weather"}
+    assert all(q.text.startswith("Weather in ") for q in queries)
+    assert tables.sha256 != load_tables().sha256
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("weather:\n- Weather in {town}\n", r"weather item 1 .*unknown slot\(s\) \['town'\]"),
+        ("weather:\n- Fine\n- 3\n", r"weather item 2: expected text"),
+        ("weather: []\n", r"weather: expected a non-empty list"),
+        ("weather: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_malformed_templates_name_the_file_and_row(tmp_path: Path, text: str, message: str) -> None:
+    from tasks.corpus import TablesError, load_tables
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(TablesError, match=message) as caught:
+        load_tables(bad)
+    assert str(bad) in str(caught.value)
