@@ -535,3 +535,21 @@ def test_summary_tables_are_markdown() -> None:
     test = analysis.overall["test"]
     assert f"| test | 20 | {test['wer']:.3f} | {test['cer']:.3f} |" in lines
     assert "| slice | value | n | wer | cer |" in lines
+
+
+def test_error_analysis_task_tunes_the_scope_policy_on_dev(tmp_path: Path) -> None:
+    import json
+
+    from data_contracts.scoping import AugmentationPolicy, Targets
+    from tasks.error_analysis import run_error_analysis
+
+    policy = AugmentationPolicy(noise_types=["engine", "rain"], augmented_share=0.3, snr_db_min=0)
+    analysis, html_path = run_error_analysis.fn(
+        _mixed_predictions(), Targets(), None, policy, tmp_path / "ea"
+    )
+    saved = json.loads((tmp_path / "ea" / "recommendations.json").read_text())
+    assert set(saved["policy"]) == set(AugmentationPolicy.TUNABLE_KEYS)
+    assert saved["policy"]["augmented_share"] == pytest.approx(0.4)  # dev car WER is worse
+    assert AugmentationPolicy.model_validate({**policy.model_dump(), **saved["policy"]})
+    assert html_path.is_file() and (tmp_path / "ea" / "slices.csv").is_file()
+    assert analysis.slices.iloc[0]["n"] == 20

@@ -206,3 +206,14 @@ def test_serving_targets_are_read_and_left_to_the_serve_benchmark() -> None:
     assert "80 ms" in note and "25 req/s" in note and "voicecycle bench serve" in note
     decision = promotion_gate(_table(0.10), None, TARGETS, 0.05)
     assert decision.notes == ()  # the pure gate decides on accuracy alone
+
+
+def test_the_gate_task_notes_the_serving_targets_without_changing_its_decision() -> None:
+    from tasks.error_analysis import decide_promotion
+
+    targets = Targets(wer_clean=0.10, wer_car=0.20, cer_clean=0.05, cer_car=0.10)
+    for challenger, champion in ((_table(0.10), None), (_table(0.13), _table(0.12))):
+        pure = promotion_gate(challenger, champion, TARGETS, 0.05, min_slice_n=20)
+        task = decide_promotion.fn(challenger, champion, targets, 0.05, bootstrap=False)
+        assert (task.promote, task.reasons) == (pure.promote, pure.reasons)
+        assert task.notes == serving_target_notes(targets)
