@@ -1,23 +1,34 @@
-"""Train: augmented data -> features -> CTC model -> error analysis -> MLflow -> gate."""
+"""Train: augmented data -> features -> CTC model -> error analysis -> MLflow -> gate.
+
+Evaluation fans out in a subflow on the scope's task runner: one task run per shard of
+evaluation clips (whole 32-clip batches, so the WERs are those of a single pass).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 from prefect import flow
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import unmapped
 
 from data_contracts.scoping import Scope
 from tasks.augmentation import augmentation_info, load_augmented
 from tasks.error_analysis import (
     build_drift_reference,
     decide_promotion,
-    evaluate_recognizer,
+    evaluation_rows,
     publish_error_analysis,
     run_error_analysis,
 )
 from tasks.evaluation import slice_metrics
+from tasks.fanout import max_workers, task_runner
+from tasks.feature_cache import cache_features
+from tasks.inference import merge_predictions, shard_threads, transcribe_shard, transcription_shards
 from tasks.registry import (
     CHAMPION,
     alias_version,
-    code_version,
     configure_mlflow,
     download_recognizer,
     log_run_results,
@@ -26,13 +37,30 @@ from tasks.registry import (
     start_run,
 )
 from tasks.scoping import validate_scope
-from tasks.feature_cache import cache_features
-from tasks.training import (
-    save_recognizer,
-    slice_headlines,
-    train_acoustic_model,
-    training_sets,
+from tasks.tracking import (
+    log_dataset_inputs,
+    model_params,
+    registration_tags,
+    run_metrics,
+    run_params,
+    run_tags,
 )
+from tasks.training import save_recognizer, train_acoustic_model, training_sets
+
+
+@flow(name="evaluate-recognizer")
+def evaluate(scope: Scope, recognizer_dir: Path, data_dir: Path, label: str) -> pd.DataFrame:
+    """Transcribe the fixed evaluation sets with the serving decoder, one task run per shard."""
+    rows = evaluation_rows(load_augmented(data_dir), scope.training.seed)
+    shards = transcription_shards(rows, max_workers(scope))
+    transcribed = transcribe_shard.map(
+        unmapped(recognizer_dir),
+        shards,
+        unmapped(data_dir),
+        unmapped(shard_threads(scope, len(shards))),
+        unmapped(label),
+    )
+    return merge_predictions(transcribed.result())
 
 
 @flow(name="train", log_prints=True)
@@ -51,46 +79,32 @@ def train(
     validate_scope(scope)
     st, reg = scope.state, scope.registry
     data_dir = st.path("augmented_dir") / augmented_version
+    dataset_version = str(augmentation_info(data_dir)["dataset_version"])
     manifest = load_augmented(data_dir)
     train_ids, dev_ids, lm_texts = training_sets(manifest)
     cache = cache_features(manifest, data_dir, st.path("features_dir"), augmented_version)
-    tracking = st.url("mlflow_tracking_uri")
-    artifacts = st.path("mlflow_artifacts")
+    tracking, artifacts = st.url("mlflow_tracking_uri"), st.path("mlflow_artifacts")
     configure_mlflow(tracking, reg.experiment, artifacts)
-    tags = {
-        **code_version(),
-        "augmented_version": augmented_version,
-        "dataset_version": augmentation_info(data_dir)["dataset_version"],
-    }
+    tags = run_tags(augmented_version, dataset_version, warm_start_from, flow_run.get_id())
     init_from = download_recognizer(reg.model_name, warm_start_from) if warm_start_from else None
-    if warm_start_from:
-        tags["warm_start_from"] = warm_start_from
     run_id = resume_run_id or start_run(
         tracking,
         reg.experiment,
         artifacts,
         f"train-{augmented_version}",
         tags,
-        {
-            "training": scope.training.model_dump_json(),
-            "augmentation": scope.augmentation.model_dump_json(),
-            "train_clips": len(train_ids),
-            "dev_clips": len(dev_ids),
-        },
+        run_params(scope, len(train_ids), len(dev_ids)),
     )
+    log_dataset_inputs(run_id, manifest, data_dir, augmented_version, dataset_version)
+    run_dir = st.path("runs_dir") / run_id
     result = train_acoustic_model(
-        cache,
-        train_ids,
-        dev_ids,
-        st.path("runs_dir") / run_id,
-        scope.training,
-        init_from=init_from,
+        cache, train_ids, dev_ids, run_dir, scope.training, init_from=init_from
     )
-    recognizer_dir = save_recognizer(
-        result, lm_texts, scope.training, st.path("runs_dir") / run_id / "recognizer"
-    )
-    predictions = evaluate_recognizer(recognizer_dir, manifest, data_dir, scope.training.seed)
-    report_dir = st.path("runs_dir") / run_id / "error_analysis"
+    recognizer_dir = save_recognizer(result, lm_texts, scope.training, run_dir / "recognizer")
+    fan_out = evaluate.with_options(task_runner=task_runner(scope))
+    # annotated: mypy reads an untyped DataFrame-returning flow as Flow[P, NoReturn]
+    predictions: pd.DataFrame = fan_out(scope, recognizer_dir, data_dir, "challenger")
+    report_dir = run_dir / "error_analysis"
     analysis, _ = run_error_analysis(
         predictions, scope.targets, None, scope.augmentation, report_dir
     )
@@ -99,9 +113,7 @@ def train(
     champion_slices = None
     if champion is not None:
         champion_dir = download_recognizer(reg.model_name, champion)
-        champion_predictions = evaluate_recognizer(
-            champion_dir, manifest, data_dir, scope.training.seed, label="champion"
-        )
+        champion_predictions: pd.DataFrame = fan_out(scope, champion_dir, data_dir, "champion")
         champion_slices = slice_metrics(champion_predictions)
     decision = decide_promotion(
         analysis.slices,
@@ -111,27 +123,10 @@ def train(
         reg.bootstrap_champion,
         reg.min_slice_n,
     )
-    metrics = {
-        f"{split}_{m}": v[m] for split, v in analysis.overall.items() for m in ("wer", "cer")
-    }
-    metrics.update(slice_headlines(analysis.slices))
-    metrics.update(
-        {
-            "train_utterances_per_second": result.utterances_per_second,
-            "train_seconds": result.seconds,
-            "best_dev_wer_greedy": result.best_dev_wer,
-        }
-    )
-    log_run_results(run_id, result.history, metrics, [report_dir])
+    metrics = run_metrics(analysis.overall, analysis.slices, result)
+    log_run_results(run_id, result.history, metrics, [report_dir], model_params(result.config))
     registered = register_model(
-        run_id,
-        recognizer_dir,
-        reg.model_name,
-        {
-            **tags,
-            "promoted": str(decision.promote).lower(),
-            "gate": " | ".join(decision.reasons)[:4000],
-        },
+        run_id, recognizer_dir, reg.model_name, registration_tags(tags, decision)
     )
     if decision.promote:
         promote(reg.model_name, registered.version, " ".join(decision.reasons))

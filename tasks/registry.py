@@ -21,7 +21,10 @@ from data_contracts.scoping import Scope
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
-PYFUNC_CODE = Path(__file__).resolve().parents[1] / "deployments" / "mlflow_pyfunc.py"
+# The pyfunc is logged as code (models-from-code) from the registry's own room, so tasks/
+# never reach into deployments/.
+PYFUNC_CODE = Path(__file__).resolve().with_name("mlflow_model.py")
+FLOW_RUN_TAG = "prefect_flow_run_id"  # set by tasks.tracking.run_tags
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,34 @@ def input_example(sample_rate: int = 16000) -> pd.DataFrame:
     return pd.DataFrame({"audio_base64": [base64.b64encode(buf.getvalue()).decode("ascii")]})
 
 
-@task(name="register-model", retries=2, retry_delay_seconds=3)
+def version_of_run(model_name: str, run_id: str) -> RegisteredModel | None:
+    """The version of `model_name` already registered from this run, if any."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+        return None
+    found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    if not found:
+        return None
+    latest = max(found, key=lambda v: int(v.version))
+    return RegisteredModel(model_name, str(latest.version), run_id, str(latest.source))
+
+
+# No retries: logging a model and registering it are not idempotent by themselves; instead a
+# second call for the same run returns the version the first one registered.
+@task(name="register-model")
 def register_model(
     run_id: str, recognizer_dir: Path, model_name: str, tags: dict[str, str]
 ) -> RegisteredModel:
-    """Log the recogniser (weights + config, loaded by code) to the run and register a version."""
+    """Log the recogniser (weights + config, loaded by code, with a signature and an input
+    example) to the run and register a version; a run registers at most one version."""
     import mlflow
     from mlflow.models import infer_signature
 
+    existing = version_of_run(model_name, run_id)
+    if existing is not None:
+        return existing
     example = input_example()
     signature = infer_signature(
         example, pd.DataFrame({"transcript": ["play jazz"], "confidence": [0.9]})
@@ -101,7 +124,6 @@ def register_model(
             artifacts={"recognizer": str(recognizer_dir)},
             signature=signature,
             input_example=example,
-            code_paths=None,
         )
     version = mlflow.register_model(info.model_uri, model_name, tags=tags)
     client = mlflow.MlflowClient()
@@ -195,24 +217,48 @@ def version_tags(model_name: str, version: str) -> dict[str, str]:
     return dict(mlflow.MlflowClient().get_model_version(model_name, version).tags)
 
 
-@task(name="start-mlflow-run", retries=2, retry_delay_seconds=3)
+# No retries: a retried create_run would open a second run. Idempotent instead: a run of the
+# same Prefect flow run (tag FLOW_RUN_TAG) and name is found and returned.
+@task(name="start-mlflow-run")
 def start_run(
     tracking_uri: str,
     experiment: str,
     artifact_root: Path,
     run_name: str,
     tags: dict[str, str],
-    params: dict[str, object],
+    params: dict[str, str],
 ) -> str:
-    """Create an MLflow run with its tags and params; return its id (logged to by id later)."""
+    """Create an MLflow run with its tags and flat params; return its id (logged to by id)."""
     import mlflow
 
     experiment_id = configure_mlflow(tracking_uri, experiment, artifact_root)
     client = mlflow.MlflowClient()
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-    for key, value in params.items():
-        client.log_param(run.info.run_id, key, str(value)[:6000])
-    return str(run.info.run_id)
+    run_id = None
+    if FLOW_RUN_TAG in tags:
+        found = client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.{FLOW_RUN_TAG} = '{tags[FLOW_RUN_TAG]}' "
+                f"and attributes.run_name = '{run_name}'"
+            ),
+            max_results=1,
+        )
+        run_id = found[0].info.run_id if found else None
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    log_params(run_id, params)
+    return str(run_id)
+
+
+def log_params(run_id: str, params: dict[str, str]) -> None:
+    """Flat params, in batches of MLflow's limit; the same value logged twice is a no-op."""
+    import mlflow
+    from mlflow.entities import Param
+
+    client = mlflow.MlflowClient()
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
 
 
 @task(name="log-to-mlflow", retries=2, retry_delay_seconds=3)
@@ -221,13 +267,17 @@ def log_run_results(
     history: list[dict[str, float]],
     metrics: dict[str, float],
     artifacts: list[Path],
+    params: dict[str, str] | None = None,
     status: str = "FINISHED",
 ) -> None:
-    """Per-evaluation metrics (by step), final metrics and artifact files; close the run."""
+    """Per-evaluation metrics (by step), final metrics, late params (the trained model's
+    architecture) and artifact files; close the run."""
     import mlflow
     from mlflow.entities import Metric
 
     client = mlflow.MlflowClient()
+    if params:
+        log_params(run_id, params)
     now = int(time_ms())
     batch = [
         Metric(key, float(rec[key]), now, int(rec["step"]))

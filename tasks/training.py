@@ -267,14 +267,3 @@ def save_recognizer(
     )
     recognizer.save(out_dir)
     return out_dir
-
-
-def slice_headlines(slices: pd.DataFrame) -> dict[str, float]:
-    """wer_clean, wer_car, cer_clean, cer_car (test) from a slice table, for MLflow."""
-    out = {}
-    for cond in ("clean", "car"):
-        row = slices[(slices["slice"] == "condition") & (slices["value"] == cond)]
-        if len(row):
-            out[f"wer_{cond}"] = float(row["wer"].iloc[0])
-            out[f"cer_{cond}"] = float(row["cer"].iloc[0])
-    return out
