@@ -138,6 +138,32 @@ def decide_promotion(
     return dataclasses.replace(decision, notes=notes)
 
 
+def gate_report_markdown(
+    analysis: ErrorAnalysis,
+    decision: GateDecision,
+    version: str,
+    champion_before: str | None,
+    pngs: list[Path],
+) -> str:
+    """The error analysis and the gate's decision (with what it did not decide) as markdown."""
+    verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
+    notes = [f"- {n}" for n in decision.notes]
+    return "\n".join(
+        [
+            f"# Model version {version}: {verdict}",
+            f"(champion before: {champion_before or 'none'})",
+            "",
+            "## Promotion gate",
+            *(f"- {r}" for r in decision.reasons),
+            *(["", "Not decided by the gate:", *notes] if notes else []),
+            "",
+            summary_markdown(analysis),
+            "",
+            *[png_markdown(p, p.stem) for p in pngs],
+        ]
+    )
+
+
 @task(name="publish-error-analysis")
 def publish_error_analysis(
     analysis: ErrorAnalysis,
@@ -147,24 +173,8 @@ def publish_error_analysis(
     champion_before: str | None,
 ) -> None:
     """Error analysis, plots and the gate's decision in the Prefect UI."""
-    verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
-    gate = "\n".join(f"- {r}" for r in decision.reasons)
-    notes = "\n".join(f"- {n}" for n in decision.notes)
     pngs = sorted(report_dir.glob("*.png"))
-    md = "\n".join(
-        [
-            f"# Model version {version}: {verdict}",
-            f"(champion before: {champion_before or 'none'})",
-            "",
-            "## Promotion gate",
-            gate,
-            *(["", "Not decided by the gate:", notes] if notes else []),
-            "",
-            summary_markdown(analysis),
-            "",
-            *[png_markdown(p, p.stem) for p in pngs],
-        ]
-    )
+    md = gate_report_markdown(analysis, decision, version, champion_before, pngs)
     publish_markdown("error-analysis", md, "Error analysis and promotion decision")
     publish_table("slice-metrics", analysis.slices.round(4), "WER/CER per slice (test)")
     if not analysis.confusions.empty:

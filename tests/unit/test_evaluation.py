@@ -553,3 +553,47 @@ def test_error_analysis_task_tunes_the_scope_policy_on_dev(tmp_path: Path) -> No
     assert AugmentationPolicy.model_validate({**policy.model_dump(), **saved["policy"]})
     assert html_path.is_file() and (tmp_path / "ea" / "slices.csv").is_file()
     assert analysis.slices.iloc[0]["n"] == 20
+
+
+def test_prediction_frame_of_an_augmented_manifest_meets_the_contract() -> None:
+    from tasks.inference import prediction_frame
+
+    rows = []
+    for i, (split, condition) in enumerate(
+        [("train", "clean"), ("dev", "car"), ("test", "clean"), ("cross_synth", "car")]
+    ):
+        car = condition == "car"
+        rows.append(
+            {
+                "utterance_id": f"u{i}" + ("+engine" if car else ""),
+                "split": split,
+                "transcript": "call mom",
+                "hypothesis": "call tom",
+                "confidence": np.float32(0.5),
+                "condition": condition,
+                "snr_db": "3.5" if car else "",  # as read back from CSV
+                "noise_type": "engine" if car else "none",
+                "voice": f"v{i}",
+                "synthesizer": "espeak",
+                "duration_s": 1.5,
+                "intent": "call",
+                "era": "launch",
+                "entities": "mom" if car else "",
+            }
+        )
+    checked = Predictions.validate(prediction_frame(pd.DataFrame(rows)))
+    assert checked["has_entity"].tolist() == [False, True, False, True]
+    assert checked["snr_db"].isna().tolist() == [True, False, True, False]
+
+
+def test_gate_report_shows_decision_serving_targets_and_analysis() -> None:
+    from data_contracts.scoping import Targets
+    from tasks.error_analysis import decide_promotion, gate_report_markdown
+
+    analysis = analyse(_mixed_predictions(), 0.10, None, POLICY, min_slice_n=1)
+    decision = decide_promotion.fn(analysis.slices, None, Targets(), 0.05, bootstrap=True)
+    md = gate_report_markdown(analysis, decision, "7", None, [])
+    assert md.startswith("# Model version 7: PROMOTED to champion\n(champion before: none)")
+    assert all(f"- {r}" in md for r in decision.reasons)
+    assert "p95 latency <= 100 ms" in md and "throughput >= 10 req/s" in md
+    assert summary_markdown(analysis) in md
