@@ -144,8 +144,8 @@ def make_clips(seed: int, n: int = N_CLIPS) -> tuple[list[bytes], list[str], str
     samples = int(CLIP_SECONDS * SAMPLE_RATE)
     try:
         from tasks.synthesis import list_voices
-        from tasks.traffic import SCENARIOS
-        from tasks.traffic import make_clips as traffic_clips
+        from tasks.simulation import SCENARIOS
+        from tasks.simulation import make_clips as traffic_clips
 
         clips = traffic_clips(SCENARIOS["stable"], n, list_voices(seed=seed, n=4), seed=seed)
         waves = [sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips]

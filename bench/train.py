@@ -57,7 +57,7 @@ def rtf_one_core(recognizer: Any, waves: list[np.ndarray]) -> float:
 def new_names_set(test_voices: set[str], n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
     """Queries about the later-era names, spoken by held-out voices, processed like ingestion."""
     from tasks.synthesis import list_voices
-    from tasks.traffic import Scenario, make_clips
+    from tasks.simulation import Scenario, make_clips
 
     voices = [v for v in list_voices(seed=13) if v.voice_id in test_voices] or list_voices(13)[:8]
     scenario = Scenario("new-names-clean", {"new": 1.0}, 0.0, (0.0, 0.0))
@@ -85,7 +85,7 @@ def profile_scope(scope: Scope, profile: str, workspace: Path) -> Scope:
 
 def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any]:
     """Run the cycle from an empty workspace, then measure the champion against the peer."""
-    from flows.runtime import configure_environment, start_server
+    from deployments.local import configure_environment, start_server
 
     workspace = scope.state.workspace / "bench" / f"train-{profile}"
     shutil.rmtree(workspace, ignore_errors=True)

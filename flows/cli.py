@@ -1,27 +1,82 @@
-"""`voicecycle`: the command line of the cycle. Every subcommand has --help.
+"""`voicecycle`: the command line of the cycle, a thin Typer app. Every command has --help.
 
-Heavy libraries are imported inside the commands, after the environment points at the
-workspace, so `voicecycle --help` is instant and nothing touches a user's own servers.
+Each command loads the scope, calls a flow (or the local runtime in deployments/local.py for
+the servers) and formats what it returns. Heavy libraries are imported inside the commands,
+after the environment points at the workspace, so `voicecycle --help` is quick and nothing
+touches a user's own servers. An expected failure (an invalid scope, a rejected manifest)
+prints one message and no traceback.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import enum
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from data_contracts.scoping import Scope, ScopeError, load_scope
 
+app = typer.Typer(
+    name="voicecycle",
+    help="The full cycle of a voice-search speech recogniser: scope, data, augmentation, "
+    "training, serving, monitoring, retraining.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
-def _load(args: argparse.Namespace) -> Scope:
-    scope = load_scope(Path(args.scope))
-    if args.workspace:
-        scope = scope.with_workspace(Path(args.workspace))
-    return scope
+ScopeFile = Annotated[Path, typer.Option("--scope", help="scope file")]
+Workspace = Annotated[
+    Path | None, typer.Option("--workspace", help="override state.workspace (all local state)")
+]
+Out = Annotated[Path, typer.Option("--out", help="results folder")]
+DEFAULT_SCOPE = Path("scope.yaml")
+RESULTS = Path("bench/results")
+
+
+class ServerAction(enum.StrEnum):
+    start = "start"
+    stop = "stop"
+    status = "status"
+
+
+class ManifestFormat(enum.StrEnum):
+    nemo = "nemo"
+    commonvoice = "commonvoice"
+    csv = "csv"
+
+
+class ScenarioChoice(enum.StrEnum):
+    stable = "stable"
+    new_names = "new-names"
+    in_car = "in-car"
+    mixed = "mixed"
+
+
+class Suite(enum.StrEnum):
+    data = "data"
+    serve = "serve"
+    train = "train"
+
+
+class Profile(enum.StrEnum):
+    default = "default"
+    quality = "quality"
+
+
+def _load(scope_file: Path, workspace: Path | None) -> Scope:
+    scope = load_scope(scope_file)
+    return scope.with_workspace(workspace) if workspace else scope
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
 
 
 @contextlib.contextmanager
@@ -35,424 +90,399 @@ def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
 
 
 def _prepare(scope: Scope, quiet: bool = False) -> str:
-    from flows.runtime import configure_environment, start_server
+    """The local Prefect server up (started or reused); its UI address."""
+    from deployments.local import start_server
 
-    configure_environment(scope)
     ui = start_server(scope)
     if not quiet:
         print(f"Prefect UI: {ui}", file=sys.stderr)
     return ui
 
 
-def cmd_server(args: argparse.Namespace) -> int:
-    from flows.runtime import configure_environment, server_healthy, start_server, stop_server
+@app.command()
+def server(
+    action: Annotated[ServerAction, typer.Argument(help="start, stop or status")],
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+) -> None:
+    """Start or check the Prefect server (UI); stop also stops the worker and service."""
+    from deployments.local import configure_environment, server_healthy, start_server, stop_all
 
-    scope = _load(args)
+    scope = _load(scope_file, workspace)
     configure_environment(scope)
-    if args.action == "start":
+    if action is ServerAction.start:
         print(f"Prefect UI: {start_server(scope)}")
-    elif args.action == "stop":
-        from flows.runtime import stop_service, stop_worker
-
-        stopped = [
-            name
-            for name, stop in (
-                ("service", stop_service),
-                ("worker", stop_worker),
-                ("prefect server", stop_server),
-            )
-            if stop(scope)
-        ]
+    elif action is ServerAction.stop:
+        stopped = stop_all(scope)
         print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
     else:
         up = server_healthy(scope)
         print("running" if up else "not running")
-        return 0 if up else 1
-    return 0
+        raise typer.Exit(0 if up else 1)
 
 
-def cmd_validate_scope(args: argparse.Namespace) -> int:
+@app.command("validate-scope")
+def validate_scope(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
+    """Check the scope file and what it names."""
     from tasks.scoping import scope_problems
 
-    scope = _load(args)
-    problems = scope_problems(scope)
+    problems = scope_problems(_load(scope_file, workspace))
     if problems:
         print("invalid scope:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
-        return 2
-    print(f"scope {args.scope} is valid")
-    return 0
+        raise typer.Exit(2)
+    print(f"scope {scope_file} is valid")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    scope = _load(args)
-    ui = _prepare(scope)
+@app.command()
+def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
+    """Run the full cycle against the local Prefect server, then deploy and serve."""
+    from deployments.local import bring_up
     from flows.full_cycle import full_cycle
 
-    result = full_cycle(scope)
-    print(json.dumps(result, indent=2, default=str))
-    from flows.runtime import deploy_all, start_service, start_worker
-
-    deploy_all(scope)
-    start_worker(scope)
-    url = start_service(scope, Path(args.scope))
+    scope = _load(scope_file, workspace)
+    ui = _prepare(scope)
+    _print_json(full_cycle(scope))
+    url = bring_up(scope, scope_file)
     print(
         f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
         f"  Speech endpoint: {url}/transcribe (docs: {url}/docs)\n"
         f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
         f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000"
     )
-    return 0
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from data_contracts.scoping import DataSource
+def _ingest_outcome(state: Any, summary_path: Path) -> tuple[dict[str, Any], int, str]:
+    """The ingest flow's summary, exit code (0 accepted, 1 rejected, 2 unusable input) and
+    failure message."""
+    from tasks.ingestion import IngestionRejected
 
-    scope = _load(args)
-    if args.manifest:
-        kind = args.kind
-        if kind is None:
-            from tasks.manifests import detect_kind
+    if state.is_completed():
+        return json.loads(summary_path.read_text()), 0, ""
+    try:
+        state.result()
+        exc: BaseException = RuntimeError("unknown failure")
+    except BaseException as raised:  # the flow's own failure, re-raised by Prefect
+        exc = raised
+    summary = (
+        json.loads(summary_path.read_text())
+        if summary_path.is_file()
+        else {"dataset_version": None, "accepted": 0, "quarantined": [], "error": str(exc)}
+    )
+    return summary, 1 if isinstance(exc, IngestionRejected) else 2, str(exc)
 
-            kind = detect_kind(Path(args.manifest))
-        source = DataSource(
-            kind=kind,
-            name=args.source_name,
-            path=Path(args.manifest),
-            data_root=Path(args.data_root) if args.data_root else None,
-        )
-        scope = scope.model_copy(update={"sources": [source]})
-    with _stdout_to_stderr(args.json):
-        _prepare(scope, quiet=args.json)
-        import tempfile
 
-        from flows.ingest import ingest
-        from tasks.ingestion import IngestionRejected
+@app.command()
+def ingest(
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="a manifest to ingest instead of the scope's sources")
+    ] = None,
+    kind: Annotated[
+        ManifestFormat | None, typer.Option(help="manifest format (default: from the extension)")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="folder all audio must lie under (default: manifest's)")
+    ] = None,
+    source_name: Annotated[str, typer.Option(help="name recorded as the rows' source")] = (
+        "manifest"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary on stdout")] = False,
+) -> None:
+    """Ingest the scope's sources, or one manifest, into a dataset version (exit 0: accepted,
+    1: too many rows quarantined, 2: unusable input)."""
+    import tempfile
 
-        with tempfile.TemporaryDirectory() as tmp:
-            summary_path = Path(tmp) / "summary.json"
-            state = ingest(scope, summary_path=summary_path, return_state=True)
-            summary = (
-                json.loads(summary_path.read_text())
-                if summary_path.is_file()
-                else {
-                    "dataset_version": None,
-                    "accepted": 0,
-                    "quarantined": [],
-                    "error": str(_exception_of(state)),
-                }
-            )
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+    from flows.ingest import ingest as ingest_flow
+    from tasks.scope_overrides import with_manifest
+
+    scope = _load(scope_file, workspace)
+    if manifest is not None:
+        scope = with_manifest(scope, manifest, kind.value if kind else None, data_root, source_name)
+    with _stdout_to_stderr(as_json), tempfile.TemporaryDirectory() as tmp:
+        _prepare(scope, quiet=as_json)
+        summary_path = Path(tmp) / "summary.json"
+        state = ingest_flow(scope, summary_path=summary_path, return_state=True)
+        summary, code, error = _ingest_outcome(state, summary_path)
+    if as_json:
+        _print_json(summary)
     elif summary.get("dataset_version"):
         print(
             f"dataset version {summary['dataset_version']}: {summary['accepted']} accepted, "
             f"{len(summary['quarantined'])} quarantined"
         )
-    if state.is_completed():
-        return 0
-    exc = _exception_of(state)
-    print(f"ingestion failed: {exc}", file=sys.stderr)
-    return 1 if isinstance(exc, IngestionRejected) else 2
+    if code:
+        print(f"ingestion failed: {error}", file=sys.stderr)
+        raise typer.Exit(code)
 
 
-def _exception_of(state: Any) -> BaseException:
+@app.command()
+def augment(
+    dataset_version: Annotated[str, typer.Option(help="e.g. ds-0123456789ab")],
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+) -> None:
+    """Augment a dataset version with car noise."""
+    from flows.augment import augment as augment_flow
+
+    scope = _load(scope_file, workspace)
+    _prepare(scope)
+    print(augment_flow(scope, dataset_version))
+
+
+@app.command()
+def train(
+    augmented_version: Annotated[str, typer.Option(help="e.g. aug-0123456789ab")],
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    warm_start: Annotated[
+        str | None, typer.Option(metavar="VERSION", help="start from a registered version")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(metavar="RUN_ID", help="continue an interrupted MLflow run")
+    ] = None,
+) -> None:
+    """Train, analyse, register and gate on an augmented version."""
+    from flows.train import train as train_flow
+
+    scope = _load(scope_file, workspace)
+    _prepare(scope)
+    _print_json(
+        train_flow(scope, augmented_version, warm_start_from=warm_start, resume_run_id=resume)
+    )
+
+
+@app.command()
+def rollback(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
+    """Move the champion alias back to the previous champion; the service follows it."""
+    from flows.rollback import rollback as rollback_flow
+
+    scope = _load(scope_file, workspace)
+    _prepare(scope)
+    state = rollback_flow(scope, return_state=True)
     try:
-        state.result()
-    except BaseException as exc:  # the flow's own failure, re-raised by Prefect
-        return exc
-    return RuntimeError("unknown failure")
+        done = state.result()
+    except RuntimeError as exc:  # no earlier champion: the registry says why
+        print(str(exc), file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(
+        f"champion of {scope.registry.model_name}: version {done['from_version']} -> "
+        f"{done['to_version']}\nBentoML store: {done['model_tag']} (version "
+        f"{done['to_version']}) is what serves now; a running service switches at its next "
+        f"poll ({scope.serving.reload_poll_seconds:g} s)"
+    )
 
 
-def cmd_augment(args: argparse.Namespace) -> int:
-    scope = _load(args)
+@app.command()
+def deploy(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
+    """Register prefect.yaml's deployments and start the worker."""
+    from deployments.local import WORK_POOL, deploy_all, start_worker
+
+    scope = _load(scope_file, workspace)
     _prepare(scope)
-    from flows.augment import augment
-
-    print(augment(scope, args.dataset_version))
-    return 0
-
-
-def cmd_package(args: argparse.Namespace) -> int:
-    scope = _load(args)
-    _prepare(scope)
-    from flows.package import package
-
-    print(json.dumps(package(scope, build=not args.no_build), indent=2))
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from flows.runtime import configure_environment, start_service, stop_service
-
-    scope = _load(args)
-    if args.port:
-        scope = scope.model_copy(
-            update={"serving": scope.serving.model_copy(update={"port": args.port})}
-        )
-    configure_environment(scope)
-    if args.stop:
-        print("stopped" if stop_service(scope) else "no service started from this workspace")
-        return 0
-    if not _store_has_model(scope):
-        print("the BentoML store has no model yet: packaging the champion first", file=sys.stderr)
-        _prepare(scope)
-        from flows.package import package
-
-        package(scope, build=False)
-    if args.foreground:
-        import subprocess
-
-        from flows.runtime import REPO_ROOT, service_env
-        from tasks.packaging import serve_command
-
-        cmd = serve_command(scope.serving.host, scope.serving.port)
-        return subprocess.call(cmd, cwd=REPO_ROOT, env=service_env(scope, Path(args.scope)))
-    url = start_service(scope, Path(args.scope))
-    print(f"serving on {url} (POST /transcribe, GET /metadata, docs at {url}/docs)")
-    return 0
-
-
-def _store_has_model(scope: Scope) -> bool:
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    try:
-        return bool(bentoml.models.list(scope.registry.model_name))
-    except NotFound:
-        return False
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    scope = _load(args)
-    _prepare(scope)
-    from flows.runtime import deploy_all, start_worker
-
     for name in deploy_all(scope):
         print(f"deployed {name}")
     start_worker(scope)
-    print("process worker running for work pool 'voicecycle-local'")
-    return 0
+    print(f"process worker running for work pool {WORK_POOL!r}")
 
 
-def cmd_retrain(args: argparse.Namespace) -> int:
-    scope = _load(args)
+@app.command()
+def retrain(
+    reason: Annotated[str, typer.Option(help="why: recorded in the run and the registry")],
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    wait: Annotated[bool, typer.Option(help="wait for the retrain to finish")] = False,
+    local: Annotated[bool, typer.Option(help="run in this process, not the worker")] = False,
+) -> None:
+    """Trigger the retrain deployment (or run it here with --local)."""
+    from deployments.local import deploy_all, run_deployment_now, start_worker
+
+    scope = _load(scope_file, workspace)
     ui = _prepare(scope)
-    if args.local:
-        from flows.retrain import retrain
+    if local:
+        from flows.retrain import retrain as retrain_flow
 
-        print(json.dumps(retrain(scope, args.reason), indent=2, default=str))
-        return 0
-    from prefect.deployments import run_deployment
-
-    from flows.runtime import deploy_all, start_worker
-
+        _print_json(retrain_flow(scope, reason))
+        return
     deploy_all(scope)
     start_worker(scope)
-    run = run_deployment(
-        "retrain/retrain", parameters={"reason": args.reason}, timeout=None if args.wait else 0
-    )
-    print(
-        f"retrain flow run {run.id} ({run.state.name if run.state else 'scheduled'}): "
-        f"{ui}/runs/flow-run/{run.id}"
-    )
-    return 0 if not args.wait or (run.state and run.state.is_completed()) else 1
+    run_id, state = run_deployment_now("retrain/retrain", {"reason": reason}, wait)
+    print(f"retrain flow run {run_id} ({state}): {ui}/runs/flow-run/{run_id}")
+    if wait and state != "Completed":
+        raise typer.Exit(1)
 
 
-def cmd_monitor(args: argparse.Namespace) -> int:
-    scope = _load(args)
+@app.command()
+def monitor(
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    no_trigger: Annotated[bool, typer.Option(help="report only; never retrain")] = False,
+) -> None:
+    """Check the prediction log for drift now."""
+    from flows.monitor import monitor as monitor_flow
+
+    scope = _load(scope_file, workspace)
     _prepare(scope)
-    from flows.monitor import monitor
-
-    print(json.dumps(monitor(scope, trigger=not args.no_trigger), indent=2, default=str))
-    return 0
+    _print_json(monitor_flow(scope, trigger=not no_trigger))
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    scope = _load(args)
-    from flows.runtime import configure_environment, service_url
+@app.command()
+def simulate(
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    scenario: Annotated[ScenarioChoice, typer.Option()] = ScenarioChoice.stable,
+    count: Annotated[int, typer.Option(help="requests to send")] = 50,
+    rate: Annotated[
+        float | None, typer.Option(help="requests per second (default: as fast as allowed)")
+    ] = None,
+    concurrency: Annotated[int, typer.Option()] = 4,
+    voices: Annotated[int, typer.Option(help="held-out speakers to draw from")] = 24,
+    seed: Annotated[int, typer.Option()] = 2024,
+    url: Annotated[
+        str | None, typer.Option(help="endpoint (default: the scope's serving host and port)")
+    ] = None,
+) -> None:
+    """Send simulated voice-search traffic to the endpoint (exit 1 if any request failed)."""
+    from flows.simulate import simulate as simulate_flow
 
-    configure_environment(scope, api=False)
-    from tasks.traffic import SCENARIOS, make_clips, production_voices, send
-
-    synthetic = next((s.synthetic for s in scope.sources if s.synthetic), None)
-    voices = production_voices(
-        scope.state.path("datasets_dir"), synthetic.seed if synthetic else 13
-    )[: args.voices]
-    clips = make_clips(SCENARIOS[args.scenario], args.count, voices, args.seed)
-    url = args.url or service_url(scope) + "/transcribe"
-    result = send(url, clips, args.scenario, concurrency=args.concurrency, rate_per_s=args.rate)
-    print(json.dumps(result.summary(), indent=2))
-    return 0 if result.ok == result.sent else 1
-
-
-def cmd_story(args: argparse.Namespace) -> int:
-    scope = _load(args)
-    from bench.story import main as story
-
-    result = story(
+    scope = _load(scope_file, workspace)
+    _prepare(scope, quiet=True)
+    summary = simulate_flow(
         scope,
-        Path(args.scope),
-        Path(args.out),
-        stable_windows=args.windows,
-        chunk=args.chunk,
-        eval_clips=args.eval_clips,
-        newsroom=not args.no_newsroom,
+        scenario.value,
+        count,
+        concurrency,
+        rate,
+        voices,
+        seed,
+        url,  # type: ignore[arg-type]
     )
-    return 0 if result["retrain_triggered"] else 1
+    _print_json(summary)
+    if summary["ok"] != summary["sent"]:
+        raise typer.Exit(1)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    scope = _load(args)
+@app.command()
+def story(
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    windows: Annotated[int, typer.Option(help="stable windows (false alarms)")] = 10,
+    chunk: Annotated[int, typer.Option(help="shifted requests per drift check")] = 100,
+    eval_clips: Annotated[int, typer.Option(help="clips per fixed WER set")] = 120,
+    no_newsroom: Annotated[
+        bool,
+        typer.Option(
+            help="retrain on production labels alone (default: the newsroom's list of the new "
+            "names is the retrain's hot-word file, as training.hot_words_file)"
+        ),
+    ] = False,
+    out: Out = RESULTS,
+) -> None:
+    """Replay the story: stable traffic, new names, drift, retrain (exit 1 if none fired)."""
+    from deployments.local import bring_up
+    from flows.full_cycle import full_cycle
+    from flows.story import story as story_flow
+
+    scope = _load(scope_file, workspace)
     _prepare(scope)
-    from flows.train import train
-
-    result = train(
-        scope, args.augmented_version, warm_start_from=args.warm_start, resume_run_id=args.resume
+    full_cycle(scope, unless_champion=True)
+    url = bring_up(scope, scope_file)
+    result = story_flow(
+        scope,
+        url,
+        out,
+        stable_windows=windows,
+        chunk=chunk,
+        eval_clips=eval_clips,
+        newsroom=not no_newsroom,
     )
-    print(json.dumps(result, indent=2, default=str))
-    return 0
+    if not result["retrain_triggered"]:
+        raise typer.Exit(1)
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
-    scope = _load(args)
+@app.command()
+def package(
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    no_build: Annotated[bool, typer.Option(help="only import into the model store")] = False,
+) -> None:
+    """Import the champion into the BentoML store and build a Bento."""
+    from flows.package import package as package_flow
+
+    scope = _load(scope_file, workspace)
     _prepare(scope)
-    from tasks.registry import configure_mlflow, rollback
+    _print_json(package_flow(scope, build=not no_build))
 
-    configure_mlflow(
-        scope.state.url("mlflow_tracking_uri"),
-        scope.registry.experiment,
-        scope.state.path("mlflow_artifacts"),
+
+@app.command()
+def serve(
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    port: Annotated[int | None, typer.Option(help="override serving.port")] = None,
+    foreground: Annotated[bool, typer.Option(help="run attached (Ctrl-C stops)")] = False,
+    stop: Annotated[bool, typer.Option(help="stop the background service")] = False,
+) -> None:
+    """Serve the champion over HTTP with BentoML (127.0.0.1)."""
+    from deployments.local import (
+        configure_environment,
+        serve_foreground,
+        start_service,
+        stop_service,
+        store_has_model,
     )
-    try:
-        before, after = rollback(scope.registry.model_name)
-    except RuntimeError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    print(f"champion of {scope.registry.model_name}: version {before} -> {after}")
-    # the service follows the BentoML store: put the restored champion there as `latest`
-    from flows.package import package
+    from tasks.scope_overrides import with_port
 
-    packaged = package(scope, build=False)
-    print(
-        f"BentoML store: {packaged['model_tag']} (version {after}) is what serves now; a "
-        f"running service switches at its next poll ({scope.serving.reload_poll_seconds:g} s)"
-    )
-    return 0
+    scope = with_port(_load(scope_file, workspace), port)
+    configure_environment(scope)
+    if stop:
+        print("stopped" if stop_service(scope) else "no service started from this workspace")
+        return
+    if not store_has_model(scope):
+        print("the BentoML store has no model yet: packaging the champion first", file=sys.stderr)
+        from flows.package import package as package_flow
+
+        _prepare(scope)
+        package_flow(scope, build=False)
+    if foreground:
+        raise typer.Exit(serve_foreground(scope, scope_file))
+    url = start_service(scope, scope_file)
+    print(f"serving on {url} (POST /transcribe, GET /metadata, docs at {url}/docs)")
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    scope = _load(args)
-    from flows.runtime import configure_environment
-
-    configure_environment(scope, api=False)
+@app.command()
+def bench(
+    suite: Annotated[Suite, typer.Argument(help="which benchmark")],
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    profile: Annotated[
+        Profile, typer.Option(help="training profile for the train benchmark")
+    ] = Profile.default,
+    out: Out = RESULTS,
+) -> None:
+    """Run a benchmark; writes JSON under bench/results/ and prints a table."""
     import importlib
 
-    module = importlib.import_module(f"bench.{args.suite}")
-    if args.suite == "train":
-        module.main(scope, Path(args.out), profile=args.profile)
+    from deployments.local import configure_environment
+
+    scope = _load(scope_file, workspace)
+    configure_environment(scope, api=False)
+    module = importlib.import_module(f"bench.{suite.value}")  # bench/ is imported only here
+    if suite is Suite.train:
+        module.main(scope, out, profile=profile.value)
     else:
-        module.main(scope, Path(args.out))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `voicecycle` and its subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="voicecycle",
-        description="The full cycle of a voice-search speech recogniser: scope, data, "
-        "augmentation, training, serving, monitoring, retraining.",
-    )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--scope", default="scope.yaml", help="scope file (default: scope.yaml)")
-    common.add_argument("--workspace", help="override state.workspace (all local state)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> Any:
-        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
-        p.set_defaults(fn=fn)
-        return p
-
-    p = add(
-        "server",
-        cmd_server,
-        "start or check the Prefect server (UI); stop also stops the worker and service",
-    )
-    p.add_argument("action", choices=["start", "stop", "status"])
-    add("validate-scope", cmd_validate_scope, "check the scope file and what it names")
-    add("run", cmd_run, "run the full cycle against the local Prefect server")
-    p = add("ingest", cmd_ingest, "ingest the scope's sources, or one manifest, into a version")
-    p.add_argument("--manifest", help="a manifest to ingest instead of the scope's sources")
-    p.add_argument(
-        "--kind",
-        choices=["nemo", "commonvoice", "csv"],
-        help="manifest format (default: from the extension)",
-    )
-    p.add_argument("--data-root", help="folder all audio must lie under (default: manifest's)")
-    p.add_argument("--source-name", default="manifest", help="name recorded as the rows' source")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    p = add("augment", cmd_augment, "augment a dataset version with car noise")
-    p.add_argument("--dataset-version", required=True, help="e.g. ds-0123456789ab")
-    p = add("train", cmd_train, "train, analyse, register and gate on an augmented version")
-    p.add_argument("--augmented-version", required=True, help="e.g. aug-0123456789ab")
-    p.add_argument("--warm-start", metavar="VERSION", help="start from a registered version")
-    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted MLflow run")
-    add("rollback", cmd_rollback, "move the champion alias back to the previous champion")
-    add("deploy", cmd_deploy, "register prefect.yaml's deployments and start the worker")
-    p = add("retrain", cmd_retrain, "trigger the retrain deployment (or run it here)")
-    p.add_argument("--reason", required=True, help="why: recorded in the run and the registry")
-    p.add_argument("--wait", action="store_true", help="wait for the retrain to finish")
-    p.add_argument("--local", action="store_true", help="run in this process, not the worker")
-    p = add("monitor", cmd_monitor, "check the prediction log for drift now")
-    p.add_argument("--no-trigger", action="store_true", help="report only; never retrain")
-    p = add("simulate", cmd_simulate, "send simulated voice-search traffic to the endpoint")
-    p.add_argument(
-        "--scenario", choices=["stable", "new-names", "in-car", "mixed"], default="stable"
-    )
-    p.add_argument("--count", type=int, default=50, help="requests to send")
-    p.add_argument("--rate", type=float, help="requests per second (default: as fast as allowed)")
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--voices", type=int, default=24, help="held-out speakers to draw from")
-    p.add_argument("--seed", type=int, default=2024)
-    p.add_argument("--url", help="endpoint (default: the scope's serving host and port)")
-    p = add("story", cmd_story, "replay the story: stable traffic, new names, drift, retrain")
-    p.add_argument("--windows", type=int, default=10, help="stable windows (false alarms)")
-    p.add_argument("--chunk", type=int, default=100, help="shifted requests per drift check")
-    p.add_argument("--eval-clips", type=int, default=120, help="clips per fixed WER set")
-    p.add_argument(
-        "--no-newsroom",
-        action="store_true",
-        help="retrain on production labels alone (default: the newsroom's list of the new "
-        "names is the retrain's hot-word file, as training.hot_words_file)",
-    )
-    p.add_argument("--out", default="bench/results", help="results folder")
-    p = add("package", cmd_package, "import the champion into the BentoML store, build a Bento")
-    p.add_argument("--no-build", action="store_true", help="only import into the model store")
-    p = add("serve", cmd_serve, "serve the champion over HTTP with BentoML (127.0.0.1)")
-    p.add_argument("--port", type=int, help="override serving.port")
-    p.add_argument("--foreground", action="store_true", help="run attached (Ctrl-C stops)")
-    p.add_argument("--stop", action="store_true", help="stop the background service")
-    p = add("bench", cmd_bench, "run a benchmark; writes JSON under bench/results/")
-    p.add_argument("suite", choices=["data", "serve", "train"], help="which benchmark")
-    p.add_argument(
-        "--profile",
-        choices=["default", "quality"],
-        default="default",
-        help="training profile for the train benchmark",
-    )
-    p.add_argument("--out", default="bench/results", help="results folder")
-    return parser
+        module.main(scope, out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `voicecycle` console command."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the `voicecycle` console command; its exit code."""
     try:
-        return int(args.fn(args))
+        app(args=argv, prog_name="voicecycle")
+    except SystemExit as done:  # Typer (standalone) ends every command this way
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
     except ScopeError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from tasks.monitoring import (
     champion_reference,
     drift_check,
     drift_decision,
+    monitor_summary,
     publish_drift,
     read_window,
     trigger_retrain,
@@ -31,27 +32,8 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
     reference, lexicon, version = champion_reference(
         scope.registry.model_name, CHAMPION, reports / "reference"
     )
-    if len(current) < mon.min_window:
-        print(f"only {len(current)} predictions logged; the minimum window is {mon.min_window}")
-        return {
-            "drift": False,
-            "retrain": False,
-            "window": len(current),
-            "reason": f"window {len(current)} < min_window {mon.min_window}",
-        }
     result = drift_check(reference, current, lexicon, reports / "drift_report.html", mon)
-    decision = drift_decision(result, mon, st.workspace)
+    decision = drift_decision(result, mon, st.path("monitoring_dir"))
     publish_drift(result, decision, version, scope.registry.experiment)
-    run_id = None
-    scope_payload = scope.with_workspace(st.workspace.resolve()).model_dump(mode="json")
-    if decision.retrain and trigger:
-        run_id = trigger_retrain(decision.reason, scope_payload, st.workspace)
-    return {
-        "drift": decision.drift,
-        "retrain": decision.retrain,
-        "reason": decision.reason,
-        "drift_share": result.drift_share,
-        "drifted": list(result.drifted_columns),
-        "window": len(current),
-        "retrain_flow_run": run_id,
-    }
+    run_id = trigger_retrain(decision.reason, scope) if decision.retrain and trigger else None
+    return monitor_summary(result, decision, run_id)

@@ -10,15 +10,9 @@ from flows.augment import augment
 from flows.ingest import ingest
 from flows.package import package
 from flows.train import train
-from tasks.artifacts import publish_markdown
 from tasks.labelling import export_labelling_batch
 from tasks.monitoring import read_window
-from tasks.retraining import (
-    champion_lexicon,
-    current_champion,
-    respeak_new_words,
-    retrain_scope,
-)
+from tasks.retraining import plan_retrain, publish_retrain_changes, retrain_summary
 from tasks.scoping import validate_scope
 
 
@@ -26,32 +20,16 @@ from tasks.scoping import validate_scope
 def retrain(scope: Scope, reason: str = "manual retrain") -> dict[str, object]:
     """One more round of the cycle, started by monitoring, a schedule or a person (with why)."""
     validate_scope(scope)
-    publish_markdown("retrain-reason", f"# Retrain\n\nWhy: {reason}", "Why this retrain ran")
     window = read_window(scope.state.url("prediction_log_url"), scope.monitoring.window)
     batch = export_labelling_batch(
-        window, scope.state.workspace, low_confidence=scope.labelling.low_confidence
+        window, scope.state.path("labelling_dir"), low_confidence=scope.labelling.low_confidence
     )
-    next_scope, changes = retrain_scope(scope)
-    champion = current_champion(next_scope)
-    if champion is not None:
-        next_scope, respoken = respeak_new_words(next_scope, champion_lexicon(next_scope, champion))
-        changes = [*changes, *respoken]
-    publish_markdown(
-        "retrain-changes",
-        "# What this retrain changes\n\n" + "".join(f"- {c}\n" for c in changes or ["nothing"]),
-        "Data and policy changes of this retrain",
+    plan = plan_retrain(scope)
+    publish_retrain_changes(reason, plan.changes)
+    dataset_version = ingest(plan.scope)
+    augmented_version = augment(plan.scope, dataset_version)
+    trained = train(plan.scope, augmented_version, warm_start_from=plan.warm_start_from)
+    packaged = package(plan.scope) if trained["promoted"] else {}
+    return retrain_summary(
+        reason, batch, plan, dataset_version, augmented_version, trained, packaged
     )
-    dataset_version = ingest(next_scope)
-    augmented_version = augment(next_scope, dataset_version)
-    warm = champion if next_scope.training.warm_start else None
-    trained = train(next_scope, augmented_version, warm_start_from=warm)
-    packaged = package(next_scope) if trained["promoted"] else {}
-    return {
-        "reason": reason,
-        "labelling_batch": str(batch) if batch else None,
-        "changes": changes,
-        "dataset_version": dataset_version,
-        "augmented_version": augmented_version,
-        **trained,
-        **packaged,
-    }

@@ -26,22 +26,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import DataFrame
 
-DRIFT_NUMERIC: tuple[str, ...] = (
-    "duration_s",
-    "rms_dbfs",
-    "snr_db_estimate",
-    "spectral_centroid_hz",
-    "spectral_bandwidth_hz",
-    "spectral_rolloff_hz",
-    "low_band_share",
-    "silence_share",
-    "confidence",
-    "n_words",
-    "oov_share",
+from data_contracts.drift import (
+    DERIVED_COLUMNS,
+    DRIFT_NUMERIC,
+    DRIFT_TEXT,
+    DriftFeatures,
+    DriftSource,
 )
-DRIFT_TEXT: tuple[str, ...] = ("transcript",)
-DERIVED_COLUMNS: tuple[str, ...] = ("oov_share",)  # computed here, not read from the log
+
 LOG_COLUMNS: tuple[str, ...] = (
     *(c for c in DRIFT_NUMERIC if c not in DERIVED_COLUMNS),
     *DRIFT_TEXT,
@@ -51,20 +46,6 @@ DRIFT_METHOD = "wasserstein"  # Evidently's name for the normed Wasserstein dist
 COLUMN_DRIFT_THRESHOLD = 0.3  # reference standard deviations; see the module docstring
 DRIFT_SHARE_THRESHOLD = 0.5  # share of drifted columns that counts as dataset drift
 MIN_WINDOW = 300  # below this the 0.3 threshold starts to false-alarm (measured: ~0.02% at 200)
-
-
-def _require_frame(frame: Any, what: str) -> pd.DataFrame:
-    """Return `frame` if it is a DataFrame, else raise a TypeError naming `what`."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"expected {what} as a pandas DataFrame, got {type(frame).__name__}")
-    return frame
-
-
-def _require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
-    """Raise a ValueError naming the columns of `columns` that `frame` lacks."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} is missing columns {missing}; got {list(frame.columns)}")
 
 
 def oov_share(transcripts: Iterable[str], lexicon: set[str]) -> list[float]:
@@ -81,9 +62,9 @@ def oov_share(transcripts: Iterable[str], lexicon: set[str]) -> list[float]:
     return shares
 
 
-def drift_features(log: pd.DataFrame, lexicon: set[str]) -> pd.DataFrame:
+@pa.check_types
+def drift_features(log: DataFrame[DriftSource], lexicon: set[str]) -> DataFrame[DriftFeatures]:
     """The drift table of a prediction-log (or reference) frame: DRIFT_NUMERIC + transcript."""
-    _require_columns(_require_frame(log, "a prediction log"), LOG_COLUMNS, "the prediction log")
     table = pd.DataFrame(index=range(len(log)))
     for column in DRIFT_NUMERIC:
         if column in DERIVED_COLUMNS:
@@ -93,7 +74,7 @@ def drift_features(log: pd.DataFrame, lexicon: set[str]) -> pd.DataFrame:
     transcripts = log["transcript"].fillna("").astype(str).tolist()
     table["oov_share"] = oov_share(transcripts, lexicon)
     table["transcript"] = transcripts
-    return table[[*DRIFT_NUMERIC, *DRIFT_TEXT]]
+    return DataFrame[DriftFeatures](table[[*DRIFT_NUMERIC, *DRIFT_TEXT]])
 
 
 @dataclass(frozen=True)
@@ -106,6 +87,7 @@ class DriftResult:
     n_current: int
     per_column: dict[str, dict[str, Any]]  # name -> {"drifted": bool, "score": float, "method"}
     html_path: Path | None
+    evaluated: bool = True  # False: the window was below the minimum, Evidently did not run
 
 
 def _column_thresholds(
@@ -119,19 +101,6 @@ def _column_thresholds(
             raise ValueError(f"expected thresholds for columns among {columns}, got {unknown}")
         return {c: float(threshold.get(c, COLUMN_DRIFT_THRESHOLD)) for c in columns}
     return {c: float(threshold) for c in columns}
-
-
-def _check_inputs(frame: pd.DataFrame, columns: list[str], numeric: list[str], what: str) -> None:
-    """Check that `frame` has rows, the drift columns, and a finite value in each numeric one."""
-    _require_columns(_require_frame(frame, what), columns, what)
-    if frame.empty:
-        raise ValueError(f"expected at least one row in the {what}, got an empty frame")
-    values = frame[numeric].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
-    empty = [c for c in numeric if values[c].isna().all()]
-    if empty:
-        raise ValueError(
-            f"expected finite values in every drift column of the {what}; none in {empty}"
-        )
 
 
 def _parse_snapshot(
@@ -167,9 +136,10 @@ def _parse_snapshot(
     return share, {c: per_column[c] for c in columns}
 
 
+@pa.check_types
 def run_drift_report(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
+    reference: DataFrame[DriftFeatures],
+    current: DataFrame[DriftFeatures],
     html_path: Path | None,
     include_text: bool = False,
     column_drift_threshold: float | Mapping[str, float] = COLUMN_DRIFT_THRESHOLD,
@@ -188,8 +158,6 @@ def run_drift_report(
     numeric = list(DRIFT_NUMERIC)
     text = list(DRIFT_TEXT) if include_text else []
     columns = numeric + text
-    _check_inputs(reference, columns, numeric, "reference")
-    _check_inputs(current, columns, numeric, "current window")
     thresholds = _column_thresholds(column_drift_threshold, numeric)
 
     definition = DataDefinition(numerical_columns=numeric, text_columns=text)
@@ -278,7 +246,8 @@ def decide(
 
 def window(log: pd.DataFrame, size: int) -> pd.DataFrame:
     """The most recent `size` rows of `log` by ts, oldest first."""
-    _require_columns(_require_frame(log, "a prediction log"), ["ts"], "the prediction log")
+    if "ts" not in log.columns:
+        raise ValueError(f"the prediction log is missing columns ['ts']; got {list(log.columns)}")
     if size < 1:
         raise ValueError(f"expected a window size >= 1, got {size}")
     return log.sort_values("ts", kind="stable").tail(size).reset_index(drop=True)

@@ -1,5 +1,7 @@
 """The labelling loop: production samples out as a labelling batch, labelled batches back in
-as a data source through the same contracts as every other source."""
+as a data source through the same contracts as every other source. Everything lives in the
+scope's `state.labelling_dir`: one folder per batch, with `to_label.csv` and, once labelled,
+`labelled.csv`."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-LABELLING_DIR = "labelling"
 TO_LABEL = "to_label.csv"
 LABELLED = "labelled.csv"
 
@@ -33,17 +34,20 @@ def select_for_labelling(
     )
 
 
-def exported_ids(workspace: Path) -> set[str]:
+def exported_ids(labelling_dir: Path) -> set[str]:
     """Request ids already sent out for labelling (never exported twice)."""
     ids: set[str] = set()
-    for path in (workspace / LABELLING_DIR).glob(f"*/{TO_LABEL}"):
+    for path in labelling_dir.glob(f"*/{TO_LABEL}"):
         ids |= set(pd.read_csv(path, dtype=str, keep_default_na=False)["utterance_id"])
     return ids
 
 
 @task(name="export-labelling-batch")
 def export_labelling_batch(
-    log: pd.DataFrame, workspace: Path, low_confidence: float = 0.8, simulated_labeller: bool = True
+    log: pd.DataFrame,
+    labelling_dir: Path,
+    low_confidence: float = 0.8,
+    simulated_labeller: bool = True,
 ) -> Path | None:
     """Copy the selected samples' audio into a batch folder with a manifest to label.
 
@@ -51,11 +55,11 @@ def export_labelling_batch(
     it) are labelled at once into labelled.csv; a person labels the rest by filling the
     transcript column and saving the file as labelled.csv.
     """
-    rows = select_for_labelling(log, low_confidence, exported_ids(workspace))
+    rows = select_for_labelling(log, low_confidence, exported_ids(labelling_dir))
     if rows.empty:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    batch = workspace / LABELLING_DIR / f"batch-{stamp}"
+    batch = labelling_dir / f"batch-{stamp}"
     (batch / "audio").mkdir(parents=True)
     records = []
     for row in rows.itertuples(index=False):
@@ -93,6 +97,6 @@ def export_labelling_batch(
     return batch
 
 
-def labelled_batches(workspace: Path) -> list[Path]:
-    """Every labelled batch manifest in the workspace, oldest first."""
-    return sorted((workspace / LABELLING_DIR).glob(f"*/{LABELLED}"))
+def labelled_batches(labelling_dir: Path) -> list[Path]:
+    """Every labelled batch manifest in the labelling folder, oldest first."""
+    return sorted(labelling_dir.glob(f"*/{LABELLED}"))

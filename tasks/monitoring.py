@@ -1,5 +1,6 @@
-"""Monitoring steps: the production window, the champion's reference, the drift decision,
-and the trigger that starts a retrain."""
+"""Monitoring steps: the production window, the champion's reference, the drift check (none
+below the minimum window), the decision, and the trigger that starts a retrain. The drift
+state (when a retrain was last started, for the cooldown) lives in `state.monitoring_dir`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import pandas as pd
 from prefect import task
 
-from data_contracts.scoping import MonitoringScope
+from data_contracts.scoping import MonitoringScope, Scope
+from models.recognizer import Recognizer
 from tasks.drift import (
     DRIFT_NUMERIC,
     DriftDecision,
@@ -23,29 +25,19 @@ from tasks.drift import (
 
 DRIFT_EVENT = "voicecycle.drift.detected"
 RETRAIN_DEPLOYMENT = "retrain/retrain"
+STATE_FILE = "state.json"
 
 
 @task(name="read-prediction-window", retries=2, retry_delay_seconds=2)
 def read_window(prediction_log_url: str, size: int) -> pd.DataFrame:
     """The most recent `size` logged predictions (oldest first)."""
-    from deployments.prediction_log import PredictionStore
+    from data_contracts.prediction_store import PredictionStore
 
     store = PredictionStore(prediction_log_url)
     try:
         return store.read(limit=size)
     finally:
         store.close()
-
-
-def lexicon_of(recognizer_dir: Path) -> set[str]:
-    """The words a saved recogniser can output: its LM vocabulary plus hot words."""
-    config = json.loads((recognizer_dir / "config.json").read_text())
-    words: set[str] = set(config.get("hot_words", []))
-    lm = config.get("lm") or {}
-    for history, followers in lm.get("bigram_counts", {}).items():
-        words.add(history)
-        words.update(followers)
-    return {w for w in words if not w.startswith("<")}
 
 
 @task(name="champion-reference", retries=2, retry_delay_seconds=2)
@@ -64,7 +56,11 @@ def champion_reference(
         run_id=mv.run_id, artifact_path="error_analysis/drift_reference.csv", dst_path=str(dest)
     )
     recognizer = download_recognizer(model_name, str(mv.version), dest / "model")
-    return pd.read_csv(ref_path, keep_default_na=False), lexicon_of(recognizer), str(mv.version)
+    return (
+        pd.read_csv(ref_path, keep_default_na=False),
+        Recognizer.read_lexicon(recognizer),
+        str(mv.version),
+    )
 
 
 @task(name="drift-report")
@@ -75,7 +71,10 @@ def drift_check(
     html_path: Path,
     settings: MonitoringScope,
 ) -> DriftResult:
-    """Evidently's drift preset over audio and prediction features, saved as HTML."""
+    """Evidently's drift preset over audio and prediction features, saved as HTML; below the
+    scope's minimum window, a result that says no check ran (`evaluated=False`)."""
+    if len(current_log) < settings.min_window:
+        return DriftResult(0.0, (), len(reference), len(current_log), {}, None, evaluated=False)
     ref = drift_features(reference, lexicon)
     cur = drift_features(current_log, lexicon)
     html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,13 +90,9 @@ def drift_check(
     )
 
 
-def _state_path(workspace: Path) -> Path:
-    return workspace / "monitoring" / "state.json"
-
-
-def last_trigger(workspace: Path) -> datetime | None:
+def last_trigger(monitoring_dir: Path) -> datetime | None:
     """When monitoring last started a retrain (for the cooldown)."""
-    path = _state_path(workspace)
+    path = monitoring_dir / STATE_FILE
     if not path.is_file():
         return None
     value = json.loads(path.read_text()).get("last_trigger")
@@ -106,31 +101,32 @@ def last_trigger(workspace: Path) -> datetime | None:
 
 @task(name="drift-decision")
 def drift_decision(
-    result: DriftResult, settings: MonitoringScope, workspace: Path
+    result: DriftResult, settings: MonitoringScope, monitoring_dir: Path
 ) -> DriftDecision:
     """Apply the scope's decision rule (drift share, minimum window, cooldown)."""
     return decide(
         result,
         settings.drift_share,
         settings.min_window,
-        last_trigger(workspace),
+        last_trigger(monitoring_dir),
         datetime.now(UTC),
         settings.cooldown_minutes,
     )
 
 
-def record_trigger(workspace: Path, reason: str) -> None:
+def record_trigger(monitoring_dir: Path, reason: str) -> None:
     """Remember when a retrain was started (the cooldown counts from here)."""
-    path = _state_path(workspace)
+    path = monitoring_dir / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"last_trigger": datetime.now(UTC).isoformat(), "reason": reason}))
 
 
 @task(name="trigger-retrain")
 def trigger_retrain(
-    reason: str, scope_payload: dict[str, Any], workspace: Path, wait: bool = False
+    reason: str, scope: Scope, wait: bool = False, deployment: str = RETRAIN_DEPLOYMENT
 ) -> str:
-    """Emit the drift event and start the retrain deployment (returns its flow-run id)."""
+    """Emit the drift event and start the retrain deployment with this scope (its workspace
+    made absolute for the worker); record the trigger; return the flow-run id."""
     from prefect.deployments import run_deployment
     from prefect.events import emit_event
 
@@ -141,18 +137,20 @@ def trigger_retrain(
     )
     from prefect.exceptions import ObjectNotFound
 
+    scope = scope.with_workspace(scope.state.workspace.resolve())
+    scope_payload: dict[str, Any] = scope.model_dump(mode="json")
     try:
         run = run_deployment(
-            RETRAIN_DEPLOYMENT,
+            deployment,
             parameters={"scope": scope_payload, "reason": reason},
             timeout=None if wait else 0,
         )
     except ObjectNotFound:
         raise RuntimeError(
-            f"the {RETRAIN_DEPLOYMENT!r} deployment is not registered on this "
+            f"the {deployment!r} deployment is not registered on this "
             "Prefect server: run `voicecycle deploy` first"
         ) from None
-    record_trigger(workspace, reason)
+    record_trigger(scope.state.path("monitoring_dir"), reason)
     return str(run.id)  # type: ignore[union-attr]  # sync call: a FlowRun, not a coroutine
 
 
@@ -160,14 +158,15 @@ def trigger_retrain(
 def publish_drift(
     result: DriftResult, decision: DriftDecision, champion_version: str, experiment: str
 ) -> None:
-    """The decision and per-column drift in the Prefect UI; the HTML report logged to MLflow."""
+    """The decision and per-column drift in the Prefect UI; the HTML report logged to MLflow
+    (a window below the minimum is shown in the UI only: there is no measurement to log)."""
     import mlflow
     from prefect.artifacts import create_link_artifact
 
     from tasks.artifacts import markdown_table, publish_markdown
 
     rows = pd.DataFrame([{"column": k, **v} for k, v in result.per_column.items()])
-    verdict = "DRIFT" if decision.drift else "no drift"
+    verdict = "DRIFT" if decision.drift else "no drift" if result.evaluated else "no decision"
     md = "\n".join(
         [
             f"# Drift check: {verdict} (champion v{champion_version})",
@@ -182,6 +181,8 @@ def publish_drift(
         ]
     )
     publish_markdown("drift-check", md, "Latest drift check")
+    if not result.evaluated:
+        return
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -202,3 +203,29 @@ def publish_drift(
             link_text="Evidently drift report (HTML)",
         )
     client.set_terminated(run.info.run_id)
+
+
+@task(name="reset-cooldown")
+def reset_cooldown(monitoring_dir: Path) -> bool:
+    """Forget the last trigger, so monitoring starts afresh (True if there was one)."""
+    path = monitoring_dir / STATE_FILE
+    if not path.is_file():
+        return False
+    path.unlink()
+    return True
+
+
+@task(name="monitor-summary")
+def monitor_summary(
+    result: DriftResult, decision: DriftDecision, retrain_flow_run: str | None
+) -> dict[str, object]:
+    """What one monitoring run found and did, as the flow returns it."""
+    return {
+        "drift": decision.drift,
+        "retrain": decision.retrain,
+        "reason": decision.reason,
+        "drift_share": result.drift_share,
+        "drifted": list(result.drifted_columns),
+        "window": result.n_current,
+        "retrain_flow_run": retrain_flow_run,
+    }

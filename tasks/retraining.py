@@ -5,14 +5,17 @@ policy (the last error analysis's recommendations)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from prefect import task
 
 from data_contracts.scoping import AugmentationPolicy, DataSource, Scope, SyntheticCorpus
-from tasks.labelling import LABELLING_DIR, labelled_batches
+from models.recognizer import Recognizer
+from tasks.artifacts import publish_markdown
+from tasks.labelling import labelled_batches
 
 RESPOKEN_SOURCE = "respoken"
 RESPOKEN_TEXTS = "respoken_texts.txt"
@@ -33,11 +36,7 @@ def next_policy(
     proposed = recommendations.get("policy")
     if not isinstance(proposed, dict):
         return policy
-    update = {
-        k: proposed[k]
-        for k in ("augmented_share", "snr_db_min", "snr_db_max", "noise_weights")
-        if k in proposed
-    }
+    update = {k: proposed[k] for k in AugmentationPolicy.TUNABLE_KEYS if k in proposed}
     return AugmentationPolicy.model_validate({**policy.model_dump(), **update})
 
 
@@ -47,7 +46,7 @@ def retrain_scope(scope: Scope) -> tuple[Scope, list[str]]:
     changes: list[str] = []
     sources = list(scope.sources)
     known = {str(s.path) for s in sources if s.path is not None}
-    for i, manifest in enumerate(labelled_batches(scope.state.workspace)):
+    for i, manifest in enumerate(labelled_batches(scope.state.path("labelling_dir"))):
         if str(manifest) in known:
             continue
         sources.append(DataSource(kind="csv", name=f"labelled-{i}", path=manifest))
@@ -90,11 +89,10 @@ def new_word_queries(transcripts: Iterable[str], lexicon: set[str]) -> tuple[lis
 @task(name="champion-lexicon")
 def champion_lexicon(scope: Scope, version: str) -> set[str]:
     """The words the champion can output (its LM vocabulary and hot words)."""
-    from tasks.monitoring import lexicon_of
     from tasks.registry import download_recognizer
 
-    dest = scope.state.workspace / LABELLING_DIR / ".champion" / f"v{version}"
-    return lexicon_of(download_recognizer(scope.registry.model_name, version, dest))
+    dest = scope.state.path("labelling_dir") / ".champion" / f"v{version}"
+    return Recognizer.read_lexicon(download_recognizer(scope.registry.model_name, version, dest))
 
 
 @task(name="respeak-new-words")
@@ -106,20 +104,20 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
     A new name arrives in production a handful of times; spoken by `labelling.respeak_voices`
     synthetic voices from the main corpus's pool (so each voice keeps its split), every
     labelled example becomes several, and a listed name nobody has said yet is heard too.
-    The texts accumulate in `<workspace>/labelling/respoken_texts.txt` (append only), so a
+    The texts accumulate in `<state.labelling_dir>/respoken_texts.txt` (append only), so a
     later retrain, whose champion already knows these words, still trains on them.
     """
     voices = scope.labelling.respeak_voices
     if voices == 0 or not lexicon:
         return scope, []
     transcripts: list[str] = []
-    for manifest in labelled_batches(scope.state.workspace):
+    for manifest in labelled_batches(scope.state.path("labelling_dir")):
         frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
         transcripts.extend(t for t in frame["transcript"] if t.strip())
     from tasks.training import read_hot_words
 
     found, words = new_word_queries([*transcripts, *read_hot_words(scope.training)], lexicon)
-    store = scope.state.workspace / LABELLING_DIR / RESPOKEN_TEXTS
+    store = scope.state.path("labelling_dir") / RESPOKEN_TEXTS
     kept = store.read_text(encoding="utf-8").splitlines() if store.is_file() else []
     added = [t for t in found if t not in kept]
     if added:
@@ -154,3 +152,77 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
         + (f"; {len(words)} words the champion lacks: {shown})" if words else ")")
     )
     return scope.model_copy(update={"sources": sources}), [change]
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """The next round: its scope, what changed and why, and the champion it refines."""
+
+    scope: Scope
+    changes: tuple[str, ...]
+    champion: str | None
+
+    @property
+    def warm_start_from(self) -> str | None:
+        """The champion version training starts from (None: from scratch)."""
+        return self.champion if self.scope.training.warm_start else None
+
+
+@task(name="plan-retrain")
+def plan_retrain(scope: Scope) -> RetrainPlan:
+    """The scope of the next round: labelled batches added, the policy updated, and the
+    labelled queries (and listed names) with words the champion lacks re-spoken."""
+    next_scope, changes = retrain_scope.fn(scope)
+    champion = current_champion.fn(next_scope)
+    if champion is not None:
+        lexicon = champion_lexicon.fn(next_scope, champion)
+        next_scope, respoken = respeak_new_words.fn(next_scope, lexicon)
+        changes = [*changes, *respoken]
+    return RetrainPlan(next_scope, tuple(changes), champion)
+
+
+@task(name="publish-retrain-changes")
+def publish_retrain_changes(reason: str, changes: Iterable[str]) -> None:
+    """Why this retrain ran and what it changes, as Prefect artifacts."""
+    publish_markdown("retrain-reason", f"# Retrain\n\nWhy: {reason}", "Why this retrain ran")
+    listed = list(changes) or ["nothing"]
+    publish_markdown(
+        "retrain-changes",
+        "# What this retrain changes\n\n" + "".join(f"- {c}\n" for c in listed),
+        "Data and policy changes of this retrain",
+    )
+
+
+@task(name="retrain-summary")
+def retrain_summary(
+    reason: str,
+    labelling_batch: Path | None,
+    plan: RetrainPlan,
+    dataset_version: str,
+    augmented_version: str,
+    trained: Mapping[str, object],
+    packaged: Mapping[str, object],
+) -> dict[str, object]:
+    """What the retrain did, as the flow returns it."""
+    return {
+        "reason": reason,
+        "labelling_batch": str(labelling_batch) if labelling_batch else None,
+        "changes": list(plan.changes),
+        "dataset_version": dataset_version,
+        "augmented_version": augmented_version,
+        **trained,
+        **packaged,
+    }
+
+
+@task(name="roll-back-champion")
+def roll_back_champion(scope: Scope) -> tuple[str, str]:
+    """Undo the last promotion: the champion alias back to the previous champion; (from, to)."""
+    from tasks.registry import configure_mlflow, rollback
+
+    configure_mlflow(
+        scope.state.url("mlflow_tracking_uri"),
+        scope.registry.experiment,
+        scope.state.path("mlflow_artifacts"),
+    )
+    return rollback(scope.registry.model_name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -38,18 +39,18 @@ def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json")))
     for key in ("MLFLOW_TRACKING_URI", "BENTOML_HOME"):
         monkeypatch.delenv(key, raising=False)
-    from flows.runtime import configure_environment
+    from deployments.local import configure_environment
 
     configure_environment(scope, api=False)  # MLflow and BentoML under tmp_path
 
+    from deployments.local import start_service, stop_service
     from flows.full_cycle import full_cycle
     from flows.monitor import monitor
     from flows.retrain import retrain
-    from flows.runtime import start_service, stop_service
+    from flows.simulate import simulate
     from tasks.registry import CHAMPION, alias_version
-    from tasks.traffic import SCENARIOS, make_clips, production_voices, send
 
-    result = full_cycle(scope)
+    result: dict[str, Any] = full_cycle(scope)
     assert result["promoted"] is True  # bootstrap: the first model serves
     assert alias_version(scope.registry.model_name, CHAMPION) == result["model_version"]
     assert result["model_tag"].startswith(scope.registry.model_name + ":")
@@ -59,23 +60,20 @@ def test_tiny_cycle_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     try:
         url = start_service(scope, scope_file)
-        voices = production_voices(scope.state.path("datasets_dir"), 5)
-        sent = send(
-            url + "/transcribe",
-            make_clips(SCENARIOS["stable"], 30, voices, 1),
-            "stable",
-            concurrency=4,
-        )
-        assert sent.ok == sent.sent == 30
-        assert set(sent.model_versions) == {result["model_version"]}
-        check = monitor(scope, trigger=False)
+        sent = simulate(scope, "stable", count=30, seed=1, url=url + "/transcribe")
+        assert sent["ok"] == sent["sent"] == 30
+        assert sent["model_versions"] == [result["model_version"]]
+        # the scope's monitoring state lives where the scope says
+        assert not scope.state.path("monitoring_dir").joinpath("state.json").exists()
+        check: dict[str, Any] = monitor(scope, trigger=False)
         assert check["window"] == 30
         assert 0.0 <= check["drift_share"] <= 1.0
         assert (scope.state.path("reports_dir") / "drift" / "drift_report.html").is_file()
 
         # a retrain round on what production brought (the simulator labels what it sent)
-        again = retrain(scope, reason="e2e: names the model never heard")
+        again: dict[str, Any] = retrain(scope, reason="e2e: names the model never heard")
         assert again["labelling_batch"] is not None
+        assert Path(again["labelling_batch"]).parent == scope.state.path("labelling_dir")
         assert any(c.startswith("added labelled production batch") for c in again["changes"])
         respoken = [c for c in again["changes"] if c.startswith("re-spoke")]
         assert respoken and "by 2 synthetic voices" in respoken[0]

@@ -1,5 +1,5 @@
-"""The `voicecycle` command as a user runs it: --help everywhere, and `ingest --json` against
-a real local Prefect server it starts itself."""
+"""The `voicecycle` command as a user runs it: --help on every command, the README's command
+names, and `ingest --json` and `rollback` against a real local Prefect server it starts."""
 
 from __future__ import annotations
 
@@ -12,12 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
+from typer.testing import CliRunner
 
-from flows.cli import build_parser
+from flows.cli import app, main
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+README_COMMANDS = {
+    "run", "ingest", "augment", "train", "rollback", "package", "serve", "simulate",
+    "monitor", "retrain", "story", "deploy", "validate-scope", "server", "bench",
+}  # fmt: skip
 
 
 def _voicecycle(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -42,11 +48,34 @@ def _scope_file(tmp_path: Path) -> Path:
     return scope
 
 
+def test_the_readme_commands_are_the_commands() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert set(COMMANDS) == README_COMMANDS
+    assert all(f"voicecycle {c}" in readme for c in COMMANDS)
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_subcommand_has_help(command: str) -> None:
-    with pytest.raises(SystemExit) as done:
-        build_parser().parse_args([command, "--help"])
-    assert done.value.code == 0
+    done = CliRunner().invoke(app, [command, "--help"])
+    assert done.exit_code == 0, done.output
+    assert "--scope" in done.output and "Usage: " in done.output
+
+
+def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(c in listed for c in COMMANDS)
+
+
+def test_unknown_command_and_missing_option_are_usage_errors() -> None:
+    assert main(["no-such-command"]) == 2
+    assert main(["augment"]) == 2  # --dataset-version is required
+
+
+def test_missing_scope_file_is_one_message_without_traceback(tmp_path: Path) -> None:
+    done = _voicecycle("monitor", "--scope", str(tmp_path / "nope.yaml"), timeout=60)
+    assert done.returncode == 2
+    assert "scope file not found" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_invalid_scope_exits_2_naming_the_field(tmp_path: Path) -> None:
@@ -54,7 +83,7 @@ def test_invalid_scope_exits_2_naming_the_field(tmp_path: Path) -> None:
     bad.write_text("targets: {wer_car: -1}\n")
     done = _voicecycle("validate-scope", "--scope", str(bad), timeout=60)
     assert done.returncode == 2
-    assert "targets.wer_car" in done.stderr
+    assert "targets.wer_car" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.slow

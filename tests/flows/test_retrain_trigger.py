@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,33 +16,32 @@ def test_trigger_runs_the_retrain_deployment_and_records_the_cooldown(tmp_path: 
     from prefect import Flow
     from prefect.client.orchestration import get_client
 
-    from flows.runtime import REPO_ROOT, WORK_POOL, ensure_work_pool
+    from deployments.local import REPO_ROOT, WORK_POOL, ensure_work_pool
     from tasks.monitoring import last_trigger, trigger_retrain
 
     ensure_work_pool()
-    flow = Flow.from_source(source=str(REPO_ROOT), entrypoint="flows/retrain.py:retrain")
+    flow: Any = Flow.from_source(source=str(REPO_ROOT), entrypoint="flows/retrain.py:retrain")
     deployment_id = flow.deploy(
         name="retrain", work_pool_name=WORK_POOL, print_next_steps=False, ignore_warnings=True
     )
     scope = Scope().with_workspace(tmp_path)
-    assert last_trigger(tmp_path) is None
+    monitoring_dir = scope.state.path("monitoring_dir")
+    assert last_trigger(monitoring_dir) is None
 
-    run_id = trigger_retrain.fn("drift share 0.45 >= 0.3", scope.model_dump(mode="json"), tmp_path)
+    run_id = trigger_retrain.fn("drift share 0.45 >= 0.3", scope)
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)  # type: ignore[arg-type]
     assert run.deployment_id == deployment_id
     assert run.parameters["reason"] == "drift share 0.45 >= 0.3"
-    assert last_trigger(tmp_path) is not None  # the cooldown counts from now
+    assert run.parameters["scope"]["state"]["workspace"] == str(tmp_path.resolve())
+    assert last_trigger(monitoring_dir) is not None  # the cooldown counts from now
 
 
 def test_trigger_without_a_deployment_says_what_to_do(tmp_path: Path) -> None:
-    from prefect.client.orchestration import get_client
+    from tasks.monitoring import last_trigger, trigger_retrain
 
-    from tasks.monitoring import trigger_retrain
-
-    with get_client(sync_client=True) as client:
-        for d in client.read_deployments():
-            client.delete_deployment(d.id)
+    scope = Scope().with_workspace(tmp_path)
     with pytest.raises(RuntimeError, match="voicecycle deploy"):
-        trigger_retrain.fn("drift", Scope().model_dump(mode="json"), tmp_path)
+        trigger_retrain.fn("drift", scope, deployment="retrain/never-registered")
+    assert last_trigger(scope.state.path("monitoring_dir")) is None  # nothing started

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pandera.errors import SchemaError
 
 from tasks.drift import (
     DRIFT_NUMERIC,
@@ -109,7 +110,7 @@ def test_drift_features_builds_the_table() -> None:
     assert list(table.columns) == [*DRIFT_NUMERIC, "transcript"]
     assert np.isnan(table.loc[0, "rms_dbfs"])
     assert table.loc[1, "oov_share"] == 0.5
-    with pytest.raises(ValueError, match=r"missing columns \['snr_db_estimate'\]"):
+    with pytest.raises(SchemaError, match="column 'snr_db_estimate' not in dataframe"):
         drift_features(log.drop(columns="snr_db_estimate"), LEXICON)
 
 
@@ -144,8 +145,10 @@ def test_per_column_threshold_and_input_checks(reference: pd.DataFrame) -> None:
     result = run_drift_report(reference, current, None, column_drift_threshold={"n_words": 0.0})
     assert result.drifted_columns == ("n_words",)
     assert result.per_column["n_words"]["threshold"] == 0.0
-    with pytest.raises(ValueError, match="missing columns"):
+    with pytest.raises(SchemaError, match="column 'confidence' not in dataframe"):
         run_drift_report(reference, current.drop(columns="confidence"), None)
+    with pytest.raises(SchemaError, match="at least one row"):
+        run_drift_report(reference, current.iloc[:0], None)
     with pytest.raises(ValueError, match="expected thresholds for columns"):
         run_drift_report(reference, current, None, column_drift_threshold={"nope": 0.1})
 

@@ -38,7 +38,7 @@ def _log(tmp_path: Path, n: int) -> pd.DataFrame:
 
 def test_export_labels_known_references_and_never_exports_twice(tmp_path: Path) -> None:
     log = _log(tmp_path, 4)
-    batch = export_labelling_batch.fn(log, tmp_path)
+    batch = export_labelling_batch.fn(log, tmp_path / "labelling")
     assert batch is not None
     to_label = pd.read_csv(batch / TO_LABEL, dtype=str, keep_default_na=False)
     # no consent -> not exported; least confident first
@@ -47,8 +47,8 @@ def test_export_labels_known_references_and_never_exports_twice(tmp_path: Path) 
     assert set(labelled["utterance_id"]) == {"r3", "r0"}  # r2 has no known reference
     assert (labelled["transcript"] == "who is zarina okonkwo").all()
     assert all((batch / p).is_file() for p in to_label["audio_path"])
-    assert export_labelling_batch.fn(log, tmp_path) is None
-    assert labelled_batches(tmp_path) == [batch / LABELLED]
+    assert export_labelling_batch.fn(log, tmp_path / "labelling") is None
+    assert labelled_batches(tmp_path / "labelling") == [batch / LABELLED]
 
 
 def test_next_policy_applies_only_known_keys() -> None:
@@ -62,7 +62,7 @@ def test_next_policy_applies_only_known_keys() -> None:
 
 def test_retrain_scope_adds_labelled_batches(tmp_path: Path) -> None:
     scope = Scope().with_workspace(tmp_path)
-    export_labelling_batch.fn(_log(tmp_path, 3), tmp_path)
+    export_labelling_batch.fn(_log(tmp_path, 3), scope.state.path("labelling_dir"))
     next_scope, changes = retrain_scope.fn(scope)
     added = [s for s in next_scope.sources if s.name.startswith("labelled-")]
     assert len(added) == 1 and added[0].kind == "csv"
@@ -78,7 +78,7 @@ def test_new_word_queries_finds_unknown_words_once() -> None:
 
 def test_respeak_adds_a_source_for_labelled_new_words_and_keeps_it(tmp_path: Path) -> None:
     scope = Scope().with_workspace(tmp_path)
-    export_labelling_batch.fn(_log(tmp_path, 4), tmp_path)
+    export_labelling_batch.fn(_log(tmp_path, 4), scope.state.path("labelling_dir"))
     lexicon = {"who", "is", "play", "jazz"}
     next_scope, changes = respeak_new_words.fn(scope, lexicon)
     source = next(s for s in next_scope.sources if s.name == "respoken")
@@ -108,7 +108,7 @@ def test_respeak_also_speaks_listed_names_nobody_has_said_yet(tmp_path: Path) ->
     scope = scope.model_copy(
         update={"training": scope.training.model_copy(update={"hot_words_file": newsroom})}
     )
-    export_labelling_batch.fn(_log(tmp_path, 4), tmp_path)
+    export_labelling_batch.fn(_log(tmp_path, 4), scope.state.path("labelling_dir"))
     next_scope, changes = respeak_new_words.fn(scope, {"who", "is", "play", "jazz"})
     source = next(s for s in next_scope.sources if s.name == "respoken")
     assert source.synthetic.texts_file.read_text().splitlines() == [  # type: ignore[union-attr]

@@ -1,6 +1,8 @@
-"""The local runtime: one workspace folder, a Prefect server on 127.0.0.1, and the environment
-every process of the cycle shares. Entry points call `configure_environment` first; nothing
-here runs at import.
+"""The local runtime: the processes of the cycle on one machine (a Prefect server on
+127.0.0.1, a process worker, `bentoml serve`), started in the background or reused, and
+stopped again. Pid files and logs live in `state.run_dir`; the admin token of the service in
+`state.admin_token_file`. Entry points call `configure_environment` first; nothing here runs
+at import.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,10 +18,14 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from data_contracts.scoping import Scope
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PREFECT_FILE = REPO_ROOT / "prefect.yaml"
+SERVICE_IMPORT = "deployments.service:VoiceSearchASR"
+WORK_POOL = "voicecycle-local"
 
 
 def prefect_api_url(scope: Scope) -> str:
@@ -33,8 +40,7 @@ def prefect_ui_url(scope: Scope) -> str:
 
 def configure_environment(scope: Scope, api: bool = True) -> None:
     """Point Prefect, MLflow and BentoML at the workspace (call before importing them)."""
-    ws = scope.state.workspace.resolve()
-    ws.mkdir(parents=True, exist_ok=True)
+    scope.state.workspace.resolve().mkdir(parents=True, exist_ok=True)
     prefect_home = scope.state.path("prefect_home").resolve()
     prefect_home.mkdir(parents=True, exist_ok=True)
     os.environ["PREFECT_HOME"] = str(prefect_home)
@@ -50,13 +56,18 @@ def configure_environment(scope: Scope, api: bool = True) -> None:
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
     os.environ["MLFLOW_TRACKING_URI"] = scope.state.url("mlflow_tracking_uri")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    (ws / "logs").mkdir(exist_ok=True)
+    scope.state.path("run_dir").resolve().mkdir(parents=True, exist_ok=True)
+
+
+def _run_file(scope: Scope, name: str) -> Path:
+    """A pid file or log of the local servers: `state.run_dir/<name>`."""
+    return scope.state.path("run_dir").resolve() / name
 
 
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
 
@@ -74,10 +85,10 @@ def launch(
     ready: Callable[[], bool] | None,
     timeout_s: float,
 ) -> None:
-    """Start a background process (own session, log and pid file in the workspace) and wait
+    """Start a background process (own session; log and pid file in `state.run_dir`) and wait
     until `ready()` holds; a process that dies first is reported with its log's path."""
-    ws = scope.state.workspace.resolve()
-    log_path = ws / "logs" / f"{name}.log"
+    log_path = _run_file(scope, f"{name}.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd,
@@ -88,7 +99,7 @@ def launch(
             start_new_session=True,
             env=env,
         )
-    (ws / f"{name}.pid").write_text(str(proc.pid))
+    _run_file(scope, f"{name}.pid").write_text(str(proc.pid))
     if ready is None:
         return
     deadline = time.monotonic() + timeout_s
@@ -156,7 +167,7 @@ def stop_pidfile(pidfile: Path, grace_s: float = 15.0) -> bool:
 
 def stop_server(scope: Scope) -> bool:
     """Stop the Prefect server this workspace started."""
-    return stop_pidfile(scope.state.workspace.resolve() / "prefect-server.pid")
+    return stop_pidfile(_run_file(scope, "prefect-server.pid"))
 
 
 def service_url(scope: Scope) -> str:
@@ -169,35 +180,58 @@ def service_ready(scope: Scope) -> bool:
     return _healthy(service_url(scope) + "/readyz")
 
 
+def admin_token_file(scope: Scope) -> Path:
+    """`state.admin_token_file`, created with a fresh token (mode 0600) when missing."""
+    path = scope.state.path("admin_token_file").resolve()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    path.chmod(0o600)
+    return path
+
+
 def service_env(scope: Scope, scope_path: Path) -> dict[str, str]:
     """The environment `bentoml serve` runs with: scope, workspace, store, admin token."""
     ws = scope.state.workspace.resolve()
-    token_file = ws / "admin-token"
-    if not token_file.is_file():
-        import secrets
-
-        token_file.write_text(secrets.token_urlsafe(24))
-        token_file.chmod(0o600)
     return {
         **os.environ,
         "VOICECYCLE_SCOPE": str(scope_path.resolve()),
         "VOICECYCLE_WORKSPACE": str(ws),
-        "VOICECYCLE_ADMIN_TOKEN": os.environ.get(
-            "VOICECYCLE_ADMIN_TOKEN", token_file.read_text().strip()
-        ),
+        "VOICECYCLE_ADMIN_TOKEN": admin_token_file(scope).read_text().strip(),
     }
+
+
+def serve_command(scope: Scope) -> list[str]:
+    """The `bentoml serve` command line for the service (run it from the repository root)."""
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_IMPORT,
+        "--host",
+        scope.serving.host,
+        "--port",
+        str(scope.serving.port),
+    ]
+
+
+def serve_foreground(scope: Scope, scope_path: Path) -> int:
+    """Run `bentoml serve` attached to this terminal (Ctrl-C stops it); its exit code."""
+    configure_environment(scope)
+    admin_token_file(scope)
+    return subprocess.call(serve_command(scope), cwd=REPO_ROOT, env=service_env(scope, scope_path))
 
 
 def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> str:
     """Start `bentoml serve` in the background (or reuse a ready one); return its URL."""
-    from tasks.packaging import serve_command
-
     configure_environment(scope)
     if not service_ready(scope):
         launch(
             scope,
             "service",
-            serve_command(scope.serving.host, scope.serving.port),
+            serve_command(scope),
             service_env(scope, scope_path),
             lambda: service_ready(scope),
             timeout_s,
@@ -207,10 +241,7 @@ def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> s
 
 def stop_service(scope: Scope) -> bool:
     """Stop the BentoML service this workspace started (workers included)."""
-    return stop_pidfile(scope.state.workspace.resolve() / "service.pid")
-
-
-WORK_POOL = "voicecycle-local"
+    return stop_pidfile(_run_file(scope, "service.pid"))
 
 
 def ensure_work_pool(name: str = WORK_POOL) -> None:
@@ -226,7 +257,7 @@ def ensure_work_pool(name: str = WORK_POOL) -> None:
             pass
 
 
-def deploy_all(scope: Scope, prefect_file: Path = REPO_ROOT / "prefect.yaml") -> list[str]:
+def deploy_all(scope: Scope, prefect_file: Path = PREFECT_FILE) -> list[str]:
     """Register every deployment of prefect.yaml, with this scope as its parameter."""
     import yaml
     from prefect import Flow
@@ -237,7 +268,7 @@ def deploy_all(scope: Scope, prefect_file: Path = REPO_ROOT / "prefect.yaml") ->
     payload = scope.model_dump(mode="json")
     payload["state"]["workspace"] = str(scope.state.workspace.resolve())
     for d in spec["deployments"]:
-        flow = Flow.from_source(source=str(REPO_ROOT), entrypoint=d["entrypoint"])
+        flow: Any = Flow.from_source(source=str(REPO_ROOT), entrypoint=d["entrypoint"])
         params = {"scope": payload, **d.get("parameters", {})}
         cron = d.get("schedule", {}).get("cron") if d.get("schedule") else None
         if d["name"] == "monitor":
@@ -260,10 +291,10 @@ def worker_running(scope: Scope) -> bool:
     """True when the worker this workspace started is alive."""
     import psutil
 
-    pidfile = scope.state.workspace.resolve() / "prefect-worker.pid"
+    pidfile = _run_file(scope, "prefect-worker.pid")
     if not pidfile.is_file():
         return False
-    return psutil.pid_exists(int(pidfile.read_text().strip()))
+    return bool(psutil.pid_exists(int(pidfile.read_text().strip())))
 
 
 def start_worker(scope: Scope) -> None:
@@ -285,4 +316,39 @@ def start_worker(scope: Scope) -> None:
 
 def stop_worker(scope: Scope) -> bool:
     """Stop the worker this workspace started."""
-    return stop_pidfile(scope.state.workspace.resolve() / "prefect-worker.pid")
+    return stop_pidfile(_run_file(scope, "prefect-worker.pid"))
+
+
+def stop_all(scope: Scope) -> list[str]:
+    """Stop the service, the worker and the Prefect server; the names of those that ran."""
+    stops = (("service", stop_service), ("worker", stop_worker), ("prefect server", stop_server))
+    return [name for name, stop in stops if stop(scope)]
+
+
+def bring_up(scope: Scope, scope_path: Path) -> str:
+    """Register the deployments, start the worker and the service; return the service URL."""
+    deploy_all(scope)
+    start_worker(scope)
+    return start_service(scope, scope_path)
+
+
+def store_has_model(scope: Scope) -> bool:
+    """True when the BentoML store (under the workspace) holds a version of the model."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bool(bentoml.models.list(scope.registry.model_name))
+    except NotFound:
+        return False
+
+
+def run_deployment_now(name: str, parameters: dict[str, object], wait: bool) -> tuple[str, str]:
+    """Start a flow run of a registered deployment on the worker; (run id, state name).
+
+    Without `wait` the run is only scheduled (state "Scheduled")."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(name, parameters=parameters, timeout=None if wait else 0)
+    state = run.state.name if run.state else "Scheduled"  # type: ignore[union-attr]
+    return str(run.id), str(state)  # type: ignore[union-attr]

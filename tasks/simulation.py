@@ -1,8 +1,11 @@
-"""Production traffic, simulated: real HTTP requests to the served endpoint in scenarios.
+"""Simulation: production traffic as a phone would send it, real HTTP requests to the served
+endpoint in scenarios (the `simulate` command, the story and the serve benchmark's load).
 
 The simulator speaks queries with voices the model never heard in training, processes them
 the way ingestion does (trim, loudness), optionally mixes car noise, and posts them to
-`POST /transcribe`. It knows the true transcript, so it also plays the labeller.
+`POST /transcribe`. It knows the true transcript, so it also plays the labeller. It drives
+the system only through what a phone has: production code never sees a true transcript
+except as the consented `reference` field the labelling loop reads.
 """
 
 from __future__ import annotations
@@ -14,16 +17,24 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
+from prefect import task
 
+from data_contracts.scoping import Scope
+from models.audio import normalise_loudness, trim_silence
 from models.features import SAMPLE_RATE
-from tasks.audio_features import normalise_loudness, trim_silence
 from tasks.corpus import generate_queries
 from tasks.noise import NOISE_TYPES, car_noise, mix_at_snr
-from tasks.synthesis import Voice, render_utterance
+from tasks.synthesis import Voice, list_voices, render_utterance
 from tasks.text import normalise_transcript
+
+DEFAULT_VOICE_SEED = 13  # the synthetic corpus's default seed (SyntheticCorpus.seed)
+
+
+ScenarioName = Literal["stable", "new-names", "in-car", "mixed"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,7 @@ class Scenario:
     snr_db: tuple[float, float]
 
 
-SCENARIOS: dict[str, Scenario] = {
+SCENARIOS: dict[ScenarioName, Scenario] = {
     # stable mirrors the held-out evaluation mix the reference was built from
     "stable": Scenario("stable", {"launch": 1.0}, 0.5, (0.0, 20.0)),
     "new-names": Scenario("new-names", {"new": 1.0}, 0.5, (0.0, 20.0)),
@@ -168,8 +179,6 @@ def production_voices(datasets_dir: Path, seed: int) -> list[Voice]:
     Production users are people the model never heard, and the drift reference was built on
     held-out voices, so stable traffic must come from them too.
     """
-    from tasks.synthesis import list_voices
-
     manifests = sorted(datasets_dir.glob("ds-*/manifest.csv"), key=lambda p: p.stat().st_mtime)
     voices = list_voices(seed=seed)
     if not manifests:
@@ -180,3 +189,48 @@ def production_voices(datasets_dir: Path, seed: int) -> list[Voice]:
     held = set(manifest.loc[manifest["split"] == "test", "voice"])
     chosen = [v for v in voices if v.voice_id in held]
     return chosen or voices[-12:]
+
+
+def voice_seed(scope: Scope) -> int:
+    """The seed of the scope's synthetic corpus (its voices), or the default one."""
+    synthetic = next((s.synthetic for s in scope.sources if s.synthetic), None)
+    return synthetic.seed if synthetic else DEFAULT_VOICE_SEED
+
+
+def service_base_url(scope: Scope) -> str:
+    """The base URL of the scope's service: http://<serving.host>:<serving.port>."""
+    return f"http://{scope.serving.host}:{scope.serving.port}"
+
+
+def endpoint_url(scope: Scope) -> str:
+    """The scope's speech endpoint (POST): <service>/transcribe."""
+    return service_base_url(scope) + "/transcribe"
+
+
+@task(name="traffic-voices")
+def traffic_voices(scope: Scope, limit: int | None = None) -> list[Voice]:
+    """The held-out voices simulated traffic is spoken by (at most `limit`)."""
+    voices = production_voices(scope.state.path("datasets_dir"), voice_seed(scope))
+    return voices[:limit] if limit is not None else voices
+
+
+@task(name="render-traffic")
+def render_traffic(
+    scenario: ScenarioName, count: int, voices: list[Voice], seed: int
+) -> list[Clip]:
+    """`count` spoken queries of the named scenario, as WAV bytes with true transcripts."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"expected a scenario among {sorted(SCENARIOS)}, got {scenario!r}")
+    return make_clips(SCENARIOS[scenario], count, voices, seed)
+
+
+@task(name="send-traffic")
+def send_traffic(
+    url: str,
+    clips: list[Clip],
+    scenario: str,
+    concurrency: int = 4,
+    rate_per_s: float | None = None,
+) -> SimulationResult:
+    """POST the clips to the endpoint as phones would; what came back."""
+    return send(url, clips, scenario, concurrency=concurrency, rate_per_s=rate_per_s)

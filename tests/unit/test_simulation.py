@@ -8,8 +8,8 @@ import re
 import soundfile as sf
 
 from models.text import TRANSCRIPT_PATTERN
+from tasks.simulation import SCENARIOS, make_clips
 from tasks.synthesis import list_voices
-from tasks.traffic import SCENARIOS, make_clips
 
 
 def test_scenarios_shape_the_traffic() -> None:

@@ -1,0 +1,223 @@
+"""The story's steps: fixed evaluation sets spoken by held-out voices, the WER of a registered
+version on them, the newsroom's list of new names, waiting for the retrain and for the
+service to serve its result, the drift-check time on a large window, and the figures.
+
+The flow that replays the story (flows/story.py) wires these with the simulation tasks and
+the monitor flow; the story only touches the system through HTTP, the registry and Prefect.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import task
+
+from data_contracts.scoping import Scope
+from models.recognizer import Recognizer
+from tasks.drift import drift_features, run_drift_report
+from tasks.simulation import Clip
+from tasks.text import normalise_transcript
+
+STORY_FILE = "story.json"
+MONITOR_FILE = "monitor.json"
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Clips never sent to the service, decoded, with their true transcripts."""
+
+    waves: tuple[np.ndarray, ...]
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoryTally:
+    """What the story has seen so far in one phase of traffic."""
+
+    windows: int = 0
+    false_alarms: int = 0
+    max_drift_share: float = 0.0
+    shifted: int = 0
+    detection: int | None = None
+    drift_share_at_detection: float | None = None
+    retrain_flow_run: str | None = None
+
+
+@task(name="decode-eval-set")
+def decode_eval_set(clips: list[Clip]) -> EvalSet:
+    """Decode the WAV bytes of clips into a fixed evaluation set."""
+    import soundfile as sf
+
+    return EvalSet(
+        tuple(sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips),
+        tuple(c.reference for c in clips),
+    )
+
+
+@task(name="version-wer", retries=1, retry_delay_seconds=2)
+def version_wer(model_name: str, version: str, eval_set: EvalSet, dest: Path) -> float:
+    """The WER of a registered version on an evaluation set (as it serves: its saved decoder)."""
+    from tasks.evaluation import wer
+    from tasks.registry import download_recognizer
+
+    recognizer = Recognizer.load(download_recognizer(model_name, version, dest / f"v{version}"))
+    hypotheses = [t.text for t in recognizer.transcribe(list(eval_set.waves))]
+    return wer(list(eval_set.references), hypotheses)
+
+
+@task(name="newsroom-list")
+def newsroom_scope(scope: Scope, listed: Path, names: list[str]) -> Scope:
+    """Write the newsroom's list of new names (text only, never test audio) and return the
+    scope whose training reads it as its hot-word file."""
+    listed.parent.mkdir(parents=True, exist_ok=True)
+    listed.write_text("".join(f"{normalise_transcript(n)}\n" for n in names))
+    training = scope.training.model_copy(update={"hot_words_file": listed})
+    return scope.model_copy(update={"training": training})
+
+
+@task(name="new-entity-names")
+def new_entity_names() -> list[str]:
+    """The celebrities and politicians that appear after launch (the corpus's `new` era)."""
+    from tasks.corpus import ENTITY_NAMES
+
+    return list(ENTITY_NAMES["new"])
+
+
+def tally_stable(tally: StoryTally, check: dict[str, Any]) -> StoryTally:
+    """Count one stable window's monitoring result (a drift here is a false alarm)."""
+    share = float(check.get("drift_share", 0.0))  # type: ignore[arg-type]
+    return StoryTally(
+        windows=tally.windows + 1,
+        false_alarms=tally.false_alarms + int(bool(check["drift"])),
+        max_drift_share=max(tally.max_drift_share, share),
+    )
+
+
+def tally_shifted(tally: StoryTally, check: dict[str, Any], sent: int) -> StoryTally:
+    """Count a chunk of shifted traffic; note the detection when monitoring started a retrain."""
+    shifted = tally.shifted + sent
+    if not check["retrain"]:
+        return StoryTally(tally.windows, tally.false_alarms, tally.max_drift_share, shifted)
+    return StoryTally(
+        tally.windows,
+        tally.false_alarms,
+        tally.max_drift_share,
+        shifted,
+        detection=shifted,
+        drift_share_at_detection=float(check["drift_share"]),
+        retrain_flow_run=str(check["retrain_flow_run"]),
+    )
+
+
+@task(name="wait-for-flow-run")
+def wait_for_flow_run(flow_run_id: str | None, timeout_s: float) -> str | None:
+    """The final state name of a flow run, once it is final ("timed out" past the timeout)."""
+    if flow_run_id is None:
+        return None
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+            if run.state is not None and run.state.is_final():
+                return str(run.state.name)
+            time.sleep(5)
+    return "timed out"
+
+
+@task(name="wait-for-served-version")
+def wait_for_served_version(base_url: str, version: str, timeout_s: float) -> bool:
+    """True once the service's /metadata names `version` (within `timeout_s`)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            metadata = httpx.get(base_url + "/metadata", timeout=5).json()
+            if str(metadata.get("model_version")) == version:
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(2)
+    return False
+
+
+@task(name="time-drift-check")
+def time_drift_check(scope: Scope, work: Path, rows: int = 10_000) -> float:
+    """Seconds one drift check takes on `rows` logged predictions (the log tiled up)."""
+    from tasks.monitoring import champion_reference, read_window
+    from tasks.registry import CHAMPION
+
+    log = read_window.fn(scope.state.url("prediction_log_url"), rows)
+    tiled = log.iloc[np.arange(rows) % len(log)].reset_index(drop=True)
+    reference, lexicon, _ = champion_reference.fn(
+        scope.registry.model_name, CHAMPION, work / "reference"
+    )
+    started = time.perf_counter()
+    run_drift_report(
+        drift_features(reference, lexicon), drift_features(tiled, lexicon), work / "drift_10k.html"
+    )
+    return time.perf_counter() - started
+
+
+@task(name="story-figures")
+def story_figures(
+    tally: StoryTally,
+    newsroom: bool,
+    retrain_state: str | None,
+    champion_before: str,
+    champion_after: str,
+    served_new: bool,
+    wers: dict[str, float],
+    seconds: float,
+    service: str,
+) -> dict[str, Any]:
+    """The story's figures, as story.json holds them."""
+    return {
+        "false_alarms": tally.false_alarms,
+        "stable_windows": tally.windows,
+        "stable_max_drift_share": round(tally.max_drift_share, 3),
+        "requests_to_detection": tally.detection,
+        "drift_share_at_detection": tally.drift_share_at_detection,
+        "retrain_triggered": tally.retrain_flow_run is not None,
+        "newsroom_list": newsroom,
+        "retrain_state": retrain_state,
+        "champion_before": champion_before,
+        "champion_after": champion_after,
+        "service_serves_new_champion": served_new,
+        **{key: round(value, 4) for key, value in wers.items()},
+        "new_over_launch_after": round(
+            wers["wer_new_names_after"] / max(wers["wer_launch_names_after"], 1e-9), 2
+        ),
+        "story_seconds": round(seconds, 1),
+        "service": service,
+    }
+
+
+@task(name="write-story-results")
+def write_story_results(
+    out_dir: Path, story: dict[str, Any], drift_seconds: float, window: int
+) -> tuple[Path, Path]:
+    """story.json and monitor.json under `out_dir`, each also printed as a table."""
+    from tasks.results import write_results
+
+    monitor = {
+        "drift_check_seconds_10k": round(drift_seconds, 2),
+        "false_alarms": story["false_alarms"],
+        "stable_windows": story["stable_windows"],
+        "window": window,
+        "requests_to_detection": story["requests_to_detection"],
+        "wer_new_names_before": story["wer_new_names_before"],
+        "wer_new_names_after": story["wer_new_names_after"],
+        "wer_launch_names_after": story["wer_launch_names_after"],
+    }
+    return (
+        write_results(out_dir, STORY_FILE.removesuffix(".json"), story),
+        write_results(out_dir, MONITOR_FILE.removesuffix(".json"), monitor),
+    )
