@@ -24,7 +24,6 @@ from data_contracts.scoping import Scope
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREFECT_FILE = REPO_ROOT / "prefect.yaml"
-SERVICE_IMPORT = "deployments.service:VoiceSearchASR"
 WORK_POOL = "voicecycle-local"
 
 
@@ -191,37 +190,21 @@ def admin_token_file(scope: Scope) -> Path:
     return path
 
 
-def service_env(scope: Scope, scope_path: Path) -> dict[str, str]:
-    """The environment `bentoml serve` runs with: scope, workspace, store, admin token."""
-    ws = scope.state.workspace.resolve()
-    return {
-        **os.environ,
-        "VOICECYCLE_SCOPE": str(scope_path.resolve()),
-        "VOICECYCLE_WORKSPACE": str(ws),
-        "VOICECYCLE_ADMIN_TOKEN": admin_token_file(scope).read_text().strip(),
-    }
+def service_command(scope: Scope, scope_path: Path) -> list[str]:
+    """`bentoml serve` on the scope's host and port, handed the scope file and the workspace
+    as BentoML template arguments (the service reads its admin token from the scope's
+    `state.admin_token_file`, created here when missing)."""
+    from deployments.arguments import serve_arguments, serve_command
 
-
-def serve_command(scope: Scope) -> list[str]:
-    """The `bentoml serve` command line for the service (run it from the repository root)."""
-    return [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        SERVICE_IMPORT,
-        "--host",
-        scope.serving.host,
-        "--port",
-        str(scope.serving.port),
-    ]
+    admin_token_file(scope)
+    arguments = serve_arguments(scope_path, scope.state.workspace, None)
+    return serve_command(scope.serving.host, scope.serving.port, arguments)
 
 
 def serve_foreground(scope: Scope, scope_path: Path) -> int:
     """Run `bentoml serve` attached to this terminal (Ctrl-C stops it); its exit code."""
     configure_environment(scope)
-    admin_token_file(scope)
-    return subprocess.call(serve_command(scope), cwd=REPO_ROOT, env=service_env(scope, scope_path))
+    return subprocess.call(service_command(scope, scope_path), cwd=REPO_ROOT, env=os.environ.copy())
 
 
 def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> str:
@@ -231,8 +214,8 @@ def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> s
         launch(
             scope,
             "service",
-            serve_command(scope),
-            service_env(scope, scope_path),
+            service_command(scope, scope_path),
+            os.environ.copy(),
             lambda: service_ready(scope),
             timeout_s,
         )

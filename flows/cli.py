@@ -369,6 +369,9 @@ def story(
     windows: Annotated[int, typer.Option(help="stable windows (false alarms)")] = 10,
     chunk: Annotated[int, typer.Option(help="shifted requests per drift check")] = 100,
     eval_clips: Annotated[int, typer.Option(help="clips per fixed WER set")] = 120,
+    max_shifted: Annotated[
+        int, typer.Option(help="shifted requests after which the story stops waiting for drift")
+    ] = 1500,
     no_newsroom: Annotated[
         bool,
         typer.Option(
@@ -393,6 +396,7 @@ def story(
         out,
         stable_windows=windows,
         chunk=chunk,
+        max_shifted=max_shifted,
         eval_clips=eval_clips,
         newsroom=not no_newsroom,
     )

@@ -1,0 +1,144 @@
+"""Every command of the README, run as a user runs it (`python -m flows.cli ...`), on a tiny
+scope with all state under tmp_path and servers on free ports: run, simulate, monitor,
+ingest, augment, train, package, serve, deploy, retrain, story, bench data, server.
+
+`ingest --manifest` and `rollback` have their own tests in tests/flows/test_cli.py; `bench
+serve` and `bench train` measure at fixed, benchmark sizes and are left to `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from data_contracts.scoping import load_scope
+from tests.conftest import tiny_scope
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _last_json(text: str) -> Any:
+    """The JSON document a command printed last (flows may log and draw progress before)."""
+    lines = text.splitlines()
+    for start in reversed([i for i, line in enumerate(lines) if line in ("{", "[")]):
+        try:
+            return json.loads("\n".join(lines[start:]))
+        except json.JSONDecodeError:
+            continue
+    raise AssertionError(f"no JSON at the end of: {text[-2000:]}")
+
+
+def _tiny_scope_file(tmp_path: Path) -> Path:
+    base = tiny_scope(tmp_path / "ws", n_utterances=32, n_voices=8)
+    scope = base.model_copy(
+        update={
+            "training": base.training.model_copy(
+                update={"profile": "smoke", "max_minutes": 0.2, "eval_every_steps": 5}
+            ),
+            "serving": base.serving.model_copy(
+                update={"port": _free_port(), "workers": 1, "reload_poll_seconds": 2.0}
+            ),
+            "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
+            "labelling": base.labelling.model_copy(update={"respeak_voices": 2}),
+            "state": base.state.model_copy(update={"prefect_port": _free_port()}),
+        }
+    )
+    path = tmp_path / "scope.yaml"
+    path.write_text(yaml.safe_dump(scope.model_dump(mode="json")))
+    return path
+
+
+def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
+    scope_file = _tiny_scope_file(tmp_path)
+    scope = load_scope(scope_file)
+    service = f"http://127.0.0.1:{scope.serving.port}"
+
+    def voicecycle(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args, "--scope", str(scope_file)],
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def ok(*args: str) -> subprocess.CompletedProcess[str]:
+        done = voicecycle(*args)
+        assert done.returncode == 0, f"{args}: {done.stdout[-1500:]}\n{done.stderr[-3000:]}"
+        return done
+
+    try:
+        # the README's first command: the cycle, the deployments, the worker, the endpoint
+        ran = ok("run")
+        assert "The cycle finished." in ran.stdout and f"{service}/transcribe" in ran.stdout
+        assert httpx.get(service + "/readyz", timeout=10).status_code == 200
+        run_dir = scope.state.path("run_dir")
+        assert {"prefect-server.pid", "prefect-worker.pid", "service.pid"} <= {
+            p.name for p in run_dir.iterdir()
+        }
+
+        sent = _last_json(ok("simulate", "--count", "30", "--concurrency", "2").stdout)
+        assert sent["sent"] == sent["ok"] == 30 and sent["scenario"] == "stable"
+        checked = _last_json(ok("monitor", "--no-trigger").stdout)
+        assert checked["window"] == 30 and checked["retrain"] is False
+
+        # the stages one by one
+        summary = json.loads(ok("ingest", "--json").stdout)
+        assert summary["dataset_version"].startswith("ds-") and summary["accepted"] > 0
+        augmented = ok("augment", "--dataset-version", summary["dataset_version"])
+        augmented_version = augmented.stdout.strip().splitlines()[-1]
+        assert augmented_version.startswith("aug-")
+        trained = _last_json(ok("train", "--augmented-version", augmented_version).stdout)
+        assert isinstance(trained["promoted"], bool) and trained["model_version"]
+        packaged = _last_json(ok("package", "--no-build").stdout)
+        assert packaged["model_tag"].startswith(scope.registry.model_name + ":")
+
+        assert ok("serve", "--stop").stdout.strip() == "stopped"
+        assert "serving on" in ok("serve").stdout
+        assert httpx.get(service + "/readyz", timeout=10).status_code == 200
+
+        deployed = ok("deploy").stdout
+        assert "deployed retrain/retrain" in deployed and "deployed monitor/monitor" in deployed
+        retrained = ok("retrain", "--reason", "tour of the commands", "--wait")
+        assert "(Completed)" in retrained.stdout
+
+        results = tmp_path / "results"
+        story = voicecycle(
+            "story",
+            "--windows", "1",
+            "--chunk", "30",
+            "--max-shifted", "90",
+            "--eval-clips", "4",
+            "--out", str(results),
+        )  # fmt: skip
+        assert story.returncode in (0, 1), story.stderr[-3000:]
+        figures = json.loads((results / "story.json").read_text())
+        assert (story.returncode == 0) == figures["retrain_triggered"]
+        assert figures["stable_windows"] == 1
+        assert json.loads((results / "monitor.json").read_text())["window"] == 30
+
+        ok("bench", "data", "--out", str(results))
+        assert json.loads((results / "data.json").read_text())["utterances"] == 32
+
+        assert ok("server", "status").stdout.strip() == "running"
+    finally:
+        stopped = voicecycle("server", "stop", timeout=120)
+    assert "stopped: service, worker, prefect server" in stopped.stdout
+    down = voicecycle("server", "status", timeout=120)
+    assert down.returncode == 1 and down.stdout.strip() == "not running"
