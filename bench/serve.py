@@ -9,8 +9,9 @@ What it does, all under a scratch folder (`state.workspace/bench/serve`, removed
    BentoML home, if any, is left alone);
 2. 3-s clips: synthesised voice-search queries (16 kHz mono PCM-16 WAV), padded or cut to 3 s;
    speech-shaped noise where speech synthesis is unavailable;
-3. `bentoml serve` on 127.0.0.1 and a free port, with BENTOML_HOME, VOICECYCLE_WORKSPACE and
-   VOICECYCLE_SCOPE pointing at scratch state (its prediction log is the benchmark's own);
+3. `bentoml serve` on 127.0.0.1 and a free port, with BENTOML_HOME and the service's template
+   arguments (deployments/arguments.py: scope, workspace, model tag) pointing at scratch state
+   (its prediction log is the benchmark's own);
 4. for each concurrency (1, 8, 32): a warm-up, then `requests` POSTs of /transcribe from that
    many client threads (httpx, pre-encoded multipart bodies), recording client-side latency
    percentiles, throughput, errors, the server's own `latency_ms` (from its prediction log) and
@@ -25,8 +26,10 @@ What it does, all under a scratch folder (`state.workspace/bench/serve`, removed
 `serve.json` holds `p50/p95/p99_ms_c{N}`, `rps_c{N}`, `errors_c{N}`, `batch_sizes_c{N}`,
 `raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8`,
 `raw_rps_all_cores` and `http_over_raw_all_cores`, `wer_test_float/int8` and `errors` (the
-total over every level, valid input only: every error counts). The load generator shares the
-machine's cores with the server, as a co-located client would.
+total over every level, valid input only: every error counts), and the scope's serving targets
+next to what was measured: `target_p95_latency_ms` against `p95_ms_c8` (`p95_target_met`) and
+`target_min_throughput_rps` against the best req/s (`throughput_target_met`). The load
+generator shares the machine's cores with the server, as a co-located client would.
 """
 
 from __future__ import annotations
@@ -143,9 +146,9 @@ def make_clips(seed: int, n: int = N_CLIPS) -> tuple[list[bytes], list[str], str
     rng = np.random.default_rng(seed)
     samples = int(CLIP_SECONDS * SAMPLE_RATE)
     try:
-        from tasks.synthesis import list_voices
         from tasks.simulation import SCENARIOS
         from tasks.simulation import make_clips as traffic_clips
+        from tasks.synthesis import list_voices
 
         clips = traffic_clips(SCENARIOS["stable"], n, list_voices(seed=seed, n=4), seed=seed)
         waves = [sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips]
@@ -171,7 +174,7 @@ def free_port() -> int:
 
 
 def _child_env(extra: dict[str, str], pythonpath: Sequence[Path] = ()) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECYCLE_")}
+    env = dict(os.environ)
     paths = [str(p) for p in (*pythonpath, REPO)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
@@ -235,27 +238,17 @@ def start_server(
     log: Path,
     service: str | None = None,
     pythonpath: Sequence[Path] = (),
-    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`bentoml serve` on 127.0.0.1:<free port>, ready; (process, base URL)."""
     import httpx
 
-    from tasks.packaging import SERVICE_IMPORT, serve_command
+    from deployments.arguments import SERVICE_IMPORT, serve_arguments, serve_command
 
     port = free_port()
-    command = serve_command("127.0.0.1", port)
+    command = serve_command("127.0.0.1", port, serve_arguments(scope_file, workspace, tag))
     if service:
         command = [service if part == SERVICE_IMPORT else part for part in command]
-    child_env = _child_env(
-        {
-            "BENTOML_HOME": str(home),
-            "VOICECYCLE_SCOPE": str(scope_file),
-            "VOICECYCLE_WORKSPACE": str(workspace),
-            "VOICECYCLE_MODEL_TAG": tag,
-            **(env or {}),
-        },
-        pythonpath,
-    )
+    child_env = _child_env({"BENTOML_HOME": str(home)}, pythonpath)
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
@@ -374,7 +367,7 @@ def _batch_sizes(url: str) -> Counter[int]:
 
 
 def _server_latencies(workspace: Path, ids: set[str]) -> list[float]:
-    from deployments.prediction_log import PredictionStore
+    from data_contracts.prediction_store import PredictionStore
 
     store = PredictionStore(f"sqlite:///{workspace.resolve() / 'predictions.db'}")
     try:
@@ -494,13 +487,12 @@ def main(
     concurrencies: Sequence[int] = CONCURRENCIES,
     service: str | None = None,
     pythonpath: Sequence[Path] = (),
-    server_env: dict[str, str] | None = None,
     name: str = "serve",
 ) -> dict[str, Any]:
     """Run the serving benchmark; write out_dir/<name>.json and return the figures.
 
-    `service`, `pythonpath` and `server_env` serve A/B comparisons (another service import
-    string, where to import it from, extra environment for the server).
+    `service` and `pythonpath` serve A/B comparisons (another service import string, and
+    where to import it from, e.g. another checkout).
     """
     scratch = (scope.state.workspace / "bench" / "serve").resolve()
     shutil.rmtree(scratch, ignore_errors=True)
@@ -519,9 +511,7 @@ def main(
             yaml.safe_dump(scope.with_workspace(workspace).model_dump(mode="json"), sort_keys=False)
         )
         log = scratch / "server.log"
-        process, url = start_server(
-            home, workspace, scope_file, tag, log, service, pythonpath, server_env
-        )
+        process, url = start_server(home, workspace, scope_file, tag, log, service, pythonpath)
         bodies = [_multipart(w) for w in wavs]
         figures: dict[str, Any] = {
             "model": metadata["source"],
@@ -587,6 +577,7 @@ def main(
         }
         if 8 in concurrencies:
             figures["http_over_raw_c8"] = round(figures["rps_c8"] / raw, 3)
+        figures |= target_figures(scope, figures, concurrencies)
         figures |= int8_accuracy(scope, recognizer_dir)
         _print_table(figures, concurrencies)
         write_results(out_dir, name, figures)
@@ -599,6 +590,24 @@ def main(
             scratch.parent.rmdir()  # workspace/bench, if nothing else is in it
         except OSError:
             pass
+
+
+def target_figures(
+    scope: Scope, figures: dict[str, Any], concurrencies: Sequence[int]
+) -> dict[str, Any]:
+    """The scope's serving targets next to what was measured: p95 at concurrency 8 (or the
+    highest level run below it) and the best throughput of any level."""
+    level = max((c for c in concurrencies if c <= 8), default=min(concurrencies))
+    p95 = figures[f"p95_ms_c{level}"]
+    best = max(figures[f"rps_c{c}"] for c in concurrencies)
+    targets = scope.targets
+    return {
+        "target_p95_latency_ms": targets.p95_latency_ms,
+        "target_level": level,
+        "p95_target_met": bool(p95 <= targets.p95_latency_ms),
+        "target_min_throughput_rps": targets.min_throughput_rps,
+        "throughput_target_met": bool(best >= targets.min_throughput_rps),
+    }
 
 
 def _print_table(figures: dict[str, Any], concurrencies: Sequence[int]) -> None:
@@ -620,4 +629,13 @@ def _print_table(figures: dict[str, Any], concurrencies: Sequence[int]) -> None:
         f"{figures['torch_threads']} torch threads; HTTP/raw {figures['http_over_raw']}; "
         f"{figures['raw_rps_all_cores']} clips/s with one process per core "
         f"(HTTP over that {figures['http_over_raw_all_cores']})"
+    )
+    level = figures["target_level"]
+    print(
+        f"targets: p95 at concurrency {level} {figures[f'p95_ms_c{level}']} ms <= "
+        f"{figures['target_p95_latency_ms']:g} ms: "
+        f"{'pass' if figures['p95_target_met'] else 'FAIL'}; best throughput "
+        f"{max(figures[f'rps_c{c}'] for c in concurrencies)} req/s >= "
+        f"{figures['target_min_throughput_rps']:g} req/s: "
+        f"{'pass' if figures['throughput_target_met'] else 'FAIL'}"
     )

@@ -1,6 +1,6 @@
 """The prediction-log contract: one row per request the service answered.
 
-The service writes a row before it answers (deployments/prediction_log.py); monitoring reads a
+The service writes a row before it answers (data_contracts/prediction_store.py); monitoring reads a
 window of rows and compares the audio features and confidences with the training reference.
 `reference` is the true transcript where a labeller or the traffic simulator supplies one;
 `scenario` is the simulator's label for the traffic it replays (null for real traffic).
@@ -14,7 +14,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-# the audio features of tasks/audio_features.py, in the order the table stores them
+# the audio features of models/audio.py (AudioFeatures), in the order the table stores them
 AUDIO_FEATURE_COLUMNS: tuple[str, ...] = (
     "duration_s",
     "rms_dbfs",

@@ -2,7 +2,8 @@
 
 The store and build functions are plain; the steps at the end are the packaging flow's
 tasks. BentoML writes to the store under `BENTOML_HOME`; the caller sets it (from
-`state.bentoml_home`).
+`state.bentoml_home`). Serving the service is deployments/' business (deployments/arguments.py
+makes the `bentoml serve` command); this module only names the model a Bento packs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from prefect import task
 
 from data_contracts.scoping import Scope
 
-SERVICE_IMPORT = "deployments.service:VoiceSearchASR"
 BENTOFILE = Path("deployments") / "bentofile.yaml"
 RECOGNIZER_FILES = ("weights.pt", "config.json")
 
@@ -76,11 +76,12 @@ def import_recognizer(
 def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> str:
     """Build the serving Bento for `model_tag` from the repository at `service_dir`; its tag.
 
-    Runs `bentoml build` in a child process, so the service module is imported fresh with
-    VOICECYCLE_MODEL_TAG=model_tag (the model the Bento declares and therefore packs).
-    Offline: packages are not locked. A BENTOML_HOME inside `service_dir` (the default scope
-    keeps it in workspace/bentoml) is excluded from the build context, so the store is never
-    copied into the Bento it is building.
+        Runs `bentoml build --arg model_tag=<tag>` in a child process: the service module,
+    imported fresh with that template argument, declares (and so packs) that model, and the
+    Bento keeps the argument, so serving the Bento serves the model it packs. Offline:
+    packages are not locked. A BENTOML_HOME inside `service_dir` (the default scope keeps it
+    in workspace/bentoml) is excluded from the build context, so the store is never copied
+    into the Bento it is building.
     """
     import bentoml
     from bentoml.exceptions import NotFound
@@ -98,15 +99,7 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
         inside = f"{home.relative_to(service_dir).as_posix()}/"
         config["exclude"] = [*config.get("exclude", []), inside]
     config["labels"] = {**config.get("labels", {}), "model_tag": exact_tag.replace(":", "-")}
-    config["envs"] = [
-        env for env in config.get("envs", []) if env.get("name") != "VOICECYCLE_MODEL_TAG"
-    ] + [{"name": "VOICECYCLE_MODEL_TAG", "value": exact_tag}]
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(home),
-        "VOICECYCLE_MODEL_TAG": exact_tag,
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
     with tempfile.TemporaryDirectory(prefix="voicecycle-bentofile-") as tmp:
         bentofile = Path(tmp) / "bentofile.yaml"
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -120,6 +113,8 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
                 str(bentofile),
                 "-o",
                 "tag",
+                "--arg",
+                f"model_tag={exact_tag}",
                 str(service_dir),
             ],
             cwd=service_dir,
@@ -134,21 +129,6 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
         if line.startswith("__tag__:"):
             return line.removeprefix("__tag__:").strip()
     raise RuntimeError(f"bentoml build printed no tag:\n{done.stdout[-2000:]}")
-
-
-def serve_command(host: str, port: int) -> list[str]:
-    """The `bentoml serve` command line for the service (run it from the repository root)."""
-    return [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        SERVICE_IMPORT,
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
 
 
 # -- pipeline steps (the packaging flow wires these) ---------------------------------------

@@ -2,6 +2,8 @@
 
 BentoML resolves BENTOML_HOME on first use, so the session fixture sets it before anything
 in this process touches the store (and the root conftest's clean_environ is told to keep it).
+The service's settings come from BentoML template arguments (what `bentoml serve --arg` sets
+in a server process); `service_arguments` sets them for a service made in this process.
 The random-init model transcribes garbage; these tests are about the service's behaviour.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,17 +82,33 @@ def write_scope(path: Path, workspace: Path, **serving: object) -> Path:
     return path
 
 
+@contextmanager
+def service_arguments(**arguments: object) -> Iterator[None]:
+    """The template arguments (scope, workspace, model_tag) a service made inside sees."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    before = dict(BentoMLContainer.bento_arguments.get())
+    BentoMLContainer.bento_arguments.set({k: str(v) for k, v in arguments.items()})
+    try:
+        yield
+    finally:
+        BentoMLContainer.bento_arguments.set(before)
+
+
+def write_admin_token(workspace: Path, token: str) -> Path:
+    """The admin token where the default scope's state.admin_token_file puts it."""
+    path = Scope().with_workspace(workspace).state.path("admin_token_file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    return path
+
+
 @pytest.fixture
-def service_env(
-    stored_model: StoredModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """The service's environment for one test: a fresh workspace, no admin token."""
+def service_env(stored_model: StoredModel, tmp_path: Path) -> Iterator[Path]:
+    """The service's arguments for one test: a fresh workspace, no admin token."""
     workspace = tmp_path / "workspace"
-    monkeypatch.setenv("VOICECYCLE_WORKSPACE", str(workspace))
-    monkeypatch.delenv("VOICECYCLE_SCOPE", raising=False)
-    monkeypatch.delenv("VOICECYCLE_MODEL_TAG", raising=False)
-    monkeypatch.delenv("VOICECYCLE_ADMIN_TOKEN", raising=False)
-    yield workspace
+    with service_arguments(workspace=workspace):
+        yield workspace
 
 
 def speechlike(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from data_contracts.prediction_log import PREDICTION_LOG_COLUMNS, PredictionLog
-from deployments.prediction_log import PredictionStore
+from data_contracts.prediction_store import PredictionStore
 
 
 def record(**overrides: object) -> dict[str, object]:

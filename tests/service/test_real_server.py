@@ -18,8 +18,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from deployments.prediction_log import PredictionStore
-from tests.service.conftest import StoredModel, write_scope
+from data_contracts.prediction_store import PredictionStore
+from deployments.arguments import serve_arguments, serve_command
+from tests.service.conftest import StoredModel, write_admin_token, write_scope
 
 pytestmark = pytest.mark.slow
 
@@ -78,26 +79,22 @@ def kill_tree(processes: list[psutil.Process]) -> None:
 
 
 def start_server(stored_model: StoredModel, root: Path) -> Server:
-    from tasks.packaging import serve_command
-
     workspace = root / "workspace"
     # A wider batching budget than the default 1 s: these tests check that answers are
     # logged, not how much a shared 2-core machine can take before it sheds load.
     scope = write_scope(root / "scope.yaml", workspace, max_latency_ms=10_000)
+    write_admin_token(workspace, "real-server-token")
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("VOICECYCLE_")},
+        **os.environ,
         "BENTOML_HOME": str(stored_model.home),
         "BENTOML_DO_NOT_TRACK": "True",
-        "VOICECYCLE_SCOPE": str(scope),
-        "VOICECYCLE_WORKSPACE": str(workspace),
-        "VOICECYCLE_ADMIN_TOKEN": "real-server-token",
         "PYTHONPATH": str(REPO),
     }
     log = root / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            serve_command("127.0.0.1", port),
+            serve_command("127.0.0.1", port, serve_arguments(scope, workspace, None)),
             cwd=REPO,
             env=env,
             stdout=out,
@@ -239,10 +236,14 @@ def test_build_bento_packs_the_model(stored_model: StoredModel) -> None:
     files = {p.relative_to(src).as_posix() for p in src.rglob("*.py")}
     assert {
         "deployments/service.py",
-        "deployments/prediction_log.py",
+        "deployments/batcher.py",
+        "deployments/admission.py",
+        "data_contracts/prediction_store.py",
         "models/recognizer.py",
-        "tasks/audio_features.py",
+        "models/audio.py",
         "data_contracts/prediction_log.py",
     } <= files
-    assert not any(f.startswith(("flows/", "tests/")) for f in files)
-    assert {e.name: e.value for e in bento.info.envs}["VOICECYCLE_MODEL_TAG"] == stored_model.tag
+    assert not any(f.startswith(("flows/", "tests/", "tasks/")) for f in files)
+    # the Bento serves the model it packs: the tag is its template argument, no env var
+    assert bento.info.args == {"model_tag": stored_model.tag}
+    assert not any(e.name.startswith("VOICECYCLE_") for e in bento.info.envs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -10,20 +11,24 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from starlette.responses import JSONResponse
 
-from deployments.prediction_log import PredictionStore
+from data_contracts.prediction_store import PredictionStore
+from deployments.errors import ErrorBody
+from models.audio import UnusableAudio
 from tests.service.conftest import (
     METADATA,
     MODEL_NAME,
     StoredModel,
     encode,
     save_random_recognizer,
+    service_arguments,
     speechlike,
+    write_admin_token,
     write_scope,
 )
 
@@ -44,10 +49,6 @@ def logged(workspace: Path) -> pd.DataFrame:
         return store.read()
     finally:
         store.close()
-
-
-def body(response: JSONResponse) -> dict[str, Any]:
-    return json.loads(bytes(response.body))
 
 
 @pytest.fixture
@@ -111,21 +112,22 @@ def test_without_consent_no_audio_is_kept(
     assert not (service_env / "prediction_audio").exists()
 
 
-def test_direct_call_rejects_bad_input_with_a_json_body(service: Any, tmp_path: Path) -> None:
+def test_direct_call_rejects_bad_input_with_an_error_body(service: Any, tmp_path: Path) -> None:
     response = asyncio.run(service.transcribe(audio=write(tmp_path, "e.wav", b"")))
-    assert response.status_code == 400
-    assert body(response)["code"] == "empty_upload"
+    assert isinstance(response, ErrorBody)
+    assert (response.status, response.code) == (400, "empty_upload")
+    assert response.error and response.request_id
 
 
 def test_past_the_in_flight_limit_requests_get_503_at_once(service: Any, tmp_path: Path) -> None:
-    from deployments.service import MAX_IN_FLIGHT
-
-    service._in_flight = MAX_IN_FLIGHT  # as if that many requests were being served
+    service.in_flight.active = service.in_flight.limit  # as if that many were being served
     started = time.perf_counter()
     response = asyncio.run(service.transcribe(audio=write(tmp_path, "e.wav", b"")))
-    assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert body(response)["code"] == "overloaded"
+    assert isinstance(response, ErrorBody)
+    assert (response.status, response.code) == (503, "overloaded")
     assert time.perf_counter() - started < 1.0
+    service.in_flight.active = 0
+    assert asyncio.run(service.transcribe(audio=write(tmp_path, "e.wav", b""))).status == 400
 
 
 def test_metadata_carries_lineage_targets_and_serving(service: Any) -> None:
@@ -147,17 +149,17 @@ def test_import_recognizer_is_idempotent(stored_model: StoredModel) -> None:
 
 
 def test_without_a_model_the_service_starts_unready(
-    service_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, valid_wav: bytes
+    service_env: Path, tmp_path: Path, valid_wav: bytes
 ) -> None:
     from deployments.service import VoiceSearchASR
 
-    monkeypatch.setenv("VOICECYCLE_MODEL_TAG", "no-such-model:latest")
-    svc = VoiceSearchASR()
+    with service_arguments(workspace=service_env, model_tag="no-such-model:latest"):
+        svc = VoiceSearchASR()
     try:
         assert svc.__is_ready__() is False
         response = asyncio.run(svc.transcribe(audio=write(tmp_path, "q.wav", valid_wav)))
-        assert response.status_code == 503
-        assert body(response)["code"] == "not_ready"
+        assert isinstance(response, ErrorBody)
+        assert (response.status, response.code) == (503, "not_ready")
     finally:
         svc.close()
 
@@ -165,7 +167,6 @@ def test_without_a_model_the_service_starts_unready(
 def test_a_new_model_version_is_picked_up_without_restart(
     stored_model: StoredModel,
     service_env: Path,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     valid_wav: bytes,
 ) -> None:
@@ -173,13 +174,10 @@ def test_a_new_model_version_is_picked_up_without_restart(
     from tasks.packaging import import_recognizer
 
     name = "voicecycle-reload-test"  # its own model name: other tests keep serving version 1
-    monkeypatch.setenv("VOICECYCLE_MODEL_TAG", f"{name}:latest")
-    monkeypatch.setenv(
-        "VOICECYCLE_SCOPE",
-        str(write_scope(tmp_path / "scope.yaml", service_env, reload_poll_seconds=0.2)),
-    )
+    scope = write_scope(tmp_path / "scope.yaml", service_env, reload_poll_seconds=0.2)
     import_recognizer(stored_model.recognizer_dir, name, {**METADATA, "registry_version": "7"}, {})
-    svc = VoiceSearchASR()
+    with service_arguments(scope=scope, workspace=service_env, model_tag=f"{name}:latest"):
+        svc = VoiceSearchASR()
     try:
         audio = write(tmp_path, "q.wav", valid_wav)
         assert asyncio.run(svc.transcribe(audio=audio)).model_version == "7"
@@ -208,11 +206,8 @@ def http(stored_model: StoredModel, tmp_path_factory: pytest.TempPathFactory) ->
     from deployments.service import VoiceSearchASR
 
     workspace = tmp_path_factory.mktemp("http") / "workspace"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VOICECYCLE_WORKSPACE", str(workspace))
-        mp.setenv("VOICECYCLE_ADMIN_TOKEN", ADMIN_TOKEN)
-        mp.delenv("VOICECYCLE_SCOPE", raising=False)
-        mp.delenv("VOICECYCLE_MODEL_TAG", raising=False)
+    write_admin_token(workspace, ADMIN_TOKEN)
+    with service_arguments(workspace=workspace):
         with TestClient(VoiceSearchASR.to_asgi()) as client:
             client.workspace = workspace
             yield client
@@ -348,16 +343,74 @@ def test_http_chunked_upload_over_the_limit_is_413(http: Any) -> None:
 def test_http_past_the_limit_is_503_before_the_upload_is_read(
     http: Any, valid_wav: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deployments.service import MAX_IN_FLIGHT, TRANSCRIBE_REQUESTS
+    import bentoml
 
-    monkeypatch.setattr(TRANSCRIBE_REQUESTS, "active", MAX_IN_FLIGHT)  # as if that many inside
+    in_flight = bentoml.get_current_service().in_flight
+    monkeypatch.setattr(in_flight, "active", in_flight.limit)  # as if that many inside
     response = upload(http, valid_wav)
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert response.json()["code"] == "overloaded"
     monkeypatch.undo()
-    assert TRANSCRIBE_REQUESTS.active == 0
+    assert in_flight.active == 0
     assert upload(http, valid_wav).status_code == 200  # and the count is back where it was
-    assert TRANSCRIBE_REQUESTS.active == 0
+    assert in_flight.active == 0
+
+
+def test_http_a_request_is_counted_once(http: Any, valid_wav: bytes) -> None:
+    import bentoml
+
+    # The gate counts an HTTP request; the handler must not count it again, or half the
+    # limit would already refuse: with one place left, a request still gets in.
+    in_flight = bentoml.get_current_service().in_flight
+    in_flight.active = in_flight.limit - 1
+    try:
+        assert upload(http, valid_wav).status_code == 200
+    finally:
+        in_flight.active = 0
+
+
+def test_http_openapi_declares_the_error_body(http: Any) -> None:
+    spec = http.get("/docs.json").json()
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["ErrorBody"]["required"]) >= {"error", "code", "status"}
+    responses = spec["paths"]["/transcribe"]["post"]["responses"]
+    for status in ("400", "413", "415", "503"):
+        ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/ErrorBody"
+    assert "audio_too_long" in responses["413"]["description"]
+    reload_responses = spec["paths"]["/admin/reload"]["post"]["responses"]
+    assert "ErrorBody" in reload_responses["403"]["content"]["application/json"]["schema"]["$ref"]
+
+
+@pytest.mark.parametrize(
+    "case", ["empty", "truncated wav", "too short", "over the limit (rejected before reading)"]
+)
+def test_http_a_4xx_body_matches_the_declared_schema(
+    http: Any, valid_wav: bytes, case: str
+) -> None:
+    make, status, code = BAD_INPUTS[case]
+    schema = http.get("/docs.json").json()["components"]["schemas"]["ErrorBody"]
+    response = upload(http, make(valid_wav))
+    assert response.status_code == status
+    jsonschema.validate(response.json(), schema)
+    assert response.json()["status"] == status and response.json()["code"] == code
+
+
+PYFUNC_CASES = ["empty", "not audio", "truncated wav", "nan samples", "too short", "rate too low"]
+
+
+@pytest.mark.parametrize("case", PYFUNC_CASES)
+def test_the_pyfunc_rejects_a_bad_upload_with_the_service_code(
+    http: Any, valid_wav: bytes, case: str
+) -> None:
+    from tasks.mlflow_model import RecognizerPyfunc
+
+    data = BAD_INPUTS[case][0](valid_wav)
+    served_code = upload(http, data).json()["code"]
+    frame = pd.DataFrame({"audio_base64": [base64.b64encode(data).decode()]})
+    with pytest.raises(UnusableAudio) as refused:
+        RecognizerPyfunc().predict(None, frame)  # decoding comes before the model
+    assert refused.value.code == served_code == BAD_INPUTS[case][2]
 
 
 def test_http_health_metadata_and_docs(http: Any) -> None:
@@ -385,15 +438,15 @@ def test_admin_reload_is_disabled_without_a_configured_token(service: Any) -> No
     # Called directly: a second to_asgi() app in one process trips BentoML's metrics registry.
     ctx = SimpleNamespace(
         request=SimpleNamespace(headers={"authorization": "Bearer anything"}),
-        response=SimpleNamespace(status_code=200),
+        response=SimpleNamespace(status_code=200, headers={}),
     )
-    result = asyncio.run(service.admin_reload(ctx))  # service_env: no token set
+    result = asyncio.run(service.admin_reload(ctx))  # service_env: no token file
     assert ctx.response.status_code == 403
-    assert result["code"] == "admin_disabled"
+    assert isinstance(result, ErrorBody) and result.code == "admin_disabled"
 
 
 def test_http_has_no_internal_batch_route(http: Any) -> None:
-    # Batching is in-process (deployments.service.Batcher): no route skips validation or the log.
+    # Batching is in-process (deployments.batcher.Batcher): no route skips validation or the log.
     response = http.post("/recognize", json={"clips": [{"samples_b64": "AAAA", "key": "guess"}]})
     assert response.status_code in (404, 405)
     assert "/recognize" not in http.get("/docs.json").json()["paths"]

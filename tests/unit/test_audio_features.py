@@ -1,4 +1,4 @@
-"""Tests for tasks.audio_features: monitoring features, silence trimming, loudness."""
+"""Tests for models.audio: the upload decoder, monitoring features, silence trimming, loudness."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tasks.audio_features import (
+from models.audio import (
     AudioFeatures,
     compute_audio_features,
     normalise_loudness,

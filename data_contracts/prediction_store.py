@@ -10,7 +10,9 @@ lost only if the operating system or the power fails before the next checkpoint.
 SQLite's documented trade-off and the one the brief asks for; set `synchronous=FULL` (or use
 Postgres) where power loss must not lose rows.
 
-This module imports neither bentoml, prefect nor mlflow: monitoring flows read the log with it.
+It sits beside its contract (data_contracts/prediction_log.py) so that the service writes and
+the monitoring and labelling tasks read the log without importing each other's room; it imports
+neither bentoml, prefect nor mlflow.
 """
 
 from __future__ import annotations
