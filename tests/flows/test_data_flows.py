@@ -3,13 +3,59 @@
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
-from data_contracts.scoping import DataSource
+from data_contracts.scoping import DataSource, Scope
 from tests.conftest import tiny_scope
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _two_workers(scope: Scope) -> Scope:
+    """The scope with a fan-out of two worker processes."""
+    runtime = scope.runtime.model_copy(update={"task_runner": "processes", "max_workers": 2})
+    return scope.model_copy(update={"runtime": runtime})
+
+
+def _task_runs(flow_run_ids: list[UUID], task_name: str, expected: int) -> int:
+    """Completed task runs of task_name in these flow runs, waiting (up to 30 s) for `expected`:
+    the server records task runs from events, a moment after the flow returns."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    found = 0
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids))
+            )
+            found = sum(
+                1
+                for r in runs
+                if r.name.startswith(task_name) and r.state is not None and r.state.is_completed()
+            )
+            if found >= expected or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+
+def _shard_runs(parent_flow_run_id: UUID, task_name: str, expected: int) -> int:
+    """Completed task runs of task_name in the subflows of a flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_flow_run_id])
+            )
+        )
+    return _task_runs([c.id for c in children], task_name, expected)
 
 
 def test_ingest_then_augment_writes_versions_and_artifacts(tmp_path: Path) -> None:
@@ -20,13 +66,18 @@ def test_ingest_then_augment_writes_versions_and_artifacts(tmp_path: Path) -> No
     from tasks.augmentation import load_augmented
     from tasks.ingestion import load_dataset
 
-    scope = tiny_scope(tmp_path / "ws")
-    version = ingest(scope)
+    scope = _two_workers(tiny_scope(tmp_path / "ws"))
+    state = ingest(scope, return_state=True)
+    version = state.result()
+    # probing fanned out: one task run per shard, in the Prefect UI
+    assert _shard_runs(state.state_details.flow_run_id, "probe-audio-shard", 2) == 2
     dataset = load_dataset(scope.state.path("datasets_dir") / version)
     assert len(dataset) == 24
     assert set(dataset["split"]) == {"train", "dev", "test"}
 
-    augmented = augment(scope, version)
+    aug_state = augment(scope, version, return_state=True)
+    augmented = aug_state.result()
+    assert _shard_runs(aug_state.state_details.flow_run_id, "mix-car-noise-shard", 2) == 2
     aug = load_augmented(scope.state.path("augmented_dir") / augmented)
     car = aug[aug["condition"] == "car"]
     assert len(car) > 0 and car["snr_db"].between(-5, 20).all()
@@ -86,3 +137,26 @@ def test_invalid_scope_fails_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"sources\[0\]\.path"):
         state.result()
     assert not scope.state.path("datasets_dir").exists()
+
+
+def test_synthesis_shards_are_task_runs_and_the_audio_does_not_depend_on_workers(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from flows.ingest import synthesise_corpus
+    from tasks.fanout import max_workers, task_runner
+
+    hashes = []
+    for workers in (1, 2):
+        scope = tiny_scope(tmp_path / f"ws{workers}", n_utterances=30, n_voices=4)
+        runtime = scope.runtime.model_copy(update={"max_workers": workers})
+        scope = scope.model_copy(update={"runtime": runtime})
+        state = synthesise_corpus.with_options(task_runner=task_runner(scope))(
+            scope.sources[0], scope.state.path("corpus_dir"), max_workers(scope), return_state=True
+        )
+        manifest = state.result()
+        hashes.append(json.loads((manifest.parent / "corpus.json").read_text())["content_sha256"])
+        shard_runs = _task_runs([state.state_details.flow_run_id], "synthesise-shard", workers)
+        assert shard_runs == workers  # 30 utterances: two blocks of 24, one shard per worker
+    assert hashes[0] == hashes[1]
