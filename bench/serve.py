@@ -1,7 +1,8 @@
 """Serving benchmark: a real `bentoml serve` on loopback under bounded concurrent load, against
 the raw in-process throughput of the same recogniser on the same clips.
 
-What it does, all under a scratch folder (`state.workspace/bench/serve`, removed at the end):
+What it does, all under a scratch folder (`state.workspace/bench/serve`, removed at the end;
+the server and the load generator are in bench/serve_harness.py):
 
 1. the recogniser: the registry's champion if the workspace's MLflow has one, else a random-init
    `Recognizer` (default `AcousticModelConfig`, beam decoder with a bigram LM over the clips'
@@ -38,14 +39,8 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,16 +50,23 @@ import soundfile as sf
 import yaml
 
 from bench.report import write_results
+from bench.serve_harness import (
+    batch_sizes,
+    import_model,
+    multipart_body,
+    run_load,
+    server_latencies,
+    start_server,
+    stop_server,
+    tree_cpu_s,
+)
 from data_contracts.scoping import Scope
+from models.audio import SAMPLE_RATE
 
-REPO = Path(__file__).resolve().parents[1]
 CONCURRENCIES = (1, 8, 32)
 REQUESTS = 200
 CLIP_SECONDS = 3.0
 N_CLIPS = 16
-SAMPLE_RATE = 16000
-READY_TIMEOUT_S = 180.0
-REQUEST_TIMEOUT_S = 60.0
 RAW_PASSES = 3
 INT8_CHECK_CLIPS = 400
 CLIP_SEED = 17
@@ -75,14 +77,6 @@ FALLBACK_TEXTS = (
     "play some jazz music",
     "call mom",
 )
-
-_IMPORT_SCRIPT = """
-import json, sys
-from pathlib import Path
-from tasks.packaging import import_recognizer
-tag = import_recognizer(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), {"bench": "serve"})
-print(tag)
-"""
 
 
 # -- the model and the clips -------------------------------------------------------------------
@@ -162,233 +156,6 @@ def make_clips(seed: int, n: int = N_CLIPS) -> tuple[list[bytes], list[str], str
         texts = list(FALLBACK_TEXTS)
         kind = "speech-shaped noise"
     return [_wav(_fit(w, samples, rng)) for w in waves], texts, kind
-
-
-# -- the server ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _child_env(extra: dict[str, str], pythonpath: Sequence[Path] = ()) -> dict[str, str]:
-    env = dict(os.environ)
-    paths = [str(p) for p in (*pythonpath, REPO)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    return {**env, "PYTHONPATH": os.pathsep.join(paths), "BENTOML_DO_NOT_TRACK": "True", **extra}
-
-
-def import_model(recognizer_dir: Path, name: str, metadata: dict[str, Any], home: Path) -> str:
-    """Import into the BentoML store at `home` (a child process: BentoML fixes its home once)."""
-    done = subprocess.run(
-        [sys.executable, "-c", _IMPORT_SCRIPT, str(recognizer_dir), name, json.dumps(metadata)],
-        cwd=REPO,
-        env=_child_env({"BENTOML_HOME": str(home)}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"importing the benchmark model failed:\n{done.stderr[-3000:]}")
-    return done.stdout.strip().splitlines()[-1]
-
-
-def _process_tree(pid: int) -> list[Any]:
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL what is left of the tree. The workers are collected first: circus
-    puts each in a session of its own, so signalling the serve process alone can orphan them."""
-    import psutil
-
-    tree = _process_tree(process.pid)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=5)
-    for proc in reversed(alive):
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=15)
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=15)
-
-
-def start_server(
-    home: Path,
-    workspace: Path,
-    scope_file: Path,
-    tag: str,
-    log: Path,
-    service: str | None = None,
-    pythonpath: Sequence[Path] = (),
-) -> tuple[subprocess.Popen[bytes], str]:
-    """`bentoml serve` on 127.0.0.1:<free port>, ready; (process, base URL)."""
-    import httpx
-
-    from deployments.arguments import SERVICE_IMPORT, serve_arguments, serve_command
-
-    port = free_port()
-    command = serve_command("127.0.0.1", port, serve_arguments(scope_file, workspace, tag))
-    if service:
-        command = [service if part == SERVICE_IMPORT else part for part in command]
-    child_env = _child_env({"BENTOML_HOME": str(home)}, pythonpath)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=child_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    stop_server(process)
-    tail = log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"bentoml serve did not become ready (exit {process.returncode}):\n{tail}")
-
-
-# -- the load ------------------------------------------------------------------------------------
-
-
-def _multipart(wav: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    head = (
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="client"\r\n\r\n'
-        '{"app": "bench-serve"}\r\n'
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="audio"; filename="q.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    return (
-        head + wav + f"\r\n--{boundary}--\r\n".encode(),
-        f"multipart/form-data; boundary={boundary}",
-    )
-
-
-def run_load(
-    url: str, bodies: Sequence[tuple[bytes, str]], concurrency: int, requests: int
-) -> dict[str, Any]:
-    """`requests` POSTs from `concurrency` threads; latencies (ms), statuses, wall time, ids.
-
-    A lean client (stdlib `http.client`, pre-encoded bodies: about 0.5 ms of CPU per
-    request, a quarter of httpx's), because it shares the cores with the server it measures.
-    Each request comes on a connection of its own, as from separate phones: with
-    `serving.workers` processes taking connections from one socket, a few long-lived
-    connections would pin the load to whichever workers accepted them (8 keep-alive clients
-    measured 134 to 197 req/s from one run to the next, depending on the split).
-    """
-    import http.client
-    from urllib.parse import urlsplit
-
-    target = urlsplit(url)
-    lock = threading.Lock()
-    next_index = iter(range(requests))
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    request_ids: list[str] = []
-
-    def worker() -> None:
-        while True:
-            with lock:
-                i = next(next_index, None)
-            if i is None:
-                return
-            body, content_type = bodies[i % len(bodies)]
-            started = time.perf_counter()
-            payload = b""
-            connection = http.client.HTTPConnection(
-                target.hostname or "127.0.0.1", target.port, timeout=REQUEST_TIMEOUT_S
-            )
-            try:
-                connection.request(
-                    "POST",
-                    "/transcribe",
-                    body=body,
-                    headers={"Content-Type": content_type, "Connection": "close"},
-                )
-                response = connection.getresponse()
-                payload = response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException):
-                status = 599
-            finally:
-                connection.close()
-            elapsed = (time.perf_counter() - started) * 1000.0
-            with lock:
-                statuses[status] += 1
-                if status == 200:
-                    latencies.append(elapsed)
-                    request_ids.append(json.loads(payload)["request_id"])
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "wall_s": wall, "ids": request_ids}
-
-
-def _batch_sizes(url: str) -> Counter[int]:
-    import httpx
-
-    meta = httpx.get(f"{url}/metadata", timeout=10).json()
-    sizes = meta.get("batching", {}).get("observed_batch_sizes", {})
-    return Counter({int(k): int(v) for k, v in sizes.items()})
-
-
-def _server_latencies(workspace: Path, ids: set[str]) -> list[float]:
-    from data_contracts.prediction_store import PredictionStore
-
-    store = PredictionStore(f"sqlite:///{workspace.resolve() / 'predictions.db'}")
-    try:
-        frame = store.read()
-    finally:
-        store.close()
-    return frame.loc[frame["request_id"].isin(ids), "latency_ms"].astype(float).tolist()
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its children."""
-    import psutil
-
-    total = 0.0
-    for proc in _process_tree(pid):
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -512,7 +279,7 @@ def main(
         )
         log = scratch / "server.log"
         process, url = start_server(home, workspace, scope_file, tag, log, service, pythonpath)
-        bodies = [_multipart(w) for w in wavs]
+        bodies = [multipart_body(w) for w in wavs]
         figures: dict[str, Any] = {
             "model": metadata["source"],
             "clips": f"{len(wavs)} x {CLIP_SECONDS:g} s {clip_kind}, 16 kHz mono PCM-16 WAV",
@@ -523,16 +290,16 @@ def main(
         errors = 0
         for concurrency in concurrencies:
             run_load(url, bodies, concurrency, max(16, 2 * concurrency))  # warm-up
-            before = _batch_sizes(url)
-            cpu_before, own_before = _tree_cpu_s(process.pid), time.process_time()
+            before = batch_sizes(url)
+            cpu_before, own_before = tree_cpu_s(process.pid), time.process_time()
             result = run_load(url, bodies, concurrency, requests)
-            server_cpu = _tree_cpu_s(process.pid) - cpu_before
+            server_cpu = tree_cpu_s(process.pid) - cpu_before
             client_cpu = time.process_time() - own_before
-            formed = _batch_sizes(url) - before
+            formed = batch_sizes(url) - before
             lat, statuses = result["latencies"], result["statuses"]
             failed = sum(n for status, n in statuses.items() if status != 200)
             errors += failed
-            server = _server_latencies(workspace, set(result["ids"]))
+            server = server_latencies(workspace, set(result["ids"]))
             c = concurrency
             figures |= {
                 f"p50_ms_c{c}": _pct(lat, 50),

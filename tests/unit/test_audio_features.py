@@ -150,3 +150,97 @@ def test_normalise_loudness_peak_limits_by_scaling() -> None:
 def test_normalise_loudness_leaves_silence_unchanged() -> None:
     x = np.zeros(100, dtype=np.float32)
     np.testing.assert_array_equal(normalise_loudness(x, -20.0), x)
+
+
+# -- the one decoder and the one resampler ---------------------------------------------------
+
+
+def _encoded(audio: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (8000, 4), (191999, 1)])
+def test_decode_audio_gives_16k_mono_of_the_same_duration(rate: int, channels: int) -> None:
+    from models.audio import SAMPLE_RATE, decode_audio
+
+    tone = _sine(440.0, -20.0, 0.5)
+    t = np.arange(round(0.5 * rate)) / rate
+    audio = np.repeat((0.1 * np.sin(2 * np.pi * 440.0 * t))[:, None], channels, axis=1)
+    decoded = decode_audio(_encoded(audio.astype(np.float32), rate, subtype="FLOAT"), 12.0)
+    assert (decoded.source_rate, decoded.channels) == (rate, channels)
+    assert decoded.samples.dtype == np.float32 and decoded.samples.ndim == 1
+    assert decoded.samples.size == pytest.approx(tone.size, abs=2)
+    assert SAMPLE_RATE == 16000
+    # the level survives the conversion (no gain from downmixing identical channels)
+    assert _rms_dbfs(decoded.samples[800:-800]) == pytest.approx(_rms_dbfs(audio[:, 0]), abs=0.2)
+
+
+def _cases() -> dict[str, tuple[bytes, str]]:
+    clip = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    wav = _encoded(clip, SR)
+    nan = clip.copy()
+    nan[10] = np.nan
+    return {
+        "empty": (b"", "empty_upload"),
+        "not audio": (b"definitely not audio" * 20, "undecodable_audio"),
+        "truncated wav": (wav[: len(wav) // 2], "undecodable_audio"),
+        "nan": (_encoded(nan, SR, subtype="FLOAT"), "non_finite_samples"),
+        "too long": (_encoded(np.zeros(13 * 8000, np.float32), 8000), "audio_too_long"),
+        "too short": (_encoded(clip[:160], SR), "audio_too_short"),
+        "rate too low": (_encoded(clip[:3000], 3000), "bad_sample_rate"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_decode_audio_names_what_is_wrong(case: str) -> None:
+    from models.audio import UnusableAudio, decode_audio
+
+    data, code = _cases()[case]
+    with pytest.raises(UnusableAudio) as refused:
+        decode_audio(data, max_duration_s=12.0)
+    assert refused.value.code == code and str(refused.value)
+
+
+def test_a_streaming_wav_with_an_unknown_size_is_accepted() -> None:
+    from models.audio import UNKNOWN_WAV_SIZE, decode_audio, wav_truncation
+
+    wav = bytearray(_encoded(_sine(440.0, -20.0, 0.5), SR))
+    at = wav.index(b"data")
+    wav[at + 4 : at + 8] = UNKNOWN_WAV_SIZE.to_bytes(4, "little")  # as sox/ffmpeg leave it
+    assert wav_truncation(bytes(wav)) is None
+    assert decode_audio(bytes(wav), 12.0).samples.size == SR // 2
+
+
+@pytest.mark.parametrize(("rate_in", "rate_out"), [(48000, 16000), (8000, 16000), (22050, 16000)])
+def test_resample_keeps_duration_and_a_tone_below_nyquist(rate_in: int, rate_out: int) -> None:
+    from models.audio import resample
+
+    t = np.arange(rate_in) / rate_in
+    tone = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    out = resample(tone, rate_in, rate_out)
+    assert out.dtype == np.float32 and out.size == pytest.approx(rate_out, abs=2)
+    spectrum = np.abs(np.fft.rfft(out[rate_out // 10 : -rate_out // 10]))
+    peak_hz = np.argmax(spectrum) * rate_out / (2 * (spectrum.size - 1))
+    assert peak_hz == pytest.approx(1000.0, abs=5.0)
+
+
+def test_resample_removes_what_the_new_rate_cannot_hold() -> None:
+    from models.audio import resample
+
+    t = np.arange(48000) / 48000
+    above_nyquist = (0.5 * np.sin(2 * np.pi * 12000.0 * t)).astype(np.float32)
+    out = resample(above_nyquist, 48000, 16000)
+    assert _rms_dbfs(out[1600:-1600]) < -60.0  # filtered, not aliased down to 4 kHz
+
+
+def test_resample_refuses_a_non_positive_rate() -> None:
+    from models.audio import resample
+
+    with pytest.raises(ValueError, match="positive"):
+        resample(np.zeros(10, np.float32), 0, 16000)
