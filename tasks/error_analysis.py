@@ -1,4 +1,4 @@
-"""Evaluation as pipeline steps: transcribe the fixed sets, analyse errors, decide promotion."""
+"""Evaluation as pipeline steps: the fixed evaluation rows, error analysis, promotion, reports."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from prefect import task
 from data_contracts.evaluation import Predictions, SliceMetrics
 from data_contracts.scoping import AugmentationPolicy, Targets
 from models.features import SAMPLE_RATE
-from models.recognizer import Recognizer
 from tasks.artifacts import publish_markdown, publish_table
 from tasks.evaluation import (
     ErrorAnalysis,
@@ -25,7 +24,6 @@ from tasks.evaluation import (
     write_html_report,
 )
 from tasks.gate import GateDecision, promotion_gate, serving_target_notes
-from tasks.inference import prediction_frame, transcribe_manifest
 from tasks.markdown import markdown_table, png_markdown
 
 GATE_TARGETS = ("wer_clean", "wer_car", "cer_clean", "cer_car")
@@ -40,23 +38,8 @@ def evaluation_rows(manifest: pd.DataFrame, seed: int) -> pd.DataFrame:
     return pd.concat([held, sample], ignore_index=True)
 
 
-@task(name="evaluate-recognizer")
-@pa.check_types(lazy=True)
-def evaluate_recognizer(
-    recognizer_dir: Path,
-    manifest: pd.DataFrame,
-    data_dir: Path,
-    seed: int,
-    label: str = "challenger",
-) -> DataFrame[Predictions]:
-    """Transcribe the evaluation rows with the serving decoder; predictions for the analysis."""
-    recognizer = Recognizer.load(recognizer_dir)
-    rows = evaluation_rows(manifest, seed)
-    transcribed = transcribe_manifest(recognizer, rows, data_dir, desc=f"evaluate {label}")
-    return DataFrame[Predictions](prediction_frame(transcribed))
-
-
 @task(name="error-analysis")
+@pa.check_types(lazy=True)
 def run_error_analysis(
     predictions: DataFrame[Predictions],
     targets: Targets,
