@@ -170,7 +170,7 @@ class VoiceSearchASR:
         client: FormText = "{}",
         scenario: OptionalFormText = None,
         reference: OptionalFormText = None,
-        ctx=None,  # noqa: ANN001 -- bentoml.Context over HTTP; direct calls may leave it out
+        ctx=None,  # unannotated so BentoML passes its Context; direct calls leave it out
     ) -> Transcript | ErrorBody:
         """Transcribe one voice query (WAV/FLAC/OGG upload, any sample rate and channels).
 
