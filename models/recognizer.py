@@ -214,9 +214,14 @@ class Recognizer:
         return words
 
     @classmethod
-    def load(cls, directory: Path) -> Recognizer:
+    def load_model(cls, directory: Path) -> CTCAcousticModel:
+        """Only the acoustic model of a saved recogniser (e.g. to warm-start training from),
+        checked against the code's vocabulary and front end like ``load``."""
         directory = Path(directory)
-        config = cls._read_config(directory)
+        return cls._load_model(directory, cls._read_config(directory))
+
+    @staticmethod
+    def _load_model(directory: Path, config: dict[str, Any]) -> CTCAcousticModel:
         vocab = tuple(config.get("vocab", ()))
         if vocab != VOCAB:
             differ = [
@@ -238,6 +243,13 @@ class Recognizer:
         model = CTCAcousticModel(model_config)
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
+        return model
+
+    @classmethod
+    def load(cls, directory: Path) -> Recognizer:
+        directory = Path(directory)
+        config = cls._read_config(directory)
+        model = cls._load_model(directory, config)
         lm = WordLM.from_dict(config["lm"]) if config.get("lm") is not None else None
         decoder: GreedyDecoder | BeamDecoder
         kind = config["decoder"]["kind"]

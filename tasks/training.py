@@ -7,7 +7,6 @@ helpers in models.training, the cached features in tasks.feature_cache.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -89,10 +88,7 @@ def initial_model(
     saved recogniser's architecture and weights (a warm start, at half the LR)."""
     if init_from is None:
         return CTCAcousticModel(PROFILE_MODELS[profile]), learning_rate, WARMUP_STEPS
-    saved = json.loads((init_from / "config.json").read_text())
-    model = CTCAcousticModel(AcousticModelConfig.from_dict(saved["model"]))
-    model.load_state_dict(torch.load(init_from / "weights.pt", weights_only=True))
-    return model, learning_rate / 2, WARM_START_WARMUP_STEPS
+    return Recognizer.load_model(init_from), learning_rate / 2, WARM_START_WARMUP_STEPS
 
 
 def record(
