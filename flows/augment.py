@@ -13,6 +13,7 @@ from prefect.utilities.annotations import unmapped
 from data_contracts.scoping import Scope
 from tasks.augmentation import (
     AugmentResult,
+    discard_augmentation_staging,
     mix_shard,
     plan_augmented_version,
     publish_augmentation_report,
@@ -40,7 +41,12 @@ def mix_car_noise(scope: Scope, dataset_dir: Path, dataset_version: str) -> Augm
         unmapped(plan.noisy_dir),
         unmapped(scope.augmentation.noise_dir),
     )
-    return publish_augmented_version(plan, mixed.result(), scope.augmentation)
+    published = publish_augmented_version.submit(
+        plan, scope.augmentation, wait_for=mixed, return_state=False
+    )
+    published.wait()  # finished or failed, no half-built folder stays (no-op once published)
+    discard_augmentation_staging(plan)
+    return published.result()
 
 
 @flow(name="augment", log_prints=True)

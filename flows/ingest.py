@@ -15,6 +15,7 @@ from data_contracts.scoping import DataSource, Scope
 from tasks.fanout import max_workers, task_runner
 from tasks.ingestion import (
     IngestResult,
+    discard_staging,
     enforce_quarantine_limit,
     plan_ingestion,
     probe_shard,
@@ -23,7 +24,7 @@ from tasks.ingestion import (
 from tasks.reports import publish_ingestion_report
 from tasks.scoping import validate_scope
 from tasks.sources import combine_sources, plan_synthetic_corpus, publish_corpus, read_source
-from tasks.synthesis import synthesise_shard
+from tasks.synthesis import discard_partial, synthesise_shard
 
 
 @flow(name="synthesise-corpus")
@@ -33,7 +34,10 @@ def synthesise_corpus(source: DataSource, corpus_root: Path, n_shards: int) -> P
     rendered = synthesise_shard.map(
         unmapped(plan.audio_dir), unmapped(plan.seed), unmapped(plan.sample_rate), plan.shards
     )
-    return publish_corpus(plan, rendered.result())
+    published = publish_corpus.submit(plan, wait_for=rendered, return_state=False)
+    published.wait()  # finished or failed, no half-built folder stays (no-op once published)
+    discard_partial(plan)
+    return published.result()
 
 
 @flow(name="probe-and-version")
@@ -49,9 +53,17 @@ def probe_and_version(scope: Scope, manifests: list[Path]) -> IngestResult:
         unmapped(scope.data_rules),
         unmapped(scope.audio),
     )
-    return version_dataset(
-        raw, plan, probed.result(), scope.state.path("datasets_dir"), scope.data_rules, scope.split
+    versioned = version_dataset.submit(
+        raw,
+        plan,
+        probed,  # type: ignore[arg-type]  # Prefect hands the task the shards' results
+        scope.state.path("datasets_dir"),
+        scope.data_rules,
+        scope.split,
     )
+    versioned.wait()  # finished or failed, the staging folder goes
+    discard_staging(plan)
+    return versioned.result()
 
 
 @flow(name="ingest", log_prints=True)

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,17 +212,17 @@ def plan_augmented_version(
 
 
 @task(name="publish-augmented-version")
-def publish_augmented_version(
-    plan: AugmentPlan, mixed: Sequence[int], policy: AugmentationPolicy
-) -> AugmentResult:
+def publish_augmented_version(plan: AugmentPlan, policy: AugmentationPolicy) -> AugmentResult:
     """Write the augmented manifest beside the mixed clips and publish the version."""
     noisy_rows = int((plan.rows["condition"] == "car").sum())
     if plan.staging is None:
         return AugmentResult(plan.version, plan.final, False, len(plan.rows), noisy_rows)
     staging = plan.staging
     try:
-        if sum(mixed) != noisy_rows:
-            raise RuntimeError(f"mixed {sum(mixed)} noisy clips of {noisy_rows} planned")
+        noisy_paths = plan.rows.loc[plan.rows["condition"] == "car", "audio_path"]
+        missing = [p for p in noisy_paths if not (staging / p).is_file()]
+        if missing:
+            raise RuntimeError(f"{len(missing)} noisy clips were not mixed (e.g. {missing[0]})")
         out = checked_augmented(plan.rows)
         out.sort_values("utterance_id").to_csv(
             staging / "manifest.csv", index=False, float_format="%.4f"
@@ -249,6 +248,13 @@ def publish_augmented_version(
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@task(name="discard-augmentation-staging")
+def discard_augmentation_staging(plan: AugmentPlan) -> None:
+    """Remove a plan's staging folder (after a failed shard); a no-op once published."""
+    if plan.staging is not None and plan.staging.exists():
+        shutil.rmtree(plan.staging, ignore_errors=True)
+
+
 @pa.check_types(lazy=True)
 def checked_augmented(rows: pd.DataFrame) -> DataFrame[AugmentedManifest]:
     """The augmented rows, through the AugmentedManifest contract."""
@@ -267,10 +273,13 @@ def augment_dataset(
     plan = plan_augmented_version.fn(
         manifest, dataset_dir, dataset_version, augmented_root, policy, n_shards
     )
-    mixed = [
-        mix_shard.fn(jobs, dataset_dir, plan.noisy_dir, policy.noise_dir) for jobs in plan.shards
-    ]
-    return publish_augmented_version.fn(plan, mixed, policy)
+    try:
+        for jobs in plan.shards:
+            mix_shard.fn(jobs, dataset_dir, plan.noisy_dir, policy.noise_dir)
+    except BaseException:
+        discard_augmentation_staging.fn(plan)
+        raise
+    return publish_augmented_version.fn(plan, policy)
 
 
 @pa.check_types(lazy=True)

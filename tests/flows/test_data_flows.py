@@ -148,9 +148,9 @@ def test_synthesis_shards_are_task_runs_and_the_audio_does_not_depend_on_workers
     from tasks.fanout import max_workers, task_runner
 
     hashes = []
-    for workers in (1, 2):
-        scope = tiny_scope(tmp_path / f"ws{workers}", n_utterances=30, n_voices=4)
-        runtime = scope.runtime.model_copy(update={"max_workers": workers})
+    for runner, workers in (("processes", 1), ("processes", 2), ("threads", 2)):
+        scope = tiny_scope(tmp_path / f"ws-{runner}{workers}", n_utterances=30, n_voices=4)
+        runtime = scope.runtime.model_copy(update={"task_runner": runner, "max_workers": workers})
         scope = scope.model_copy(update={"runtime": runtime})
         state = synthesise_corpus.with_options(task_runner=task_runner(scope))(
             scope.sources[0], scope.state.path("corpus_dir"), max_workers(scope), return_state=True
@@ -159,4 +159,23 @@ def test_synthesis_shards_are_task_runs_and_the_audio_does_not_depend_on_workers
         hashes.append(json.loads((manifest.parent / "corpus.json").read_text())["content_sha256"])
         shard_runs = _task_runs([state.state_details.flow_run_id], "synthesise-shard", workers)
         assert shard_runs == workers  # 30 utterances: two blocks of 24, one shard per worker
-    assert hashes[0] == hashes[1]
+    assert hashes[0] == hashes[1] == hashes[2]
+
+
+def test_a_failed_synthesis_shard_fails_the_flow_and_leaves_no_partial_folder(
+    tmp_path: Path,
+) -> None:
+    from data_contracts.scoping import SyntheticCorpus
+    from flows.ingest import synthesise_corpus
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("play jazz\n???\n")  # "???" has nothing left to speak after normalisation
+    source = DataSource(
+        kind="synthetic",
+        name="broken",
+        synthetic=SyntheticCorpus(n_utterances=4, seed=1, n_voices=2, texts_file=texts),
+    )
+    corpus_root = tmp_path / "corpus"
+    state = synthesise_corpus(source, corpus_root, 1, return_state=True)
+    assert state.is_failed()
+    assert [p.name for p in corpus_root.iterdir()] == []
