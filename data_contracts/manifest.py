@@ -10,9 +10,11 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from models.audio import SAMPLE_RATE
 from models.text import TRANSCRIPT_PATTERN
 
 UTTERANCE_ID_PATTERN = r"^[A-Za-z0-9][\w.:-]*$"
+# every split a dataset version may hold: the one list (evaluation diagnoses the first three)
 SPLITS = ("train", "dev", "test", "cross_synth")
 CONDITIONS = ("clean", "car")
 # a normalised transcript, or empty (an empty label is quarantined by ingestion, but a
@@ -47,7 +49,7 @@ class Manifest(pa.DataFrameModel):
     transcript: Series[str] = pa.Field(str_matches=TRANSCRIPT_OR_EMPTY)
     raw_transcript: Series[str]
     duration_s: Series[float] = pa.Field(gt=0)
-    sample_rate: Series[int] = pa.Field(isin=[16000])
+    sample_rate: Series[int] = pa.Field(isin=[SAMPLE_RATE])
     rms_dbfs: Series[float] = pa.Field(le=0)
     snr_db_estimate: Series[float]
     voice: Series[str]

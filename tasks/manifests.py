@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import DataFrame
 
 from data_contracts.manifest import RawManifest
 
@@ -106,7 +108,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return out
 
 
-def read_manifest(path: Path, source: str, kind: ManifestKind | None = None) -> pd.DataFrame:
+@pa.check_types(lazy=True)
+def read_manifest(
+    path: Path, source: str, kind: ManifestKind | None = None
+) -> DataFrame[RawManifest]:
     """Read a manifest into the RawManifest contract (paths stay as written, relative to it)."""
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
@@ -134,4 +139,4 @@ def read_manifest(path: Path, source: str, kind: ManifestKind | None = None) -> 
     df["source"] = source
     df["transcript"] = df["transcript"].where(df["transcript"].notna(), None)
     df["audio_path"] = df["audio_path"].fillna("").astype(str)
-    return RawManifest.validate(df[RAW_COLUMNS].reset_index(drop=True))
+    return df[RAW_COLUMNS].reset_index(drop=True)  # type: ignore[return-value]
