@@ -1,7 +1,7 @@
 """Train: augmented data -> features -> CTC model -> error analysis -> MLflow -> gate.
 
-Evaluation fans out in a subflow on the scope's task runner: one task run per shard of
-evaluation clips (whole 32-clip batches, so the WERs are those of a single pass).
+Feature caching and evaluation fan out in subflows on the scope's task runner: one task run
+per shard of clips (whole 32-clip batches, so features and WERs are those of one pass).
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ from tasks.error_analysis import (
 )
 from tasks.evaluation import slice_metrics
 from tasks.fanout import max_workers, task_runner
-from tasks.feature_cache import cache_features
+from tasks.feature_cache import (
+    cache_feature_shard,
+    cached_features,
+    merge_feature_shards,
+    plan_feature_shards,
+)
 from tasks.inference import merge_predictions, shard_threads, transcribe_shard, transcription_shards
 from tasks.registry import (
     CHAMPION,
@@ -46,6 +51,23 @@ from tasks.tracking import (
     run_tags,
 )
 from tasks.training import save_recognizer, train_acoustic_model, training_sets
+
+
+@flow(name="cache-features")
+def cache_features(scope: Scope, data_dir: Path, key: str) -> Path:
+    """Log-mel features of every clip, once per augmented version (one task run per shard)."""
+    cache_dir = scope.state.path("features_dir")
+    found = cached_features(cache_dir, key)
+    if found is not None:
+        return found
+    plan = plan_feature_shards(load_augmented(data_dir), cache_dir, key, max_workers(scope))
+    parts = cache_feature_shard.map(
+        plan.shards,
+        unmapped(data_dir),
+        plan.parts,
+        unmapped(shard_threads(scope, len(plan.shards))),
+    )
+    return merge_feature_shards(parts.result(), plan.path)
 
 
 @flow(name="evaluate-recognizer")
@@ -82,7 +104,9 @@ def train(
     dataset_version = str(augmentation_info(data_dir)["dataset_version"])
     manifest = load_augmented(data_dir)
     train_ids, dev_ids, lm_texts = training_sets(manifest)
-    cache = cache_features(manifest, data_dir, st.path("features_dir"), augmented_version)
+    cache = cache_features.with_options(task_runner=task_runner(scope))(
+        scope, data_dir, augmented_version
+    )
     tracking, artifacts = st.url("mlflow_tracking_uri"), st.path("mlflow_artifacts")
     configure_mlflow(tracking, reg.experiment, artifacts)
     tags = run_tags(augmented_version, dataset_version, warm_start_from, flow_run.get_id())

@@ -1,5 +1,9 @@
 """The feature cache: log-mel features of every clip of an augmented version, computed once
 and reused by every training run on that version.
+
+Computing it fans out: the train flow maps `cache_feature_shard` over shards of whole
+32-clip batches (features of a clip do not depend on its batch-mates, and the batches are
+those of one pass anyway), then `merge_feature_shards` joins the parts in order.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from prefect import task
-from tqdm import tqdm
 
 from models.audio import SAMPLE_RATE
 from models.features import (
@@ -23,7 +26,7 @@ from models.features import (
     collate_features,
     pad_waveforms,
 )
-from tasks.inference import read_clip
+from tasks.inference import CHUNK, batch_aligned_shards, read_clip
 
 FEATURE_FORMAT = f"logmel{N_MELS}-hop{HOP_LENGTH}-sr{SAMPLE_RATE}/1"
 
@@ -47,45 +50,89 @@ class FeatureCache:
         )
 
 
-@task(name="cache-features")
-def cache_features(
-    manifest: pd.DataFrame, data_dir: Path, cache_dir: Path, key: str, progress: bool = True
+def feature_cache_path(cache_dir: Path, key: str) -> Path:
+    """Where the feature cache of an augmented version lives."""
+    return cache_dir / f"{key}.pt"
+
+
+@task(name="find-feature-cache")
+def cached_features(cache_dir: Path, key: str) -> Path | None:
+    """The feature cache of this version if it was computed before, else None."""
+    path = feature_cache_path(cache_dir, key)
+    return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    shards: list[pd.DataFrame]  # manifest rows per shard, whole 32-clip batches
+    parts: list[Path]  # one part file per shard
+    path: Path  # the merged cache
+
+
+@task(name="plan-feature-shards")
+def plan_feature_shards(
+    manifest: pd.DataFrame, cache_dir: Path, key: str, n_shards: int
+) -> FeaturePlan:
+    """Cut the manifest into at most n_shards shards of whole 32-clip batches, a part each."""
+    shards = batch_aligned_shards(manifest, n_shards)
+    parts = [cache_dir / f"{key}.part-{i}.pt" for i in range(len(shards))]
+    return FeaturePlan(shards, parts, feature_cache_path(cache_dir, key))
+
+
+@task(name="cache-features-shard")
+def cache_feature_shard(
+    rows: pd.DataFrame, data_dir: Path, part: Path, torch_threads: int | None = None
 ) -> Path:
-    """Log-mel features of every clip, computed once per augmented version and reused."""
-    path = cache_dir / f"{key}.pt"
-    if path.is_file():
-        return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    """Log-mel features of one shard of clips, in 32-clip batches, saved as a part file."""
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     transform = ValTransform().eval()
-    ids = list(manifest["utterance_id"])
-    paths = [data_dir / p for p in manifest["audio_path"]]
+    paths = [data_dir / p for p in rows["audio_path"]]
     feats: list[torch.Tensor] = []
     with torch.inference_mode():
-        for start in tqdm(
-            range(0, len(ids), 32),
-            desc="train: caching features",
-            unit="batch",
-            disable=not progress,
-        ):
-            waves = [torch.from_numpy(read_clip(p)) for p in paths[start : start + 32]]
+        for start in range(0, len(paths), CHUNK):
+            waves = [torch.from_numpy(read_clip(p)) for p in paths[start : start + CHUNK]]
             audio, lengths = pad_waveforms(waves)  # (B, S), (B,)
             features, frame_lengths = transform(audio, lengths)  # (B, T, F), (B,)
             feats += [
                 f[:n].to(torch.float16).clone()
                 for f, n in zip(features, frame_lengths, strict=True)
             ]
-    tmp = path.with_suffix(".tmp")
-    torch.save(
+    part.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomically(
         {
             "format": FEATURE_FORMAT,
-            "ids": ids,
+            "ids": list(rows["utterance_id"]),
             "features": feats,
-            "transcripts": list(manifest["transcript"]),
+            "transcripts": list(rows["transcript"]),
         },
-        tmp,
+        part,
     )
-    tmp.rename(path)
+    return part
+
+
+@task(name="merge-feature-shards")
+def merge_feature_shards(parts: list[Path], path: Path) -> Path:
+    """Join the shards' part files, in order, into the version's feature cache."""
+    caches = [load_feature_cache(part) for part in parts]
+    _save_atomically(
+        {
+            "format": FEATURE_FORMAT,
+            "ids": [u for c in caches for u in c.ids],
+            "features": [f for c in caches for f in c.features],
+            "transcripts": [t for c in caches for t in c.transcripts],
+        },
+        path,
+    )
+    for part in parts:
+        part.unlink(missing_ok=True)
     return path
+
+
+def _save_atomically(data: dict[str, object], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(data, tmp)
+    tmp.rename(path)
 
 
 def load_feature_cache(path: Path) -> FeatureCache:

@@ -83,11 +83,17 @@ def shard_threads(scope: Scope, n_shards: int) -> int | None:
     return max(1, available_cores() // max(1, n_shards))
 
 
-@task(name="cut-evaluation-shards")
-def transcription_shards(rows: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
-    """Cut the rows into at most n_shards contiguous shards of whole CHUNK-clip batches."""
+def batch_aligned_shards(rows: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
+    """At most n_shards contiguous shards of whole CHUNK-clip batches (order kept), so work
+    done per shard batches clips exactly as one pass over all rows does."""
     groups = shards(range(0, len(rows), CHUNK), n_shards)  # chunk starts, per shard
     return [rows.iloc[g[0] : g[-1] + CHUNK] for g in groups] or [rows]
+
+
+@task(name="cut-evaluation-shards")
+def transcription_shards(rows: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
+    """Cut the evaluation rows into at most n_shards shards of whole CHUNK-clip batches."""
+    return batch_aligned_shards(rows, n_shards)
 
 
 @task(name="transcribe-shard")
