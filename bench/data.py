@@ -4,7 +4,6 @@ default corpus size, on this machine's cores.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -14,10 +13,13 @@ from data_contracts.scoping import Scope
 
 
 def main(scope: Scope, out_dir: Path) -> dict[str, float]:
-    """Synthesise the default corpus into a scratch folder, ingest it, report rates."""
-    from tasks.ingestion import ingest_manifests
-    from tasks.manifests import read_manifest
-    from tasks.synthesis import build_corpus, list_voices
+    """Synthesise the default corpus into a scratch folder, ingest it, report rates.
+
+    Both steps run as the ingest flow runs them: shards mapped on the scope's task runner.
+    """
+    from flows.ingest import probe_and_version, synthesise_corpus
+    from models.cores import available_cores
+    from tasks.fanout import max_workers, task_runner
 
     source = next(s for s in scope.sources if s.kind == "synthetic")
     assert source.synthetic is not None
@@ -25,30 +27,26 @@ def main(scope: Scope, out_dir: Path) -> dict[str, float]:
     scratch = scope.state.workspace / "bench" / "data"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    voices = list_voices(seed=source.synthetic.seed, n=source.synthetic.n_voices)
+    bench_scope = scope.model_copy(update={"sources": [source]}).with_workspace(scratch)
+    workers = max_workers(bench_scope)
     t0 = time.perf_counter()
-    build_corpus(scratch / "corpus", n, source.synthetic.seed, voices=voices)
+    manifest = synthesise_corpus.with_options(task_runner=task_runner(bench_scope))(
+        source, bench_scope.state.path("corpus_dir"), workers
+    )
     synth_s = time.perf_counter() - t0
-    raw = read_manifest(scratch / "corpus" / "manifest.csv", "synthetic")
-    root = scratch / "corpus"
     t0 = time.perf_counter()
-    result = ingest_manifests(
-        raw,
-        [root] * len(raw),
-        [root] * len(raw),
-        scratch / "datasets",
-        scope.data_rules,
-        scope.audio,
-        scope.split,
+    result = probe_and_version.with_options(task_runner=task_runner(bench_scope))(
+        bench_scope, [manifest]
     )
     ingest_s = time.perf_counter() - t0
     figures = {
         "utterances": n,
-        "cores": os.cpu_count() or 1,
+        "cores": available_cores(),
+        "workers": workers,
         "synthesis_seconds": round(synth_s, 2),
         "synthesis_utterances_per_second": round(n / synth_s, 1),
         "ingestion_seconds": round(ingest_s, 2),
-        "ingestion_rows_per_second": round(len(raw) / ingest_s, 1),
+        "ingestion_rows_per_second": round(result.total / ingest_s, 1),
         "accepted": result.accepted,
         "quarantined": len(result.quarantined),
     }
