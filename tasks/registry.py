@@ -278,14 +278,18 @@ def log_run_results(
     client = mlflow.MlflowClient()
     if params:
         log_params(run_id, params)
-    now = int(time_ms())
+    # Timestamps from the run's start and each evaluation's elapsed time, not the clock: a
+    # retry then writes identical metrics, which MLflow keeps once (safe to retry).
+    started = int(client.get_run(run_id).info.start_time or 0)
+    stamp = {int(rec["step"]): started + int(1000 * rec.get("elapsed_s", 0.0)) for rec in history}
     batch = [
-        Metric(key, float(rec[key]), now, int(rec["step"]))
+        Metric(key, float(rec[key]), stamp[int(rec["step"])], int(rec["step"]))
         for rec in history
         for key in ("train_loss", "dev_wer_greedy", "lr")
         if key in rec and rec[key] == rec[key]  # NaN (no loss yet at a warm start) is skipped
     ]
-    batch += [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]  # skip NaN
+    end = max(stamp.values(), default=started)
+    batch += [Metric(k, float(v), end, 0) for k, v in metrics.items() if v == v]  # skip NaN
     for start in range(0, len(batch), 900):
         client.log_batch(run_id, metrics=batch[start : start + 900])
     for path in artifacts:
@@ -294,10 +298,3 @@ def log_run_results(
         elif path.is_file():
             client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, status=status)
-
-
-def time_ms() -> float:
-    """Wall-clock milliseconds, as MLflow timestamps metrics."""
-    import time
-
-    return time.time() * 1000

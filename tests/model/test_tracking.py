@@ -125,3 +125,22 @@ def test_registered_version_has_a_signature_and_registers_once(
     assert again.version == registered.version
     versions = mlflow.MlflowClient().search_model_versions("name = 'asr'")
     assert len(versions) == 1
+
+
+def test_logging_results_twice_keeps_one_point_per_step(tracking: str, tmp_path: Path) -> None:
+    import mlflow
+
+    from tasks.registry import log_run_results
+
+    run_id = _start(tracking, tmp_path, {})
+    history = [
+        {"step": s, "epoch": 0, "train_loss": 3.0 / s, "dev_wer_greedy": 0.9, "lr": 1e-3}
+        | {"elapsed_s": 2.0 * s}
+        for s in (5, 10)
+    ]
+    for _ in range(2):  # as a retry of the task would
+        log_run_results.fn(run_id, history, {"test_wer": 0.5}, [])
+    client = mlflow.MlflowClient()
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [5, 10]
+    assert len(client.get_metric_history(run_id, "test_wer")) == 1
+    assert client.get_run(run_id).info.status == "FINISHED"
