@@ -56,8 +56,8 @@ def rtf_one_core(recognizer: Any, waves: list[np.ndarray]) -> float:
 
 def new_names_set(test_voices: set[str], n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
     """Queries about the later-era names, spoken by held-out voices, processed like ingestion."""
-    from tasks.synthesis import list_voices
     from tasks.simulation import Scenario, make_clips
+    from tasks.synthesis import list_voices
 
     voices = [v for v in list_voices(seed=13) if v.voice_id in test_voices] or list_voices(13)[:8]
     scenario = Scenario("new-names-clean", {"new": 1.0}, 0.0, (0.0, 0.0))
@@ -110,9 +110,9 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
     from tasks.augmentation import load_augmented
     from tasks.corpus import ENTITY_NAMES
     from tasks.evaluation import wer
+    from tasks.inference import read_clip
     from tasks.registry import download_recognizer
     from tasks.text import normalise_transcript
-    from tasks.inference import read_clip
 
     t0 = time.perf_counter()
     dataset_version = ingest(bench_scope)
