@@ -258,7 +258,7 @@ def discard_augmentation_staging(plan: AugmentPlan) -> None:
 @pa.check_types(lazy=True)
 def checked_augmented(rows: pd.DataFrame) -> DataFrame[AugmentedManifest]:
     """The augmented rows, through the AugmentedManifest contract."""
-    return rows  # type: ignore[return-value]
+    return rows
 
 
 def augment_dataset(
@@ -288,7 +288,7 @@ def load_augmented(directory: Path) -> DataFrame[AugmentedManifest]:
     path = directory / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no augmented dataset at {directory} (missing manifest.csv)")
-    return pd.read_csv(  # type: ignore[return-value]
+    return pd.read_csv(
         path,
         keep_default_na=False,
         na_values={"snr_db": [""]},

@@ -369,7 +369,7 @@ def discard_staging(plan: IngestPlan) -> None:
 def split_manifest(accepted: pd.DataFrame, split_policy: SplitPolicy) -> DataFrame[Manifest]:
     """The accepted rows with their split by voice, in the Manifest contract's columns."""
     df = accepted.assign(split=assign_splits(accepted, split_policy))
-    return df[MANIFEST_COLUMNS]  # type: ignore[return-value]
+    return df[MANIFEST_COLUMNS]
 
 
 def ingest_manifests(
@@ -412,7 +412,7 @@ def load_dataset(dataset_dir: Path) -> DataFrame[Manifest]:
     path = dataset_dir / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no dataset version at {dataset_dir} (missing manifest.csv)")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)  # type: ignore[return-value]
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 @task(name="enforce-quarantine-limit")

@@ -139,4 +139,4 @@ def read_manifest(
     df["source"] = source
     df["transcript"] = df["transcript"].where(df["transcript"].notna(), None)
     df["audio_path"] = df["audio_path"].fillna("").astype(str)
-    return df[RAW_COLUMNS].reset_index(drop=True)  # type: ignore[return-value]
+    return df[RAW_COLUMNS].reset_index(drop=True)
