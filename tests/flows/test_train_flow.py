@@ -107,3 +107,12 @@ def test_train_flow_fans_out_evaluation_and_tracks_the_run(tmp_path: Path) -> No
     info = mlflow.models.get_model_info(f"models:/{name}/{result['model_version']}")
     assert info.signature is not None
     assert run.data.tags["augmented_version"] == augmented
+
+    # a second round: the cache is reused, the champion is evaluated on the same shards
+    second = train(scope, augmented, return_state=True)
+    again = second.result()
+    parent = second.state_details.flow_run_id
+    assert _task_runs(parent, "cache-features", "cache-features-shard") == 0
+    assert _task_runs(parent, "evaluate-recognizer", "transcribe-shard") == 4  # new + champion
+    assert again["run_id"] != result["run_id"]
+    assert int(str(again["model_version"])) == int(str(result["model_version"])) + 1
