@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from data_contracts.scoping import TrainingBudget
@@ -68,3 +69,33 @@ def test_warm_start_begins_from_the_given_weights(tmp_path: Path) -> None:
     )
     assert result.history[0]["step"] == 0  # the starting point was evaluated first
     assert result.config == champion.config
+
+
+def test_length_buckets_cover_every_row_once_within_the_caps() -> None:
+    import numpy as np
+
+    from models.training import length_buckets
+
+    lengths = [50 + (37 * i) % 400 for i in range(40)]
+    batches = length_buckets(lengths, 6, np.random.default_rng(0), max_frames=1200)
+    assert sorted(i for b in batches for i in b) == list(range(40))
+    assert all(len(b) <= 6 for b in batches)
+    assert all(len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 1200 for b in batches)
+
+
+def test_cached_batches_are_collated_like_waveform_batches(tmp_path: Path) -> None:
+    from models.features import ValTransform, collate, collate_features
+    from tasks.feature_cache import load_feature_cache
+
+    cache = load_feature_cache(_cache(tmp_path, n=6))
+    batch = cache.batch([4, 1])
+    assert batch.utterance_ids == ("u4", "u1")
+    assert batch.features.shape == (2, 80, 80)  # padded to the longer clip, float
+    assert batch.feature_lengths.tolist() == [80, 65]
+    assert torch.equal(batch.features[1, 65:], torch.zeros(15, 80))
+    waves = [torch.zeros(3200), torch.zeros(1600)]
+    reference = collate(waves, ["call mom", "call mom"], ["a", "b"], ValTransform())
+    assert torch.equal(batch.targets[:1], reference.targets[:1])  # same target encoding
+    feats = [torch.randn(7, 80), torch.randn(3, 80)]
+    with pytest.raises(ValueError, match="as many transcripts"):
+        collate_features(feats, ["a"], ["x", "y"])
