@@ -17,6 +17,7 @@ import soundfile as sf
 from prefect import task
 
 from data_contracts.scoping import Scope
+from models.audio import SAMPLE_RATE
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -76,7 +77,7 @@ def code_version(repo: Path | None = None) -> dict[str, str]:
     return {"git_commit": sha, "git_dirty": str(dirty).lower()}
 
 
-def input_example(sample_rate: int = 16000) -> pd.DataFrame:
+def input_example(sample_rate: int = SAMPLE_RATE) -> pd.DataFrame:
     """A small valid request for the model signature: 0.25 s of faint noise as WAV, base64."""
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal(sample_rate // 4) * 1e-3).astype(np.float32)
