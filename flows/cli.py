@@ -10,12 +10,10 @@ prints one message and no traceback.
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -40,34 +38,13 @@ DEFAULT_SCOPE = Path("scope.yaml")
 RESULTS = Path("bench/results")
 
 
-class ServerAction(enum.StrEnum):
-    start = "start"
-    stop = "stop"
-    status = "status"
-
-
-class ManifestFormat(enum.StrEnum):
-    nemo = "nemo"
-    commonvoice = "commonvoice"
-    csv = "csv"
-
-
-class ScenarioChoice(enum.StrEnum):
-    stable = "stable"
-    new_names = "new-names"
-    in_car = "in-car"
-    mixed = "mixed"
-
-
-class Suite(enum.StrEnum):
-    data = "data"
-    serve = "serve"
-    train = "train"
-
-
-class Profile(enum.StrEnum):
-    default = "default"
-    quality = "quality"
+# choices spelled here so that `--help` needs no heavy import; they match
+# tasks.manifests.ManifestKind and tasks.simulation.ScenarioName
+ServerAction = Literal["start", "stop", "status"]
+ManifestFormat = Literal["nemo", "commonvoice", "csv"]
+ScenarioChoice = Literal["stable", "new-names", "in-car", "mixed"]
+Suite = Literal["data", "serve", "train"]
+Profile = Literal["default", "quality"]
 
 
 def _load(scope_file: Path, workspace: Path | None) -> Scope:
@@ -77,16 +54,6 @@ def _load(scope_file: Path, workspace: Path | None) -> Scope:
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
-    """Keep stdout clean for --json output while flows log and draw progress bars."""
-    if not enabled:
-        yield
-        return
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
 
 
 def _prepare(scope: Scope, quiet: bool = False) -> str:
@@ -110,9 +77,9 @@ def server(
 
     scope = _load(scope_file, workspace)
     configure_environment(scope)
-    if action is ServerAction.start:
+    if action == "start":
         print(f"Prefect UI: {start_server(scope)}")
-    elif action is ServerAction.stop:
+    elif action == "stop":
         stopped = stop_all(scope)
         print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
     else:
@@ -198,8 +165,10 @@ def ingest(
 
     scope = _load(scope_file, workspace)
     if manifest is not None:
-        scope = with_manifest(scope, manifest, kind.value if kind else None, data_root, source_name)
-    with _stdout_to_stderr(as_json), tempfile.TemporaryDirectory() as tmp:
+        scope = with_manifest(scope, manifest, kind, data_root, source_name)
+    # with --json, stdout holds only the summary: flow logs and progress bars go to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with quiet, tempfile.TemporaryDirectory() as tmp:
         _prepare(scope, quiet=as_json)
         summary_path = Path(tmp) / "summary.json"
         state = ingest_flow(scope, summary_path=summary_path, return_state=True)
@@ -330,7 +299,7 @@ def monitor(
 def simulate(
     scope_file: ScopeFile = DEFAULT_SCOPE,
     workspace: Workspace = None,
-    scenario: Annotated[ScenarioChoice, typer.Option()] = ScenarioChoice.stable,
+    scenario: Annotated[ScenarioChoice, typer.Option()] = "stable",
     count: Annotated[int, typer.Option(help="requests to send")] = 50,
     rate: Annotated[
         float | None, typer.Option(help="requests per second (default: as fast as allowed)")
@@ -347,16 +316,7 @@ def simulate(
 
     scope = _load(scope_file, workspace)
     _prepare(scope, quiet=True)
-    summary = simulate_flow(
-        scope,
-        scenario.value,
-        count,
-        concurrency,
-        rate,
-        voices,
-        seed,
-        url,  # type: ignore[arg-type]
-    )
+    summary = simulate_flow(scope, scenario, count, concurrency, rate, voices, seed, url)
     _print_json(summary)
     if summary["ok"] != summary["sent"]:
         raise typer.Exit(1)
@@ -460,7 +420,7 @@ def bench(
     workspace: Workspace = None,
     profile: Annotated[
         Profile, typer.Option(help="training profile for the train benchmark")
-    ] = Profile.default,
+    ] = "default",
     out: Out = RESULTS,
 ) -> None:
     """Run a benchmark; writes JSON under bench/results/ and prints a table."""
@@ -470,9 +430,9 @@ def bench(
 
     scope = _load(scope_file, workspace)
     configure_environment(scope, api=False)
-    module = importlib.import_module(f"bench.{suite.value}")  # bench/ is imported only here
-    if suite is Suite.train:
-        module.main(scope, out, profile=profile.value)
+    module = importlib.import_module(f"bench.{suite}")  # bench/ is imported only here
+    if suite == "train":
+        module.main(scope, out, profile=profile)
     else:
         module.main(scope, out)
 

@@ -90,7 +90,7 @@ def new_entity_names() -> list[str]:
 
 def tally_stable(tally: StoryTally, check: dict[str, Any]) -> StoryTally:
     """Count one stable window's monitoring result (a drift here is a false alarm)."""
-    share = float(check.get("drift_share", 0.0))  # type: ignore[arg-type]
+    share = float(check.get("drift_share", 0.0))
     return StoryTally(
         windows=tally.windows + 1,
         false_alarms=tally.false_alarms + int(bool(check["drift"])),
