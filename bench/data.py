@@ -30,7 +30,8 @@ def main(scope: Scope, out_dir: Path) -> dict[str, float]:
     bench_scope = scope.model_copy(update={"sources": [source]}).with_workspace(scratch)
     workers = max_workers(bench_scope)
     t0 = time.perf_counter()
-    manifest = synthesise_corpus.with_options(task_runner=task_runner(bench_scope))(
+    synthesis_runner = task_runner(bench_scope, tasks_start_processes=True)
+    manifest = synthesise_corpus.with_options(task_runner=synthesis_runner)(
         source, bench_scope.state.path("corpus_dir"), workers
     )
     synth_s = time.perf_counter() - t0

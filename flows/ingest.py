@@ -70,15 +70,16 @@ def probe_and_version(scope: Scope, manifests: list[Path]) -> IngestResult:
 def ingest(scope: Scope, summary_path: Path | None = None) -> str:
     """Validate the scope, read every source, quarantine bad rows, write a dataset version."""
     validate_scope(scope)
-    fan_out = task_runner(scope)
+    synthesise = synthesise_corpus.with_options(
+        task_runner=task_runner(scope, tasks_start_processes=True)
+    )
     manifests = [
-        synthesise_corpus.with_options(task_runner=fan_out)(
-            source, scope.state.path("corpus_dir"), max_workers(scope)
-        )
+        synthesise(source, scope.state.path("corpus_dir"), max_workers(scope))
         if source.kind == "synthetic"
         else Path(str(source.path))
         for source in scope.sources
     ]
-    result = probe_and_version.with_options(task_runner=fan_out)(scope, manifests)
+    probe = probe_and_version.with_options(task_runner=task_runner(scope))
+    result = probe(scope, manifests)
     publish_ingestion_report(result, scope.state.path("reports_dir"), summary_path)
     return enforce_quarantine_limit(result)

@@ -23,10 +23,16 @@ def max_workers(scope: Scope) -> int:
     return scope.runtime.max_workers or available_cores()
 
 
-def task_runner(scope: Scope) -> TaskRunner[Any]:
-    """The Prefect task runner named by scope.runtime (processes or threads)."""
+def task_runner(scope: Scope, *, tasks_start_processes: bool = False) -> TaskRunner[Any]:
+    """The Prefect task runner named by scope.runtime (processes or threads).
+
+    Tasks that already do their work in fresh child processes (synthesis renders each block in
+    one, for espeak's sake) say `tasks_start_processes`: on "processes" they get a thread pool,
+    which spreads them over the cores just as well without starting (and importing into) a
+    second layer of processes.
+    """
     workers = max_workers(scope)
-    if scope.runtime.task_runner == "processes":
+    if scope.runtime.task_runner == "processes" and not tasks_start_processes:
         return ProcessPoolTaskRunner(max_workers=workers)
     return ThreadPoolTaskRunner(max_workers=workers)
 

@@ -13,6 +13,8 @@ from tasks.fanout import max_workers, shards, task_runner
 def test_runner_follows_the_scope() -> None:
     scope = Scope()
     assert isinstance(task_runner(scope), ProcessPoolTaskRunner)
+    # tasks that start their own fresh processes are driven by threads, not a second layer
+    assert isinstance(task_runner(scope, tasks_start_processes=True), ThreadPoolTaskRunner)
     assert max_workers(scope) == available_cores()
     threads = scope.model_copy(
         update={
