@@ -148,7 +148,7 @@ class AugmentPlan:
     staging: Path | None
     dataset_version: str
     recordings: list[str]
-    rows: pd.DataFrame
+    rows: DataFrame[AugmentedManifest]  # every row of the version, checked before any mixing
     shards: list[list[dict[str, object]]] = field(default_factory=list)
 
     @property
@@ -206,7 +206,7 @@ def plan_augmented_version(
         )
     ]
     noisy["audio_path"] = "noisy/" + noisy["utterance_id"] + ".wav"
-    rows = pd.concat([clean, noisy], ignore_index=True)[AUGMENTED_COLUMNS]
+    rows = checked_augmented(pd.concat([clean, noisy], ignore_index=True)[AUGMENTED_COLUMNS])
     cut = shards(jobs, max(1, n_shards))
     return AugmentPlan(version, final, staging, dataset_version, recordings, rows, cut)
 
@@ -223,7 +223,7 @@ def publish_augmented_version(plan: AugmentPlan, policy: AugmentationPolicy) -> 
         missing = [p for p in noisy_paths if not (staging / p).is_file()]
         if missing:
             raise RuntimeError(f"{len(missing)} noisy clips were not mixed (e.g. {missing[0]})")
-        out = checked_augmented(plan.rows)
+        out = plan.rows
         out.sort_values("utterance_id").to_csv(
             staging / "manifest.csv", index=False, float_format="%.4f"
         )
@@ -259,27 +259,6 @@ def discard_augmentation_staging(plan: AugmentPlan) -> None:
 def checked_augmented(rows: pd.DataFrame) -> DataFrame[AugmentedManifest]:
     """The augmented rows, through the AugmentedManifest contract."""
     return rows
-
-
-def augment_dataset(
-    manifest: pd.DataFrame,
-    dataset_dir: Path,
-    dataset_version: str,
-    augmented_root: Path,
-    policy: AugmentationPolicy,
-    n_shards: int = 1,
-) -> AugmentResult:
-    """The augment flow's steps one after another (tests, benchmarks): plan, mix, publish."""
-    plan = plan_augmented_version.fn(
-        manifest, dataset_dir, dataset_version, augmented_root, policy, n_shards
-    )
-    try:
-        for jobs in plan.shards:
-            mix_shard.fn(jobs, dataset_dir, plan.noisy_dir, policy.noise_dir)
-    except BaseException:
-        discard_augmentation_staging.fn(plan)
-        raise
-    return publish_augmented_version.fn(plan, policy)
 
 
 @pa.check_types(lazy=True)
