@@ -251,3 +251,30 @@ def test_malformed_templates_name_the_file_and_row(tmp_path: Path, text: str, me
     with pytest.raises(TablesError, match=message) as caught:
         load_tables(bad)
     assert str(bad) in str(caught.value)
+
+
+def test_malformed_entities_name_the_file_and_row(tmp_path: Path) -> None:
+    from tasks.corpus import TablesError, load_tables
+
+    bad = tmp_path / "entities.yaml"
+    bad.write_text(
+        "eras:\n  launch:\n    city: [Paris, 7]\n  new:\n    celebrity: [Zed]\nplain: {}\n"
+    )
+    with pytest.raises(TablesError, match=r"eras\.launch\.city item 2: expected text"):
+        load_tables(None, bad)
+
+
+def test_a_scope_with_its_own_templates_gets_its_own_corpus_folder(tmp_path: Path) -> None:
+    from data_contracts.scoping import DataSource, SyntheticCorpus
+    from tasks.sources import corpus_dir_for, plan_synthetic_corpus
+
+    own = tmp_path / "templates.yaml"
+    own.write_text("weather:\n- Weather in {city}\n")
+    plain = SyntheticCorpus(n_utterances=4, seed=2, n_voices=2)
+    mine = plain.model_copy(update={"templates_file": own})
+    a = DataSource(kind="synthetic", name="s", synthetic=plain)
+    b = DataSource(kind="synthetic", name="s", synthetic=mine)
+    assert corpus_dir_for(a, tmp_path) != corpus_dir_for(b, tmp_path)
+    plan = plan_synthetic_corpus.fn(b, tmp_path / "corpus", 1)
+    assert all(u.query.text.startswith("Weather in ") for u in plan.utterances)
+    assert "tables_sha256" in plan.params
