@@ -164,9 +164,16 @@ def stop_pidfile(pidfile: Path, grace_s: float = 15.0) -> bool:
     return True
 
 
+def _stop(scope: Scope, name: str) -> bool:
+    """Stop what `launch` started under `name`; also a pid file in the workspace root, where
+    the runtime kept them before `state.run_dir` (servers started by an older checkout)."""
+    stopped = stop_pidfile(_run_file(scope, f"{name}.pid"))
+    return stop_pidfile(scope.state.workspace.resolve() / f"{name}.pid") or stopped
+
+
 def stop_server(scope: Scope) -> bool:
     """Stop the Prefect server this workspace started."""
-    return stop_pidfile(_run_file(scope, "prefect-server.pid"))
+    return _stop(scope, "prefect-server")
 
 
 def service_url(scope: Scope) -> str:
@@ -224,7 +231,7 @@ def start_service(scope: Scope, scope_path: Path, timeout_s: float = 120.0) -> s
 
 def stop_service(scope: Scope) -> bool:
     """Stop the BentoML service this workspace started (workers included)."""
-    return stop_pidfile(_run_file(scope, "service.pid"))
+    return _stop(scope, "service")
 
 
 def ensure_work_pool(name: str = WORK_POOL) -> None:
@@ -299,7 +306,7 @@ def start_worker(scope: Scope) -> None:
 
 def stop_worker(scope: Scope) -> bool:
     """Stop the worker this workspace started."""
-    return stop_pidfile(_run_file(scope, "prefect-worker.pid"))
+    return _stop(scope, "prefect-worker")
 
 
 def stop_all(scope: Scope) -> list[str]:

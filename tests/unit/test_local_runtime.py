@@ -12,7 +12,13 @@ import psutil
 import pytest
 
 from data_contracts.scoping import Scope
-from deployments.local import admin_token_file, launch, service_command, stop_pidfile
+from deployments.local import (
+    admin_token_file,
+    launch,
+    service_command,
+    stop_pidfile,
+    stop_service,
+)
 
 
 def test_admin_token_is_created_once_private_where_the_scope_says(tmp_path: Path) -> None:
@@ -58,3 +64,17 @@ def test_launch_reports_a_process_that_dies_before_it_is_ready(tmp_path: Path) -
     cmd = [sys.executable, "-c", "raise SystemExit(3)"]
     with pytest.raises(RuntimeError, match=r"exited with code 3; see .*dying\.log"):
         launch(scope, "dying", cmd, {}, lambda: False, timeout_s=60)
+
+
+@pytest.mark.filterwarnings("ignore:subprocess .* is still running:ResourceWarning")
+def test_stop_also_finds_a_pid_file_an_older_checkout_left_in_the_workspace(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    scope = Scope().with_workspace(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    (tmp_path / "service.pid").write_text(str(proc.pid))
+    assert stop_service(scope) is True
+    assert proc.wait(timeout=30) is not None and not (tmp_path / "service.pid").exists()
+    assert stop_service(scope) is False
