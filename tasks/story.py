@@ -73,7 +73,9 @@ def version_wer(model_name: str, version: str, eval_set: EvalSet, dest: Path) ->
 @task(name="newsroom-list")
 def newsroom_scope(scope: Scope, listed: Path, names: list[str]) -> Scope:
     """Write the newsroom's list of new names (text only, never test audio) and return the
-    scope whose training reads it as its hot-word file."""
+    scope whose training reads it as its hot-word file (absolute: the retrain runs on the
+    worker)."""
+    listed = listed.resolve()
     listed.parent.mkdir(parents=True, exist_ok=True)
     listed.write_text("".join(f"{normalise_transcript(n)}\n" for n in names))
     training = scope.training.model_copy(update={"hot_words_file": listed})

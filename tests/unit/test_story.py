@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks.story import StoryTally, story_figures, tally_shifted, tally_stable, write_story_results
+import pytest
+
+from data_contracts.scoping import Scope
+from tasks.story import (
+    StoryTally,
+    newsroom_scope,
+    story_figures,
+    tally_shifted,
+    tally_stable,
+    write_story_results,
+)
 
 
 def _check(drift: bool, retrain: bool, share: float, run: str | None = None) -> dict[str, object]:
@@ -46,3 +56,15 @@ def test_figures_and_results_files(tmp_path: Path) -> None:
     assert json.loads(story_json.read_text())["champion_after"] == "2"
     monitor = json.loads(monitor_json.read_text())
     assert monitor["drift_check_seconds_10k"] == 1.5 and monitor["window"] == 400
+
+
+def test_the_newsroom_list_becomes_the_retrains_hot_word_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    scope = Scope()
+    listed = newsroom_scope.fn(scope, Path("story") / "newsroom.txt", ["Zarina Okonkwo", "Léa"])
+    path = listed.training.hot_words_file
+    assert path is not None and path.is_absolute()
+    assert path.read_text().splitlines() == ["zarina okonkwo", "lea"]
+    assert listed.sources == scope.sources  # only training changes
