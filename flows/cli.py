@@ -57,7 +57,8 @@ def _print_json(value: Any) -> None:
 
 
 def _prepare(scope: Scope, quiet: bool = False) -> str:
-    """The local Prefect server up (started or reused); its UI address."""
+    """The local Prefect server up (started or reused); its UI address. Call it before
+    importing a flow: Prefect reads its settings (the API address) once, at import."""
     from deployments.local import start_server
 
     ui = start_server(scope)
@@ -104,10 +105,11 @@ def validate_scope(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace =
 def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
     """Run the full cycle against the local Prefect server, then deploy and serve."""
     from deployments.local import bring_up
-    from flows.full_cycle import full_cycle
 
     scope = _load(scope_file, workspace)
     ui = _prepare(scope)
+    from flows.full_cycle import full_cycle
+
     _print_json(full_cycle(scope))
     url = bring_up(scope, scope_file)
     print(
@@ -160,16 +162,16 @@ def ingest(
     1: too many rows quarantined, 2: unusable input)."""
     import tempfile
 
-    from flows.ingest import ingest as ingest_flow
-    from tasks.scope_overrides import with_manifest
-
     scope = _load(scope_file, workspace)
-    if manifest is not None:
-        scope = with_manifest(scope, manifest, kind, data_root, source_name)
     # with --json, stdout holds only the summary: flow logs and progress bars go to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     with quiet, tempfile.TemporaryDirectory() as tmp:
         _prepare(scope, quiet=as_json)
+        from flows.ingest import ingest as ingest_flow
+        from tasks.scope_overrides import with_manifest
+
+        if manifest is not None:
+            scope = with_manifest(scope, manifest, kind, data_root, source_name)
         summary_path = Path(tmp) / "summary.json"
         state = ingest_flow(scope, summary_path=summary_path, return_state=True)
         summary, code, error = _ingest_outcome(state, summary_path)
@@ -192,10 +194,10 @@ def augment(
     workspace: Workspace = None,
 ) -> None:
     """Augment a dataset version with car noise."""
-    from flows.augment import augment as augment_flow
-
     scope = _load(scope_file, workspace)
     _prepare(scope)
+    from flows.augment import augment as augment_flow
+
     print(augment_flow(scope, dataset_version))
 
 
@@ -212,10 +214,10 @@ def train(
     ] = None,
 ) -> None:
     """Train, analyse, register and gate on an augmented version."""
-    from flows.train import train as train_flow
-
     scope = _load(scope_file, workspace)
     _prepare(scope)
+    from flows.train import train as train_flow
+
     _print_json(
         train_flow(scope, augmented_version, warm_start_from=warm_start, resume_run_id=resume)
     )
@@ -224,10 +226,10 @@ def train(
 @app.command()
 def rollback(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
     """Move the champion alias back to the previous champion; the service follows it."""
-    from flows.rollback import rollback as rollback_flow
-
     scope = _load(scope_file, workspace)
     _prepare(scope)
+    from flows.rollback import rollback as rollback_flow
+
     state = rollback_flow(scope, return_state=True)
     try:
         done = state.result()
@@ -288,10 +290,10 @@ def monitor(
     no_trigger: Annotated[bool, typer.Option(help="report only; never retrain")] = False,
 ) -> None:
     """Check the prediction log for drift now."""
-    from flows.monitor import monitor as monitor_flow
-
     scope = _load(scope_file, workspace)
     _prepare(scope)
+    from flows.monitor import monitor as monitor_flow
+
     _print_json(monitor_flow(scope, trigger=not no_trigger))
 
 
@@ -312,10 +314,10 @@ def simulate(
     ] = None,
 ) -> None:
     """Send simulated voice-search traffic to the endpoint (exit 1 if any request failed)."""
-    from flows.simulate import simulate as simulate_flow
-
     scope = _load(scope_file, workspace)
     _prepare(scope, quiet=True)
+    from flows.simulate import simulate as simulate_flow
+
     summary = simulate_flow(scope, scenario, count, concurrency, rate, voices, seed, url)
     _print_json(summary)
     if summary["ok"] != summary["sent"]:
@@ -343,11 +345,12 @@ def story(
 ) -> None:
     """Replay the story: stable traffic, new names, drift, retrain (exit 1 if none fired)."""
     from deployments.local import bring_up
-    from flows.full_cycle import full_cycle
-    from flows.story import story as story_flow
 
     scope = _load(scope_file, workspace)
     _prepare(scope)
+    from flows.full_cycle import full_cycle
+    from flows.story import story as story_flow
+
     full_cycle(scope, unless_champion=True)
     url = bring_up(scope, scope_file)
     result = story_flow(
@@ -371,10 +374,10 @@ def package(
     no_build: Annotated[bool, typer.Option(help="only import into the model store")] = False,
 ) -> None:
     """Import the champion into the BentoML store and build a Bento."""
-    from flows.package import package as package_flow
-
     scope = _load(scope_file, workspace)
     _prepare(scope)
+    from flows.package import package as package_flow
+
     _print_json(package_flow(scope, build=not no_build))
 
 
@@ -394,10 +397,12 @@ def serve(
         stop_service,
         store_has_model,
     )
+
+    scope = _load(scope_file, workspace)
+    configure_environment(scope)  # before anything imports prefect: it reads them once
     from tasks.scope_overrides import with_port
 
-    scope = with_port(_load(scope_file, workspace), port)
-    configure_environment(scope)
+    scope = with_port(scope, port)
     if stop:
         print("stopped" if stop_service(scope) else "no service started from this workspace")
         return

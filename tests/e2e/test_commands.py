@@ -81,6 +81,8 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
     def ok(*args: str) -> subprocess.CompletedProcess[str]:
         done = voicecycle(*args)
         assert done.returncode == 0, f"{args}: {done.stdout[-1500:]}\n{done.stderr[-3000:]}"
+        # flows run on the scope's Prefect server (its UI shows them), never a throwaway one
+        assert "temporary server" not in done.stderr, f"{args} ran on an ephemeral server"
         return done
 
     try:

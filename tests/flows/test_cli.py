@@ -98,6 +98,7 @@ def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> N
             "ingest", "--scope", str(scope), "--manifest", str(data / "manifest.csv"), "--json"
         )
         assert good.returncode == 0, good.stderr[-2000:]
+        assert "temporary server" not in good.stderr  # ran on the scope's own server
         summary = json.loads(good.stdout)
         assert summary["accepted"] == 6 and summary["quarantined"] == []
         assert summary["dataset_version"].startswith("ds-")
@@ -157,6 +158,7 @@ def test_rollback_puts_the_previous_champion_where_the_service_reads(
         done = _voicecycle("rollback", "--scope", str(scope_file))
         assert done.returncode == 0, done.stderr[-2000:]
         assert f"version {versions[1]} -> {versions[0]}" in done.stdout
+        assert "temporary server" not in done.stderr
         assert alias_version(name, CHAMPION) == versions[0]
         latest = subprocess.run(
             [
