@@ -30,10 +30,7 @@ setup: $(VENV)/.installed ## create .venv and install the locked dependencies
 cycle: setup ## set up, start the local Prefect server and run the full cycle
 	$(BIN)/voicecycle run
 
-test: setup ## set up, lint (ruff, mypy) and run the whole test suite (what CI runs)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+test: setup lint ## set up, lint (ruff, mypy, import contracts) and run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q --ignore=tests/e2e
 	@# the end-to-end cycle in a process of its own: BentoML resolves its store once per process
 	$(BIN)/python -m pytest -q tests/e2e
@@ -41,8 +38,11 @@ test: setup ## set up, lint (ruff, mypy) and run the whole test suite (what CI r
 test-fast: setup ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: setup ## ruff and mypy
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+lint: setup ## ruff, mypy and the rooms' import contracts (lint-imports)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup ## format the code
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
