@@ -32,7 +32,7 @@ cycle: setup ## set up, start the local Prefect server and run the full cycle
 
 test: setup lint ## set up, lint (ruff, mypy, import contracts) and run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q --ignore=tests/e2e
-	@# the end-to-end cycle in a process of its own: BentoML resolves its store once per process
+	@# the end-to-end cycle (every README command) in a process of its own
 	$(BIN)/python -m pytest -q tests/e2e
 
 test-fast: setup ## the suite without slow tests

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data_contracts.scoping import DataSource, Scope, SyntheticCorpus
+from data_contracts.scoping import DataSource, RuntimeScope, Scope, SyntheticCorpus
 
 _OURS = ("PREFECT_", "MLFLOW_", "BENTOML_")
 
@@ -25,13 +25,19 @@ _HARNESS_KEYS: set[str] = set()
 
 
 def tiny_scope(workspace: Path, n_utterances: int = 24, n_voices: int = 6) -> Scope:
-    """The default scope shrunk to a few clips, with all state under `workspace`."""
+    """The default scope shrunk to a few clips, with all state under `workspace`.
+
+    Its fan-out runs on threads: a process pool's start-up (each worker imports torch and
+    Prefect) outweighs a few clips of work. The process runner has tests of its own
+    (tests/flows/test_data_flows.py, tests/flows/test_train_flow.py).
+    """
     source = DataSource(
         kind="synthetic",
         name="synthetic",
         synthetic=SyntheticCorpus(n_utterances=n_utterances, seed=5, n_voices=n_voices),
     )
-    return Scope(sources=[source]).with_workspace(workspace)
+    runtime = RuntimeScope(task_runner="threads")
+    return Scope(sources=[source], runtime=runtime).with_workspace(workspace)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
-"""Every command of the README, run as a user runs it (`python -m flows.cli ...`), on a tiny
-scope with all state under tmp_path and servers on free ports: run, simulate, monitor,
-ingest, augment, train, package, serve, deploy, retrain, story, bench data, server.
+"""The tiny real end-to-end cycle, driven through every command of the README as a user runs
+it (`python -m flows.cli ...`), on a tiny scope with all state under tmp_path and servers on
+free ports: run (synthesised audio -> ingest -> augment -> train -> evaluate -> MLflow ->
+BentoML -> a real `bentoml serve`), simulate (traffic logged), monitor (drift report),
+ingest, augment, train, package, serve, deploy, retrain (labelling batch, re-spoken new
+words, warm-started training, gate), story, bench data, server.
 
 `ingest --manifest` and `rollback` have their own tests in tests/flows/test_cli.py; `bench
 serve` and `bench train` measure at fixed, benchmark sizes and are left to `make bench`.
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 import yaml
 
@@ -91,6 +95,9 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         ran = ok("run")
         assert "The cycle finished." in ran.stdout and f"{service}/transcribe" in ran.stdout
         assert httpx.get(service + "/readyz", timeout=10).status_code == 200
+        first = httpx.get(service + "/metadata", timeout=10).json()["model_version"]
+        reports = list(scope.state.path("runs_dir").glob("*/error_analysis/error_analysis.html"))
+        assert len(reports) == 1, "the cycle's training run has its error analysis"
         run_dir = scope.state.path("run_dir")
         assert {"prefect-server.pid", "prefect-worker.pid", "service.pid"} <= {
             p.name for p in run_dir.iterdir()
@@ -98,9 +105,12 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
 
         sent = _last_json(ok("simulate", "--count", "30", "--concurrency", "2").stdout)
         assert sent["sent"] == sent["ok"] == 30 and sent["scenario"] == "stable"
+        assert sent["model_versions"] == [first]  # responses name the version that served
         checked = _last_json(ok("monitor", "--no-trigger").stdout)
         # --no-trigger reports what the rule says and starts nothing
         assert checked["window"] == 30 and checked["retrain_flow_run"] is None
+        assert 0.0 <= checked["drift_share"] <= 1.0
+        assert (scope.state.path("reports_dir") / "drift" / "drift_report.html").is_file()
 
         # the stages one by one
         summary = json.loads(ok("ingest", "--json").stdout)
@@ -121,6 +131,16 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         assert "deployed retrain/retrain" in deployed and "deployed monitor/monitor" in deployed
         retrained = ok("retrain", "--reason", "tour of the commands", "--wait")
         assert "(Completed)" in retrained.stdout
+        # the retrain labelled what production brought and re-spoke the words it lacked
+        batches = list(scope.state.path("labelling_dir").iterdir())
+        assert batches, "the retrain exported a labelling batch"
+        grown = max(
+            scope.state.path("datasets_dir").glob("ds-*/manifest.csv"),
+            key=lambda p: p.stat().st_mtime,
+        )
+        sources = set(pd.read_csv(grown, dtype=str, keep_default_na=False)["source"])
+        assert {"synthetic", "respoken"} <= sources
+        assert any(s.startswith("labelled-") for s in sources)
 
         results = tmp_path / "results"
         story = voicecycle(
