@@ -31,9 +31,12 @@ cycle: setup ## set up, start the local Prefect server and run the full cycle
 	$(BIN)/voicecycle run
 
 test: setup lint ## set up, lint (ruff, mypy, import contracts) and run the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -q --ignore=tests/e2e
-	@# the end-to-end cycle (every README command) in a process of its own
-	$(BIN)/python -m pytest -q tests/e2e
+	@# The end-to-end tour (every README command; mostly waiting on its own servers) runs in a
+	@# process of its own beside the rest of the suite; its output follows the suite's.
+	@log=$$(mktemp); $(BIN)/python -m pytest -q tests/e2e >$$log 2>&1 & e2e=$$!; \
+	$(BIN)/python -m pytest -q --ignore=tests/e2e; rest=$$?; \
+	wait $$e2e; tour=$$?; echo "--- tests/e2e"; cat $$log; rm -f $$log; \
+	exit $$(( rest != 0 || tour != 0 ))
 
 test-fast: setup ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"
