@@ -196,7 +196,7 @@ def test_a_deep_queue_is_refused_at_once(make_batcher: Any) -> None:
     started = time.perf_counter()
     with pytest.raises(Rejected) as refused:
         batcher.submit(clip(3))  # a third batch: 600 ms > 500 ms
-    assert time.perf_counter() - started < 0.1
+    assert time.perf_counter() - started < 0.4  # not queued behind the 200 ms batches
     assert (refused.value.status, refused.value.code) == (503, "overloaded")
     recognizer.hold.set()
     assert [f.result(10).text for f in (running, *queued)] == ["0", "1", "2"]
