@@ -114,7 +114,7 @@ def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> N
     url = bring_up(scope, scope_file)
     print(
         f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
-        f"  Speech endpoint: {url}/transcribe (docs: {url}/docs)\n"
+        f"  Speech endpoint: {url}/transcribe (API docs: {url}/)\n"
         f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
         f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000"
     )
@@ -415,7 +415,7 @@ def serve(
     if foreground:
         raise typer.Exit(serve_foreground(scope, scope_file))
     url = start_service(scope, scope_file)
-    print(f"serving on {url} (POST /transcribe, GET /metadata, docs at {url}/docs)")
+    print(f"serving on {url} (POST /transcribe, GET /metadata, API docs at {url}/)")
 
 
 @app.command()
