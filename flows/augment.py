@@ -46,6 +46,7 @@ def mix_car_noise(scope: Scope, dataset_dir: Path, dataset_version: str) -> Augm
     )
     published.wait()  # finished or failed, no half-built folder stays (no-op once published)
     discard_augmentation_staging(plan)
+    mixed.result()  # a failed shard raises its own error, not "publish never ran"
     return published.result()
 
 

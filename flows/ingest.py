@@ -37,6 +37,7 @@ def synthesise_corpus(source: DataSource, corpus_root: Path, n_shards: int) -> P
     published = publish_corpus.submit(plan, wait_for=rendered, return_state=False)
     published.wait()  # finished or failed, no half-built folder stays (no-op once published)
     discard_partial(plan)
+    rendered.result()  # a failed shard raises its own error, not "publish never ran"
     return published.result()
 
 
@@ -63,6 +64,7 @@ def probe_and_version(scope: Scope, manifests: list[Path]) -> IngestResult:
     )
     versioned.wait()  # finished or failed, the staging folder goes
     discard_staging(plan)
+    probed.result()  # a failed shard raises its own error, not "versioning never ran"
     return versioned.result()
 
 

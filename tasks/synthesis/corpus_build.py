@@ -225,8 +225,13 @@ def _render_block_child(
         conn.send("")
     except BaseException:
         conn.send(traceback.format_exc())
-    finally:
         conn.close()
+        raise
+    conn.close()
+    # The block is written and reported. Leave without the interpreter's teardown: a forked
+    # child inherits the parent's exit hooks (Prefect's, with a temporary API server they
+    # cannot reach), which turned finished blocks into exit code 255.
+    os._exit(0)
 
 
 def _fresh_process_context() -> multiprocessing.context.BaseContext:
@@ -254,7 +259,11 @@ def _render_block_fresh(
     except EOFError:
         error = "the child process died without a report"
     child.join()
-    if error or child.exitcode != 0:
+    written = all((audio_dir / f"{item.utterance_id}.wav").is_file() for item in block)
+    # The child's report is what counts: the forkserver answers 255 for a child whose exit
+    # status it could not read back (seen with a temporary Prefect server in the parent)
+    # although the child had written every file and said so.
+    if error or not written or child.exitcode not in (0, 255):
         first = block[0].utterance_id if block else "?"
         raise RuntimeError(
             f"rendering the block from {first} failed (exit code {child.exitcode}): {error}"
