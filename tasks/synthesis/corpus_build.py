@@ -225,13 +225,8 @@ def _render_block_child(
         conn.send("")
     except BaseException:
         conn.send(traceback.format_exc())
+    finally:
         conn.close()
-        raise
-    conn.close()
-    # The block is written and reported. Leave without the interpreter's teardown: a forked
-    # child inherits the parent's exit hooks (Prefect's, with a temporary API server they
-    # cannot reach), which turned finished blocks into exit code 255.
-    os._exit(0)
 
 
 def _fresh_process_context() -> multiprocessing.context.BaseContext:
