@@ -25,7 +25,8 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml | $(BIN)/python
 	$(UV) pip install --python $(BIN)/python --compile-bytecode --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv and install the locked dependencies
+setup: $(VENV)/.installed ## create .venv, install the locked dependencies and the Debian packages (.ci/system-packages.txt)
+	@.ci/system-packages
 
 cycle: setup ## set up, start the local Prefect server and run the full cycle
 	$(BIN)/voicecycle run

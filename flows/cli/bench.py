@@ -1,0 +1,43 @@
+"""`voicecycle bench SUITE`: the benchmarks (the only place that imports bench/)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import (
+    DEFAULT_SCOPE,
+    RESULTS,
+    Out,
+    Profile,
+    ScopeFile,
+    Suite,
+    Workspace,
+    app,
+    load,
+)
+
+
+@app.command()
+def bench(
+    suite: Annotated[Suite, typer.Argument(help="which benchmark")],
+    scope_file: ScopeFile = DEFAULT_SCOPE,
+    workspace: Workspace = None,
+    profile: Annotated[
+        Profile, typer.Option(help="training profile for the train benchmark")
+    ] = "default",
+    out: Out = RESULTS,
+) -> None:
+    """Run a benchmark; writes JSON under bench/results/ and prints a table."""
+    import importlib
+
+    from deployments.local import configure_environment
+
+    scope = load(scope_file, workspace)
+    configure_environment(scope, api=False)
+    module = importlib.import_module(f"bench.{suite}")  # bench/ is imported only here
+    if suite == "train":
+        module.main(scope, out, profile=profile)
+    else:
+        module.main(scope, out)
