@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -58,26 +61,119 @@ class DecodedAudio:
     channels: int
 
 
-def wav_truncation(data: bytes) -> str | None:
-    """For a RIFF/WAVE upload, why it is truncated (None if complete or not a WAV).
+# WAV format tags whose frames have a fixed size (PCM, IEEE float, A-law, mu-law, extensible)
+_FIXED_FRAME_FORMATS = {1, 3, 6, 7, 0xFFFE}
+_MAX_CHUNKS = 4096  # a WAV with more chunks than this before its samples is not an upload
 
-    libsndfile silently returns the frames present when a WAV is cut short; a cut-off
-    upload must not be transcribed as if it were the whole query.
+
+def wav_header_problem(stream: BinaryIO, size: int) -> str | None:
+    """For a RIFF/WAVE stream of `size` bytes, why its header disagrees with its bytes (None
+    if it agrees or is not a WAV). Reads only the chunk headers and the fmt chunk.
+
+    libsndfile silently returns the frames present when a WAV is cut short, and trusts a
+    header whose channel count or frame size contradicts its byte rate; such an upload must
+    be refused, not transcribed in part as if it were the whole query.
     """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+    stream.seek(0)
+    head = stream.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if chunk == b"data":
-            if size == 0 or size >= UNKNOWN_WAV_SIZE:  # streaming writers leave it unknown
+    pos, block_align = 12, 0
+    for _ in range(_MAX_CHUNKS):
+        if pos + 8 > size:
+            return None  # no data chunk: libsndfile refuses it with its own words
+        stream.seek(pos)
+        header = stream.read(8)
+        chunk, chunk_size = header[:4], int.from_bytes(header[4:8], "little")
+        if chunk == b"fmt ":
+            fmt = stream.read(min(chunk_size, 16))
+            if len(fmt) < 16:
+                return f"WAV fmt chunk is {len(fmt)} bytes; at least 16 are needed"
+            tag, channels, rate = struct.unpack("<HHI", fmt[:8])
+            byte_rate, block_align, bits = struct.unpack("<IHH", fmt[8:16])
+            if tag in _FIXED_FRAME_FORMATS:
+                expected = channels * ((bits + 7) // 8)
+                if block_align != expected:
+                    return (
+                        f"WAV header disagrees with itself: {channels} channels of {bits} bits "
+                        f"make {expected}-byte frames, the header declares {block_align}"
+                    )
+                if byte_rate != rate * block_align:
+                    return (
+                        f"WAV header disagrees with itself: {rate} Hz x {block_align}-byte "
+                        f"frames is {rate * block_align} bytes/s, it declares {byte_rate}"
+                    )
+            else:
+                block_align = 0  # compressed frames: libsndfile checks them
+        elif chunk == b"data":
+            if chunk_size == 0 or chunk_size >= UNKNOWN_WAV_SIZE:  # streaming writers
                 return None
-            have = len(data) - (pos + 8)
-            if have < size:
-                return f"truncated WAV: the header declares {size} bytes of samples, {have} arrived"
+            have = size - (pos + 8)
+            if have < chunk_size:
+                return (
+                    f"truncated WAV: the header declares {chunk_size} bytes of samples, "
+                    f"{have} arrived"
+                )
+            if block_align and chunk_size % block_align:
+                return (
+                    f"WAV data chunk of {chunk_size} bytes is not a whole number of "
+                    f"{block_align}-byte frames"
+                )
             return None
-        pos += 8 + size + (size & 1)
-    return None
+        pos += 8 + chunk_size + (chunk_size & 1)
+    return f"WAV has more than {_MAX_CHUNKS} chunks before its samples"
+
+
+def wav_truncation(data: bytes) -> str | None:
+    """For a RIFF/WAVE upload, why its header disagrees with its bytes (None if it agrees)."""
+    return wav_header_problem(io.BytesIO(data), len(data))
+
+
+def read_bounded(stream: BinaryIO, max_duration_s: float) -> tuple[np.ndarray, int]:
+    """(S, C) float32 samples and their rate, reading at most `max_duration_s` (+1 frame):
+    a file that declares, or turns out to hold, more is refused as too long before it is
+    decoded whole (a few KB of OGG can expand to gigabytes). Raises UnusableAudio."""
+    try:
+        with sf.SoundFile(stream) as audio_file:
+            rate, channels = int(audio_file.samplerate), int(audio_file.channels)
+            if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
+                raise UnusableAudio(
+                    "bad_sample_rate",
+                    f"sample rate {rate} Hz is outside the accepted "
+                    f"{MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz",
+                )
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise UnusableAudio(
+                    "bad_channels", f"{channels} channels; expected 1 to {MAX_CHANNELS}"
+                )
+            declared = int(audio_file.frames)
+            if 0 < declared and declared / rate > max_duration_s:
+                raise _too_long(declared / rate, max_duration_s)
+            limit = int(math.floor(max_duration_s * rate)) + 1
+            audio = audio_file.read(limit, dtype="float32", always_2d=True)  # (S, C)
+    except (sf.SoundFileError, RuntimeError, ValueError, EOFError, OverflowError) as exc:
+        if isinstance(exc, UnusableAudio):
+            raise
+        raise UnusableAudio(
+            "undecodable_audio", f"not decodable as WAV, FLAC or OGG audio: {_reason(exc)}"
+        ) from None
+    if audio.shape[0] >= limit:
+        raise UnusableAudio(
+            "audio_too_long", f"audio lasts more than the limit of {max_duration_s:g} s"
+        )
+    return audio, rate
+
+
+def read_audio_file(path: Path, max_duration_s: float) -> tuple[np.ndarray, int]:
+    """A stored clip as (S, C) float32 samples and its rate, with the upload decoder's checks
+    (a WAV header that disagrees with its bytes, at most `max_duration_s` decoded); raises
+    UnusableAudio naming why, or OSError when the file cannot be opened."""
+    with path.open("rb") as stream:
+        problem = wav_header_problem(stream, path.stat().st_size)
+        if problem:
+            raise UnusableAudio("undecodable_audio", problem)
+        stream.seek(0)
+        return read_bounded(stream, max_duration_s)
 
 
 def _reason(exc: Exception) -> str:
@@ -97,33 +193,10 @@ def decode_audio(
     """WAV/FLAC/OGG bytes -> checked 16 kHz mono float32; raises UnusableAudio naming why."""
     if not data:
         raise UnusableAudio("empty_upload", "the audio upload is empty (0 bytes)")
-    truncated = wav_truncation(data)
-    if truncated:
-        raise UnusableAudio("undecodable_audio", truncated)
-    try:
-        info = sf.info(io.BytesIO(data))
-    except (sf.SoundFileError, RuntimeError, ValueError) as exc:
-        raise UnusableAudio(
-            "undecodable_audio", f"not decodable as WAV, FLAC or OGG audio: {_reason(exc)}"
-        ) from None
-    rate = int(info.samplerate)
-    if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
-        raise UnusableAudio(
-            "bad_sample_rate",
-            f"sample rate {rate} Hz is outside the accepted {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz",
-        )
-    if not 1 <= info.channels <= MAX_CHANNELS:
-        raise UnusableAudio(
-            "bad_channels", f"{info.channels} channels; expected 1 to {MAX_CHANNELS}"
-        )
-    if info.frames > 0 and info.frames / rate > max_duration_s:
-        raise _too_long(info.frames / rate, max_duration_s)
-    try:
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # (S, C)
-    except (sf.SoundFileError, RuntimeError, ValueError) as exc:
-        raise UnusableAudio(
-            "undecodable_audio", f"the audio is corrupt or truncated: {_reason(exc)}"
-        ) from None
+    problem = wav_truncation(data)
+    if problem:
+        raise UnusableAudio("undecodable_audio", problem)
+    audio, rate = read_bounded(io.BytesIO(data), max_duration_s)
     duration_s = audio.shape[0] / rate
     if duration_s > max_duration_s:
         raise _too_long(duration_s, max_duration_s)

@@ -26,8 +26,10 @@ from data_contracts.manifest import UTTERANCE_ID_PATTERN, Manifest, RawManifest
 from data_contracts.scoping import AudioScope, DataRules, SplitPolicy
 from models.audio import (
     SAMPLE_RATE,
+    UnusableAudio,
     compute_audio_features,
     normalise_loudness,
+    read_audio_file,
     resample,
     trim_silence,
 )
@@ -38,6 +40,9 @@ from tasks.text import normalise_transcript
 MANIFEST_COLUMNS = list(Manifest.to_schema().columns)
 _TRANSCRIPT_RE = re.compile(TRANSCRIPT_PATTERN)
 _ID_RE = re.compile(UTTERANCE_ID_PATTERN)
+# a clip may be trimmed to the scope's duration; longer than this many times it is refused
+# before it is decoded whole (a small compressed file can expand to gigabytes)
+PROBE_DURATION_FACTOR = 4.0
 
 
 class IngestionRejected(RuntimeError):
@@ -97,9 +102,12 @@ def process_row(
         return None, f"audio path {row['audio_path']!r} is outside the data root {job.data_root}"
     if not resolved.is_file():
         return None, f"missing audio file {row['audio_path']!r}"
-    try:
-        audio, sr = sf.read(resolved, dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types for corrupt data
+    try:  # the upload decoder's checks; decodes at most PROBE_DURATION_FACTOR x the limit
+        audio, sr = read_audio_file(resolved, PROBE_DURATION_FACTOR * scope_audio.max_duration_s)
+    except UnusableAudio as exc:
+        words = "unreadable audio" if exc.code == "undecodable_audio" else "unusable audio"
+        return None, f"{words} {row['audio_path']!r}: {exc.message}"
+    except OSError as exc:
         return None, f"unreadable audio {row['audio_path']!r}: {exc}"
     if audio.shape[0] == 0:
         return None, f"empty audio {row['audio_path']!r} (0 samples)"
