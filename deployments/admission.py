@@ -68,11 +68,13 @@ class UploadGate:
         max_bytes: int,
         paths: tuple[str, ...],
         in_flight: Callable[[], InFlight],
+        refused: Callable[[int, str], None] = lambda status, code: None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.paths = paths
         self.in_flight = in_flight
+        self.refused = refused  # told (status, code) of each refusal here (the metrics)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -80,7 +82,9 @@ class UploadGate:
             return
         counter = self.in_flight()
         if not counter.try_enter():
-            response = error_response(counter.refusal().body(uuid.uuid4().hex))
+            refusal = counter.refusal()
+            self.refused(refusal.status, refusal.code)
+            response = error_response(refusal.body(uuid.uuid4().hex))
             await response(scope, receive, send)
             return
         inside = True
@@ -133,6 +137,7 @@ class UploadGate:
             code="upload_too_large",
             status=413,
         )
+        self.refused(body.status, body.code)
         await error_response(body)(scope, receive, send)
 
 

@@ -87,6 +87,7 @@ class Batcher:
         budget_s: float,
         threads: int,
         incoming: Callable[[], int] = lambda: 0,
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self.max_batch_size = max(1, max_batch_size)
         self.window_s = max(0.0, window_s)
@@ -94,6 +95,7 @@ class Batcher:
         self.threads = threads
         self._model = model
         self._incoming = incoming
+        self._on_batch = on_batch  # told each batch's size (the service's metrics)
         self._queue: deque[_Waiting] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -238,6 +240,7 @@ class Batcher:
                 full = took * self.max_batch_size / len(live)
                 old = self._full_batch_s
                 self._full_batch_s = 0.8 * old + 0.2 * full if old else full
+        self._on_batch(len(live))
         for waiting, result in zip(live, results, strict=True):
             waiting.future.set_result(
                 Recognition(

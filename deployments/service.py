@@ -51,6 +51,7 @@ from deployments.errors import (
     retry_headers,
 )
 from deployments.metadata_app import metadata_app, service_metadata
+from deployments.metrics import service_metrics
 from deployments.openapi import DocumentedErrors
 from deployments.pipeline import persist, prediction_record, prepare
 from deployments.served_model import ModelSlot, ServedModel
@@ -99,11 +100,12 @@ class VoiceSearchASR:
         self.in_flight = InFlight(settings.max_in_flight)
         self._preparing = Gauge()  # admitted requests not yet handed to the batcher
         self._stop = threading.Event()
+        self.metrics = service_metrics()
         import torch
 
         torch.set_num_threads(settings.torch_threads)  # also for model loads in other threads
         self.purge_audio()
-        self.model.reload()
+        self.reload()
         self.batcher = Batcher(
             lambda: self.model.current,
             settings.max_batch_size,
@@ -111,6 +113,7 @@ class VoiceSearchASR:
             settings.max_latency_ms / 1000.0,
             settings.torch_threads,
             incoming=lambda: self._preparing.active,
+            on_batch=self.metrics.batch,
         )
         self._poller = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._poller.start()
@@ -119,7 +122,13 @@ class VoiceSearchASR:
 
     def reload(self, retry_failed: bool = False) -> bool:
         """Swap in the model the tag resolves to now, if it changed (see ModelSlot)."""
-        return self.model.reload(retry_failed)
+        before = self.model.current
+        swapped = self.model.reload(retry_failed)
+        served = self.model.current
+        if swapped and served is not None:
+            previous = (before.tag, before.version) if before else None
+            self.metrics.serving(served.tag, served.version, previous)
+        return swapped
 
     @property
     def served(self) -> ServedModel | None:
@@ -185,13 +194,18 @@ class VoiceSearchASR:
         try:
             counted = self.in_flight.admit()
         except Rejected as exc:
+            self.metrics.refused(exc.status, exc.code)
             return _refuse(exc, request_id, ctx)
         try:
-            return await self._transcribe(request_id, audio, consent, client, scenario, reference)
+            answer = await self._transcribe(request_id, audio, consent, client, scenario, reference)
         except (Rejected, UnusableAudio) as exc:
             refusal = as_rejected(exc)
             logger.info("request %s refused: %r", request_id, refusal)
+            self.metrics.refused(refusal.status, refusal.code)
             return _refuse(refusal, request_id, ctx)
+        else:
+            self.metrics.answered(answer.latency_ms, answer.confidence)
+            return answer
         finally:
             if counted:
                 self.in_flight.leave()
@@ -239,6 +253,7 @@ class VoiceSearchASR:
             await anyio.to_thread.run_sync(persist, self.store, record, decoded.samples, audio_path)
         except Exception:
             logger.exception("request %s: could not write the prediction log", request_id)
+            self.metrics.log_write_failed()
             raise Rejected(
                 503, "log_unavailable", "the prediction log is unavailable; retry"
             ) from None
@@ -292,6 +307,7 @@ SERVICE.add_asgi_middleware(
     max_bytes=DECORATION.max_upload_bytes + MULTIPART_SLACK_BYTES,
     paths=("/transcribe",),
     in_flight=_in_flight,
+    refused=lambda status, code: service_metrics().refused(status, code),
 )
 SERVICE.add_asgi_middleware(
     DocumentedErrors, errors={"/transcribe": TRANSCRIBE_ERRORS, "/admin/reload": RELOAD_ERRORS}
