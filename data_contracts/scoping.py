@@ -7,6 +7,8 @@ absolute; nothing else in the project invents a location.
 
 from __future__ import annotations
 
+import os
+import string
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -81,6 +83,17 @@ class SyntheticCorpus(_Strict):
     # Replace the packaged query templates / entity lists (tasks/corpus_data/*.yaml, same shape)
     templates_file: Path | None = None
     entities_file: Path | None = None
+    # The speech engines of the voice catalogue (espeak-ng always; flite and festival from
+    # Debian). The first corpus of a workspace pins what it resolved to (one printed line per
+    # engine not installed); later corpora use the pin (tasks/synthesis/catalogue.py).
+    engines: list[Literal["espeak", "flite", "festival"]] = ["espeak", "flite", "festival"]
+
+    @field_validator("engines")
+    @classmethod
+    def _espeak_first(cls, engines: list[str]) -> list[str]:
+        if "espeak" not in engines or len(set(engines)) != len(engines):
+            raise ValueError(f"expected distinct engines including 'espeak', got {engines}")
+        return engines
 
 
 class DataSource(_Strict):
@@ -211,9 +224,12 @@ class RuntimeScope(_Strict):
     """How work fans out: the Prefect task runner that maps tasks over clips and shards."""
 
     # processes: a process pool (espeak keeps state per process; deterministic per shard);
-    # threads: a thread pool (light I/O-bound work, tests)
-    task_runner: Literal["processes", "threads"] = "processes"
+    # threads: a thread pool (light I/O-bound work, tests); dask: prefect-dask's
+    # DaskTaskRunner on state.dask_scheduler (a LocalCluster of max_workers when null)
+    task_runner: Literal["processes", "threads", "dask"] = "processes"
     max_workers: int | None = Field(None, ge=1, le=256)  # null: one per core
+    # Prefect process workers on the work pool (`voicecycle team up` starts this many)
+    prefect_workers: int = Field(1, ge=1, le=32)
 
 
 class LabellingScope(_Strict):
@@ -223,6 +239,41 @@ class LabellingScope(_Strict):
     # Each labelled query that holds a word the champion cannot output is also spoken by this
     # many synthetic voices, so a few production examples of a new name teach it (0: off).
     respeak_voices: int = Field(8, ge=0, le=64)
+    # When drift opens a batch, the retrain waits for labels: it runs once `min_labels` new
+    # labels are in, or `min_share` of the open batches' tasks are labelled, or
+    # `timeout_minutes` after the oldest open batch was opened (on what has arrived)
+    min_labels: int = Field(50, ge=1)
+    min_share: float = Field(0.8, gt=0, le=1)
+    timeout_minutes: float = Field(120.0, gt=0)
+    max_batch: int = Field(400, ge=1)  # tasks in one batch (least confident first)
+    # A Label Studio server (http://127.0.0.1:8080); null: batches go out and come back as
+    # files (tasks.json out, a Label Studio JSON export in)
+    label_studio_url: str | None = None
+    # its API token: read from this file (relative: under the workspace), else from the
+    # environment variable named here; never written into the scope
+    label_studio_token_file: Path | None = None
+    label_studio_token_env: str | None = "LABEL_STUDIO_API_KEY"
+    # where Label Studio fetches a batch's audio: <audio_base_url>/<batch>/audio/<id>.wav (a
+    # static server over state.labelling_dir); null: Label Studio's local-files serving
+    # (/data/local-files/?d=<batch>/audio/<id>.wav, its document root = state.labelling_dir)
+    audio_base_url: str | None = None
+    # The story's simulated labeller (tasks/simulated_labeller.py): it answers after this
+    # delay, and this share of its labels has one word wrong
+    labeller_delay_s: float = Field(30.0, ge=0)
+    labeller_error_rate: float = Field(0.05, ge=0, le=1)
+
+
+class HotWordsScope(_Strict):
+    """New names heard without retraining: mined from the typed search queries of the same
+    period (a signal search engines have before speech) and added to the running decoder."""
+
+    # one query per line: a file (relative: under the workspace) or an http(s) URL; null: off
+    typed_queries: str | None = None
+    min_count: int = Field(3, ge=1)  # distinct queries a name must recur in
+    max_phrase_words: int = Field(3, ge=1, le=6)  # longest run of new words kept as a phrase
+    min_word_chars: int = Field(3, ge=1)  # shorter unknown words are typos or noise
+    max_phrases: int = Field(200, ge=1)  # the list's cap, most frequent first
+    examples_per_phrase: int = Field(3, ge=0, le=20)  # typed queries kept (for re-speaking)
 
 
 class MonitoringScope(_Strict):
@@ -258,10 +309,20 @@ class StateLocations(_Strict):
     bentoml_home: Path = Path("bentoml")
     prefect_home: Path = Path("prefect")
     prefect_port: int = 4200
+    # A running Prefect server's API (http://host:port/api): used as it is, nothing started;
+    # null: the embedded server on 127.0.0.1:prefect_port (SQLite under prefect_home)
+    prefect_api_url: str | None = None
     prediction_log_url: str = "sqlite:///{workspace}/predictions.db"
+    # A dask.distributed scheduler (tcp://host:port) for task_runner "dask"; null: a LocalCluster
+    dask_scheduler: str | None = None
+    # Secrets for the URLs above: a `{NAME}` in a URL is filled from this YAML mapping (NAME:
+    # value), else from the environment variable NAME; never written into the scope itself
+    credentials_file: Path | None = None
+    postgres_dir: Path = Path("postgres")  # the cluster `voicecycle team up` creates
     prediction_audio_dir: Path = Path("prediction_audio")  # consented production audio
     monitoring_dir: Path = Path("monitoring")  # drift state: last check, last trigger
     labelling_dir: Path = Path("labelling")  # labelling batches out, labelled files in
+    hot_words_dir: Path = Path("hot_words")  # mined hot-word lists, per model version
     admin_token_file: Path = Path("admin_token")  # bearer token of POST /admin/reload
     run_dir: Path = Path("run")  # pid files and logs of the local servers
 
@@ -273,8 +334,41 @@ class StateLocations(_Strict):
         return value if value.is_absolute() else self.workspace / value
 
     def url(self, name: str) -> str:
-        """Resolve a URL-valued location, substituting `{workspace}` with its absolute path."""
-        return str(getattr(self, name)).format(workspace=self.workspace.resolve())
+        """Resolve a URL-valued location: `{workspace}` becomes its absolute path, any other
+        `{NAME}` a secret from `credentials_file` or the environment (see `secrets_for`)."""
+        value = str(getattr(self, name))
+        fields = {f for _, f, _, _ in string.Formatter().parse(value) if f}
+        secrets = self.secrets_for(name, fields - {"workspace"})
+        return value.format(workspace=self.workspace.resolve(), **secrets)
+
+    def address(self, name: str) -> str | None:
+        """`url(name)` for an optional server address; None where the scope names none."""
+        return None if getattr(self, name) is None else self.url(name)
+
+    def secrets_for(self, name: str, wanted: set[str]) -> dict[str, str]:
+        """The values of the `{NAME}` placeholders of state.<name>: credentials file first,
+        then the environment; a missing one is an error naming the field and both places."""
+        if not wanted:
+            return {}
+        known: dict[str, str] = {}
+        if self.credentials_file is not None:
+            path = self.path("credentials_file")
+            if path.is_file():
+                loaded = yaml.safe_load(path.read_text()) or {}
+                if not isinstance(loaded, dict):
+                    raise ValueError(f"credentials file {path} must hold a mapping NAME: value")
+                known = {str(k): str(v) for k, v in loaded.items()}
+        missing = sorted(f for f in wanted if f not in known and f not in os.environ)
+        if missing:
+            where = (
+                f"credentials file {self.path('credentials_file')}"
+                if self.credentials_file
+                else "state.credentials_file (not set)"
+            )
+            raise ValueError(
+                f"state.{name} needs {missing}: set it in the {where} or the environment"
+            )
+        return {f: known[f] if f in known else os.environ[f] for f in wanted}
 
 
 class Scope(_Strict):
@@ -296,6 +390,7 @@ class Scope(_Strict):
     registry: RegistryScope = RegistryScope()
     serving: ServingScope = ServingScope()
     labelling: LabellingScope = LabellingScope()
+    hot_words: HotWordsScope = HotWordsScope()
     monitoring: MonitoringScope = MonitoringScope()
     runtime: RuntimeScope = RuntimeScope()
     state: StateLocations = StateLocations()

@@ -28,13 +28,14 @@ WORK_POOL = "voicecycle-local"
 
 
 def prefect_api_url(scope: Scope) -> str:
-    """The API address of the project's local Prefect server."""
-    return f"http://127.0.0.1:{scope.state.prefect_port}/api"
+    """The Prefect API: the scope's `state.prefect_api_url`, else the local server's."""
+    given = scope.state.address("prefect_api_url")
+    return given.rstrip("/") if given else f"http://127.0.0.1:{scope.state.prefect_port}/api"
 
 
 def prefect_ui_url(scope: Scope) -> str:
     """The address of the Prefect UI."""
-    return f"http://127.0.0.1:{scope.state.prefect_port}"
+    return prefect_api_url(scope).removesuffix("/api")
 
 
 def configure_environment(scope: Scope, api: bool = True) -> None:
@@ -112,8 +113,18 @@ def launch(
 
 
 def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
-    """Start the Prefect server in the background (or reuse a running one); return the UI URL."""
+    """Start the Prefect server in the background (or reuse a running one); return the UI URL.
+
+    Where the scope names a server (`state.prefect_api_url`) nothing is started: it must
+    answer, or the error says which address did not."""
     configure_environment(scope)
+    if scope.state.prefect_api_url is not None:
+        if not server_healthy(scope):
+            raise RuntimeError(
+                f"the Prefect server at state.prefect_api_url ({prefect_api_url(scope)}) does "
+                "not answer; start it (`voicecycle team up` for the team profile)"
+            )
+        return prefect_ui_url(scope)
     if not server_healthy(scope):
         cmd = [
             sys.executable,

@@ -47,10 +47,14 @@ def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: Path) ->
     if found is not None:
         mlflow.set_experiment(experiment_id=found.experiment_id)
         return str(found.experiment_id)
-    artifact_root.mkdir(parents=True, exist_ok=True)
-    exp_id = mlflow.create_experiment(
-        experiment, artifact_location=artifact_root.resolve().as_uri()
-    )
+    if tracking_uri.startswith(("http://", "https://")):
+        # a tracking server keeps the artifacts where it serves them (--serve-artifacts)
+        exp_id = mlflow.create_experiment(experiment)
+    else:
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        exp_id = mlflow.create_experiment(
+            experiment, artifact_location=artifact_root.resolve().as_uri()
+        )
     mlflow.set_experiment(experiment_id=exp_id)
     return str(exp_id)
 

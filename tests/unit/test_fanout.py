@@ -26,6 +26,32 @@ def test_runner_follows_the_scope() -> None:
     assert max_workers(threads) == 3
 
 
+def test_dask_runner_uses_the_scopes_scheduler_or_a_local_cluster() -> None:
+    from prefect_dask import DaskTaskRunner
+
+    from tasks.fanout import local_cluster
+
+    scope = Scope()
+    dask = scope.model_copy(
+        update={
+            "runtime": scope.runtime.model_copy(update={"task_runner": "dask", "max_workers": 2})
+        }
+    )
+    local = task_runner(dask)
+    assert isinstance(local, DaskTaskRunner)
+    assert local.address is None
+    assert local.cluster_class is local_cluster
+    assert local.cluster_kwargs == {"n_workers": 2}
+    # synthesis (which starts processes of its own) goes to the cluster too
+    assert isinstance(task_runner(dask, tasks_start_processes=True), DaskTaskRunner)
+    remote = dask.model_copy(
+        update={"state": dask.state.model_copy(update={"dask_scheduler": "tcp://10.0.0.5:8786"})}
+    )
+    runner = task_runner(remote)
+    assert isinstance(runner, DaskTaskRunner)
+    assert runner.address == "tcp://10.0.0.5:8786"
+
+
 @pytest.mark.parametrize(
     ("n_items", "n", "sizes"),
     [(7, 3, [3, 2, 2]), (0, 2, []), (1, 4, [1]), (4, 4, [1, 1, 1, 1]), (5, 1, [5])],
