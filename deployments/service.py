@@ -34,10 +34,8 @@ from data_contracts.prediction_store import PredictionStore
 from deployments.admission import MULTIPART_SLACK_BYTES, InFlight, UploadGate, bearer_matches
 from deployments.api_types import (
     FormText,
-    OptionalFormText,
     ReloadResult,
     Transcript,
-    check_labels,
     check_upload_size,
     parse_client,
 )
@@ -47,12 +45,13 @@ from deployments.errors import (
     TRANSCRIBE_ERRORS,
     ErrorBody,
     Rejected,
+    UniformErrors,
     as_rejected,
     retry_headers,
 )
 from deployments.metadata_app import metadata_app, service_metadata
 from deployments.metrics import service_metrics
-from deployments.openapi import DocumentedErrors
+from deployments.openapi import DocumentedErrors, PageAndDocs
 from deployments.pipeline import persist, prediction_record, prepare
 from deployments.served_model import ModelSlot, ServedModel
 from deployments.settings import TRAFFIC_TIMEOUT_S, current_settings
@@ -96,7 +95,7 @@ class VoiceSearchASR:
     def __init__(self) -> None:
         self.settings = settings = current_settings()
         self.store = PredictionStore(settings.scope.state.url("prediction_log_url"))
-        self.model = ModelSlot(settings.model_tag)
+        self.model = ModelSlot(settings.model_tag, settings.scope.state.path("hot_words_dir"))
         self.in_flight = InFlight(settings.max_in_flight)
         self._preparing = Gauge()  # admitted requests not yet handed to the batcher
         self._stop = threading.Event()
@@ -177,15 +176,12 @@ class VoiceSearchASR:
         audio: Path,
         consent: bool = False,
         client: FormText = "{}",
-        scenario: OptionalFormText = None,
-        reference: OptionalFormText = None,
         ctx=None,  # unannotated so BentoML passes its Context; direct calls leave it out
     ) -> Transcript | ErrorBody:
         """Transcribe one voice query (WAV/FLAC/OGG upload, any sample rate and channels).
 
         `client` is a JSON object of client metadata (app version, device, ...). With
-        `consent`, the audio is kept (16 kHz WAV) for the retention period. `scenario` and
-        `reference` (the true transcript) are for simulated or labelled traffic.
+        `consent`, the audio is kept (16 kHz WAV) for the retention period.
         `latency_ms` runs from the handler's start (the upload already parsed) to the
         transcript, before the log write. A refusal is an ErrorBody `{error, code, status,
         request_id}` with a 4xx (or 503) status.
@@ -197,7 +193,7 @@ class VoiceSearchASR:
             self.metrics.refused(exc.status, exc.code)
             return _refuse(exc, request_id, ctx)
         try:
-            answer = await self._transcribe(request_id, audio, consent, client, scenario, reference)
+            answer = await self._transcribe(request_id, audio, consent, client)
         except (Rejected, UnusableAudio) as exc:
             refusal = as_rejected(exc)
             logger.info("request %s refused: %r", request_id, refusal)
@@ -216,15 +212,12 @@ class VoiceSearchASR:
         audio: Path,
         consent: bool,
         client: str,
-        scenario: str | None,
-        reference: str | None,
     ) -> Transcript:
         started = time.perf_counter()
         settings = self.settings
         if self.model.current is None:
             raise Rejected(503, "not_ready", "no model is loaded yet; retry")
         client_meta = parse_client(client)
-        check_labels(scenario, reference)
         check_upload_size(audio.stat().st_size, settings.max_upload_bytes)
         self._preparing.enter()  # the batcher may wait for this one
         decoded, pending, features = await anyio.to_thread.run_sync(
@@ -239,15 +232,7 @@ class VoiceSearchASR:
         keep_audio = consent and settings.scope.serving.store_audio_with_consent
         audio_path = settings.audio_dir / f"{request_id}.wav" if keep_audio else None
         record = prediction_record(
-            request_id,
-            result,
-            latency_ms,
-            features,
-            client_meta,
-            consent,
-            audio_path,
-            scenario,
-            reference,
+            request_id, result, latency_ms, features, client_meta, consent, audio_path
         )
         try:
             await anyio.to_thread.run_sync(persist, self.store, record, decoded.samples, audio_path)
@@ -309,6 +294,8 @@ SERVICE.add_asgi_middleware(
     in_flight=_in_flight,
     refused=lambda status, code: service_metrics().refused(status, code),
 )
+SERVICE.add_asgi_middleware(UniformErrors)  # BentoML's own {error, detail} as an ErrorBody
+SERVICE.add_asgi_middleware(PageAndDocs)  # the voice-search page at /, Swagger at /docs
 SERVICE.add_asgi_middleware(
     DocumentedErrors, errors={"/transcribe": TRANSCRIBE_ERRORS, "/admin/reload": RELOAD_ERRORS}
 )

@@ -98,8 +98,9 @@ def champion_lexicon(scope: Scope, version: str) -> set[str]:
 @task(name="respeak-new-words")
 def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]]:
     """Add a synthetic source that speaks the labelled queries the champion has no words for,
-    and the curated hot words (`training.hot_words`, `training.hot_words_file`: a newsroom's
-    list of new names) it has no words for.
+    the names mined from typed queries (tasks/hot_words.py: each name and the queries that
+    held it) and the curated hot words (`training.hot_words`, `training.hot_words_file`) it
+    has no words for.
 
     A new name arrives in production a handful of times; spoken by `labelling.respeak_voices`
     synthetic voices from the main corpus's pool (so each voice keeps its split), every
@@ -114,9 +115,15 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
     for manifest in labelled_batches(scope.state.path("labelling_dir")):
         frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
         transcripts.extend(t for t in frame["transcript"] if t.strip())
+    from tasks.hot_words import mined_texts
     from tasks.training import read_hot_words
 
-    found, words = new_word_queries([*transcripts, *read_hot_words(scope.training)], lexicon)
+    # the names mined from typed queries (and the queries that held them), beside any list
+    # the scope curates
+    mined = mined_texts(scope.state.path("hot_words_dir"), scope.registry.model_name)
+    found, words = new_word_queries(
+        [*transcripts, *mined, *read_hot_words(scope.training)], lexicon
+    )
     store = scope.state.path("labelling_dir") / RESPOKEN_TEXTS
     kept = store.read_text(encoding="utf-8").splitlines() if store.is_file() else []
     added = [t for t in found if t not in kept]
@@ -141,6 +148,7 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
             seed=base.seed,
             n_voices=base.n_voices,
             texts_file=snapshot,
+            engines=base.engines,  # the main corpus's catalogue request, hence its pin
         ),
     )
     sources = [s for s in scope.sources if s.name != RESPOKEN_SOURCE] + [source]

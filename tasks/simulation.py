@@ -3,9 +3,10 @@ endpoint in scenarios (the `simulate` command, the story and the serve benchmark
 
 The simulator speaks queries with voices the model never heard in training, processes them
 the way ingestion does (trim, loudness), optionally mixes car noise, and posts them to
-`POST /transcribe`. It knows the true transcript, so it also plays the labeller. It drives
-the system only through what a phone has: production code never sees a true transcript
-except as the consented `reference` field the labelling loop reads.
+`POST /transcribe`. It knows the true transcript and keeps it on its own side, in a ledger
+(JSONL keyed by the `request_id` the service answers) that the simulated labeller
+(tasks/simulated_labeller.py) reads. It drives the system only through what a phone has:
+audio, consent and client metadata; production code never sees a true transcript.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from models.audio import normalise_loudness, trim_silence
 from models.features import SAMPLE_RATE
 from tasks.corpus import generate_queries
 from tasks.noise import NOISE_TYPES, car_noise, mix_at_snr
-from tasks.synthesis import Voice, list_voices, render_utterance
+from tasks.synthesis import Voice, is_catalogue_voice, list_voices, render_utterance, voice_from_id
 from tasks.text import normalise_transcript
 
 DEFAULT_VOICE_SEED = 13  # the synthetic corpus's default seed (SyntheticCorpus.seed)
@@ -75,6 +76,7 @@ class SimulationResult:
     hypotheses: list[str] = field(default_factory=list)
     eras: list[str] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         """Counts and latency percentiles (ms)."""
@@ -91,14 +93,23 @@ class SimulationResult:
 
 
 def make_clips(
-    scenario: Scenario, count: int, voices: Sequence[Voice], seed: int, loudness_dbfs: float = -23.0
+    scenario: Scenario,
+    count: int,
+    voices: Sequence[Voice],
+    seed: int,
+    loudness_dbfs: float = -23.0,
+    names: Sequence[str] | None = None,
 ) -> list[Clip]:
-    """Render `count` queries of a scenario as WAV bytes with their true transcripts."""
+    """Render `count` queries of a scenario as WAV bytes with their true transcripts; with
+    `names`, those are the new-era people (an operator's own, `--names FILE`)."""
     if not voices:
         raise ValueError("expected at least one voice to speak the traffic")
+    from tasks.simulated_queries import tables_with_new_names
+
+    tables = tables_with_new_names(names) if names else None
     rng = np.random.default_rng(seed)
     clips = []
-    for i, query in enumerate(generate_queries(count, seed, scenario.era_weights)):
+    for i, query in enumerate(generate_queries(count, seed, scenario.era_weights, tables)):
         voice = voices[int(rng.integers(len(voices)))]
         spoken = normalise_transcript(query.text, drop_fillers=())
         audio = render_utterance(spoken, voice, SAMPLE_RATE, rng)
@@ -126,8 +137,10 @@ def send(
     concurrency: int = 4,
     rate_per_s: float | None = None,
     timeout_s: float = 30.0,
+    ledger: Path | None = None,
 ) -> SimulationResult:
-    """POST every clip to `url` (…/transcribe) with consent and the true transcript."""
+    """POST every clip to `url` (…/transcribe) with consent, as a phone would; with `ledger`,
+    append what the simulator knows of each answered request there (see `write_ledger`)."""
     import httpx
 
     result = SimulationResult(scenario)
@@ -141,12 +154,7 @@ def send(
             resp = client.post(
                 url,
                 files={"audio": ("query.wav", clip.wav_bytes, "audio/wav")},
-                data={
-                    "consent": "true",
-                    "scenario": scenario,
-                    "reference": clip.reference,
-                    "client": json.dumps({"app": "simulator/1"}),
-                },
+                data={"consent": "true", "client": json.dumps({"app": "simulator/1"})},
             )
             body = (
                 resp.json()
@@ -158,6 +166,7 @@ def send(
             status, body = 599, {"error": str(exc)}
         return status, body, (time.perf_counter() - t0) * 1000, clip
 
+    answered: list[tuple[str, Clip]] = []
     started = time.monotonic()
     with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(concurrency) as pool:
         for status, body, ms, clip in pool.map(one, enumerate(clips)):
@@ -170,7 +179,36 @@ def send(
                 result.hypotheses.append(str(body.get("transcript", "")))
                 result.eras.append(clip.era)
                 result.model_versions.append(str(body.get("model_version", "")))
+                result.request_ids.append(str(body.get("request_id", "")))
+                answered.append((str(body.get("request_id", "")), clip))
+    if ledger is not None:
+        write_ledger(ledger, scenario, answered)
     return result
+
+
+def write_ledger(ledger: Path, scenario: str, answered: Sequence[tuple[str, Clip]]) -> None:
+    """Append one JSON line per answered request: its `request_id`, the true `reference`, the
+    `scenario`, `era` and `condition` (the simulator's truth, never sent to the service)."""
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with ledger.open("a", encoding="utf-8") as f:
+        for request_id, clip in answered:
+            if request_id:
+                line = {
+                    "request_id": request_id,
+                    "reference": clip.reference,
+                    "scenario": scenario,
+                    "era": clip.era,
+                    "condition": clip.condition,
+                }
+                f.write(json.dumps(line) + "\n")
+
+
+def read_ledger(ledger: Path) -> dict[str, dict[str, str]]:
+    """The ledger's lines by request id (a missing ledger is empty)."""
+    if not ledger.is_file():
+        return {}
+    rows = (json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines() if line)
+    return {str(r["request_id"]): r for r in rows}
 
 
 def production_voices(datasets_dir: Path, seed: int) -> list[Voice]:
@@ -180,15 +218,15 @@ def production_voices(datasets_dir: Path, seed: int) -> list[Voice]:
     held-out voices, so stable traffic must come from them too.
     """
     manifests = sorted(datasets_dir.glob("ds-*/manifest.csv"), key=lambda p: p.stat().st_mtime)
-    voices = list_voices(seed=seed)
+    fallback = list_voices(seed=seed, engines=("espeak",))[-12:]
     if not manifests:
-        return voices[-12:]
+        return fallback
     import pandas as pd
 
     manifest = pd.read_csv(manifests[-1], usecols=["voice", "split"])
-    held = set(manifest.loc[manifest["split"] == "test", "voice"])
-    chosen = [v for v in voices if v.voice_id in held]
-    return chosen or voices[-12:]
+    # the dataset version fixes the held-out voices, whatever engines are installed now
+    held = sorted(set(manifest.loc[manifest["split"] == "test", "voice"]))
+    return [voice_from_id(v, seed) for v in held if is_catalogue_voice(v)] or fallback
 
 
 def voice_seed(scope: Scope) -> int:
@@ -216,12 +254,17 @@ def traffic_voices(scope: Scope, limit: int | None = None) -> list[Voice]:
 
 @task(name="render-traffic")
 def render_traffic(
-    scenario: ScenarioName, count: int, voices: list[Voice], seed: int
+    scenario: ScenarioName,
+    count: int,
+    voices: list[Voice],
+    seed: int,
+    names: list[str] | None = None,
 ) -> list[Clip]:
-    """`count` spoken queries of the named scenario, as WAV bytes with true transcripts."""
+    """`count` spoken queries of the named scenario, as WAV bytes with true transcripts
+    (`names`: the new-era people, instead of the corpus's)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"expected a scenario among {sorted(SCENARIOS)}, got {scenario!r}")
-    return make_clips(SCENARIOS[scenario], count, voices, seed)
+    return make_clips(SCENARIOS[scenario], count, voices, seed, names=names)
 
 
 @task(name="send-traffic")
@@ -231,6 +274,8 @@ def send_traffic(
     scenario: str,
     concurrency: int = 4,
     rate_per_s: float | None = None,
+    ledger: Path | None = None,
 ) -> SimulationResult:
-    """POST the clips to the endpoint as phones would; what came back."""
-    return send(url, clips, scenario, concurrency=concurrency, rate_per_s=rate_per_s)
+    """POST the clips to the endpoint as phones would; what came back. With `ledger`, the
+    simulator's truth about each answered request is appended there (JSONL by request_id)."""
+    return send(url, clips, scenario, concurrency=concurrency, rate_per_s=rate_per_s, ledger=ledger)

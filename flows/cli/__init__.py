@@ -15,9 +15,11 @@ import sys
 
 from data_contracts.scoping import ScopeError
 from flows.cli.common import app
-from flows.cli import stages, servers, traffic, bench
+from flows.cli import stages, servers, traffic, bench, team
+from flows.cli import hot_words
 
-COMMAND_MODULES = (stages, servers, traffic, bench)  # importing them registers their commands
+# importing them registers their commands
+COMMAND_MODULES = (stages, servers, traffic, bench, hot_words)
 
 __all__ = ["app", "main"]
 
