@@ -19,15 +19,20 @@ from tasks.synthesis import (
     list_voices,
     plan_corpus,
 )
+from tasks.synthesis.catalogue import pinned_engines
 
 
-def corpus_dir_for(source: DataSource, corpus_root: Path) -> Path:
-    """Where a synthetic source lives: named by its parameters, so a change never overwrites."""
+def corpus_dir_for(source: DataSource, corpus_root: Path, engines: Sequence[str]) -> Path:
+    """Where a synthetic source lives: named by its parameters, so a change never overwrites.
+
+    `engines` is the pinned voice catalogue (tasks.synthesis.catalogue): another catalogue
+    gets a corpus folder of its own beside the old one.
+    """
     syn = source.synthetic
     assert syn is not None
     voices = f"-v{syn.n_voices}" if syn.n_voices else ""
     # the corpus format is part of the name: a newer format never meets an older folder
-    voices += f"-f{CORPUS_FORMAT_VERSION}"
+    voices += f"-f{CORPUS_FORMAT_VERSION}-{'+'.join(engines)}"
     if syn.texts_file is not None:
         texts = hashlib.sha256(Path(syn.texts_file).read_bytes()).hexdigest()[:12]
         return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-t{texts}"
@@ -56,12 +61,13 @@ def plan_synthetic_corpus(source: DataSource, corpus_root: Path, n_shards: int) 
     syn = source.synthetic
     if syn is None:
         raise ValueError(f"source {source.name!r} is not synthetic")
+    engines = pinned_engines(corpus_root, syn.engines)
     return plan_corpus(
-        corpus_dir_for(source, corpus_root),
+        corpus_dir_for(source, corpus_root, engines),
         syn.n_utterances,
         syn.seed,
         era_weights=syn.era_weights,
-        voices=list_voices(seed=syn.seed, n=syn.n_voices),
+        voices=list_voices(seed=syn.seed, n=syn.n_voices, engines=engines),
         n_shards=n_shards,
         texts=read_texts(syn.texts_file) if syn.texts_file is not None else None,
         # spoken texts beside the generated corpus: ids of their own ("respoken-000000")

@@ -1,7 +1,9 @@
 """Offline speech synthesis with many voices, and the synthetic voice-search corpus built with it.
 
-- `espeak`, `flite`: the engines (espeak-ng through ctypes; the flite binary when on PATH)
-- `voices`: the voice catalogue (accent x variant x fixed prosody)
+- `espeak`, `flite`, `festival`: the engines (espeak-ng through ctypes; Debian's flite and
+  festival binaries)
+- `voices`: the voice catalogue (engine x accent x variant x fixed prosody); `catalogue`: the
+  engines a workspace's corpora use, pinned by the first one built
 - `dsp`: speaking a text as a recorded-sounding clip
 - `corpus_build`, `corpus_store`: the corpus, planned, rendered shard by shard, published
 """
@@ -22,12 +24,21 @@ from tasks.synthesis.corpus_build import (
 from tasks.synthesis.corpus_store import MANIFEST_COLUMNS
 from tasks.synthesis.dsp import MAX_PEAK, pink_noise, render_utterance, synthesize
 from tasks.synthesis.espeak import espeak_version
-from tasks.synthesis.voices import Voice, check_voice, list_voices
+from tasks.synthesis.voices import (
+    ENGINES,
+    Voice,
+    check_voice,
+    engine_of,
+    is_catalogue_voice,
+    list_voices,
+    voice_from_id,
+)
 
 __all__ = [
     "BLOCK_SIZE",
     "CORPUS_FORMAT_VERSION",
     "CORPUS_SAMPLE_RATE",
+    "ENGINES",
     "MANIFEST_COLUMNS",
     "MAX_PEAK",
     "CorpusPlan",
@@ -36,7 +47,9 @@ __all__ = [
     "build_corpus",
     "discard_partial",
     "check_voice",
+    "engine_of",
     "espeak_version",
+    "is_catalogue_voice",
     "finish_corpus",
     "list_voices",
     "pink_noise",
@@ -45,4 +58,5 @@ __all__ = [
     "spoken_queries",
     "synthesise_shard",
     "synthesize",
+    "voice_from_id",
 ]

@@ -7,6 +7,7 @@ from scipy.signal import lfilter
 
 from models.audio import resample
 from tasks.synthesis.espeak import espeak_synth
+from tasks.synthesis.festival import festival_synth
 from tasks.synthesis.flite import flite_synth
 from tasks.synthesis.voices import Voice
 
@@ -22,20 +23,27 @@ _PINK_B = (0.049922035, -0.095993537, 0.050612699, -0.004408786)
 _PINK_A = (1.0, -2.494956002, 2.017265875, -0.522189400)
 
 
-def synthesize(text: str, voice: Voice, sample_rate: int) -> np.ndarray:
+def synthesize(
+    text: str, voice: Voice, sample_rate: int, spoken: tuple[np.ndarray, int] | None = None
+) -> np.ndarray:
     """Speak `text` with `voice`: float32 mono samples in [-1, 1] at `sample_rate`.
 
+    `spoken` is the engine's output when it was rendered beforehand (festival, in batches).
     espeak audio varies slightly with what this process spoke before (see tasks.synthesis.espeak).
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"expected non-empty text to speak, got {text!r}")
     if not isinstance(sample_rate, int) or sample_rate < 8000:
         raise ValueError(f"expected an integer sample rate >= 8000 Hz, got {sample_rate!r}")
-    if voice.synthesizer in ("espeak", "espeak-klatt"):
+    if spoken is not None:
+        audio, rate = spoken
+    elif voice.synthesizer in ("espeak", "espeak-klatt"):
         pcm, rate = espeak_synth(text, voice)
         audio = pcm.astype(np.float32) / 32768.0
     elif voice.synthesizer == "flite":
         audio, rate = flite_synth(text, voice)
+    elif voice.synthesizer in ("festival", "festival-hts"):
+        audio, rate = festival_synth(text, voice)
     else:
         raise ValueError(f"unknown synthesizer {voice.synthesizer!r} of voice {voice.voice_id!r}")
     if audio.size == 0 or not np.any(audio):
@@ -64,10 +72,14 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_utterance(
-    text: str, voice: Voice, sample_rate: int, rng: np.random.Generator
+    text: str,
+    voice: Voice,
+    sample_rate: int,
+    rng: np.random.Generator,
+    spoken: tuple[np.ndarray, int] | None = None,
 ) -> np.ndarray:
     """Speak text like a recorded query: random silences, gain and a faint pink noise floor."""
-    speech = _trim(synthesize(text, voice, sample_rate).astype(np.float64), sample_rate)
+    speech = _trim(synthesize(text, voice, sample_rate, spoken).astype(np.float64), sample_rate)
     if speech.size == 0:
         raise ValueError(f"voice {voice.voice_id!r} produced only silence for {text!r}")
     target_dbfs = rng.uniform(*SPEECH_RMS_DBFS)

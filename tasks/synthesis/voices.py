@@ -1,5 +1,8 @@
-"""The voice catalogue: every English accent x voice variant espeak-ng offers (plus flite's
-voices when the binary is on PATH), each with fixed prosody drawn from a seed.
+"""The voice catalogue: every English accent x voice variant espeak-ng offers, plus the voices
+of Debian's flite and festival, each with fixed prosody drawn from a seed.
+
+The catalogue is a function of the seed and the engines asked for, never of what is installed:
+rendering checks that the engines are there (`check_voice`) and names the one that is missing.
 
 Formant variants are synthesizer "espeak"; variants that switch to the klatt (or klatt-6
 "speechPlayer") generator are "espeak-klatt", a different synthesis method that makes a useful
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -17,8 +21,26 @@ from pathlib import Path
 import numpy as np
 
 from tasks.synthesis.espeak import espeak_data_path
-from tasks.synthesis.flite import flite_voices
+from tasks.synthesis.festival import FESTIVAL_VOICES, festival_voices
+from tasks.synthesis.flite import FLITE_VOICES, flite_voices
 
+# the engines a catalogue may use, in catalogue order; espeak-ng comes with the Python lock
+ENGINES: tuple[str, ...] = ("espeak", "flite", "festival")
+SYNTHESIZERS: dict[str, tuple[str, ...]] = {
+    "espeak": ("espeak", "espeak-klatt"),
+    "flite": ("flite",),
+    "festival": ("festival", "festival-hts"),
+}
+# the voices of the Debian engines: fixed, so a catalogue never depends on what is installed
+ENGINE_VOICES: dict[str, tuple[str, ...]] = {
+    "flite": FLITE_VOICES,
+    "festival": tuple(FESTIVAL_VOICES),
+}
+INSTALL_HINT = {
+    "espeak": "pip: espeakng-loader",
+    "flite": "apt: flite",
+    "festival": "apt: festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+}
 DEFAULT_N_ESPEAK_VOICES = 96
 DEFAULT_VOICE_SEED = 0  # the default voice pool is the same for every corpus
 # accent files that are not an accent of English read in Latin script
@@ -85,23 +107,52 @@ def espeak_variants() -> tuple[tuple[str, str], ...]:
     return tuple(variants)
 
 
+def engine_of(synthesizer: str) -> str:
+    """The engine ("espeak", "flite", "festival") a synthesizer label belongs to."""
+    for engine, labels in SYNTHESIZERS.items():
+        if synthesizer in labels:
+            return engine
+    raise ValueError(f"unknown synthesizer {synthesizer!r}; expected one of {SYNTHESIZERS}")
+
+
+def installed_voices(engine: str) -> tuple[str, ...]:
+    """The voice names of one engine that this machine can speak with."""
+    if engine == "espeak":
+        return tuple(v for v, _ in espeak_variants())
+    if engine == "flite":
+        return flite_voices()
+    if engine == "festival":
+        return festival_voices()
+    raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+
+
+def missing_engines(engines: Sequence[str]) -> dict[str, str]:
+    """Engine -> what is missing, for each of `engines` this machine cannot fully speak with."""
+    missing = {}
+    for engine in engines:
+        wanted = ENGINE_VOICES.get(engine, ())
+        absent = [v for v in wanted if v not in installed_voices(engine)]
+        if absent:
+            missing[engine] = f"{engine} (voices {', '.join(absent)}; {INSTALL_HINT[engine]})"
+    return missing
+
+
 def check_voice(voice: Voice) -> None:
     """Raise ValueError unless the installed engines can speak with this voice."""
-    if voice.synthesizer in ("espeak", "espeak-klatt"):
+    engine = engine_of(voice.synthesizer)
+    if engine == "espeak":
         variant_file = espeak_data_path() / "voices" / "!v" / voice.variant
         if voice.language not in espeak_accents() or not variant_file.is_file():
             raise ValueError(
                 f"voice {voice.voice_id!r}: expected an accent in {espeak_accents()} and a variant "
                 f"file under {variant_file.parent}, got {voice.language!r} + {voice.variant!r}"
             )
-    elif voice.synthesizer == "flite":
-        if voice.variant not in flite_voices():
-            raise ValueError(
-                f"voice {voice.voice_id!r}: flite voice {voice.variant!r} is not available "
-                f"(available: {flite_voices() or 'none, flite is not on PATH'})"
-            )
-    else:
-        raise ValueError(f"voice {voice.voice_id!r}: unknown synthesizer {voice.synthesizer!r}")
+    elif voice.variant not in installed_voices(engine):
+        raise ValueError(
+            f"voice {voice.voice_id!r} needs the {engine} engine with voice {voice.variant!r}, "
+            f"which is not installed on this machine ({INSTALL_HINT[engine]}); the corpus's voice "
+            "catalogue names it, so it cannot be rendered here"
+        )
 
 
 def _prosody_rng(seed: int, voice_id: str) -> np.random.Generator:
@@ -124,13 +175,13 @@ def _espeak_voice(seed: int, accent: str, variant: str, synthesizer: str) -> Voi
     )
 
 
-def _flite_voice(seed: int, name: str) -> Voice:
-    """A flite voice; flite takes only the speaking rate, so pitch and range stay neutral."""
-    voice_id = f"flite/{name}"
+def _other_voice(seed: int, engine: str, name: str) -> Voice:
+    """A flite or festival voice: only the speaking rate varies, pitch and range stay neutral."""
+    voice_id = f"{engine}/{name}"
     rng = _prosody_rng(seed, voice_id)
-    return Voice(
-        voice_id, "flite", "en-us", name, pitch=50, pitch_range=50, rate=int(rng.integers(150, 196))
-    )
+    synthesizer = FESTIVAL_VOICES[name][1] if engine == "festival" else engine
+    rate = int(rng.integers(150, 196))
+    return Voice(voice_id, synthesizer, "en-us", name, pitch=50, pitch_range=50, rate=rate)
 
 
 def _espeak_order(seed: int) -> list[tuple[str, str, str]]:
@@ -147,16 +198,66 @@ def _espeak_order(seed: int) -> list[tuple[str, str, str]]:
     return order
 
 
-def list_voices(seed: int, n: int | None = None) -> list[Voice]:
-    """Deterministic voice list: n=None gives the default pool (96 espeak voices + any flite)."""
+def _other_order(engines: Sequence[str]) -> list[tuple[str, str]]:
+    """(engine, voice) of the non-espeak engines, interleaved so a prefix mixes engines."""
+    columns = [
+        [(e, v) for v in ENGINE_VOICES[e]] for e in ENGINES if e != "espeak" and e in engines
+    ]
+    out = []
+    for row in range(max((len(c) for c in columns), default=0)):
+        out += [c[row] for c in columns if row < len(c)]
+    return out
+
+
+def _check_engines(engines: Sequence[str]) -> tuple[str, ...]:
+    """The engines in catalogue order, or ValueError naming an unknown one."""
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown or "espeak" not in engines:
+        raise ValueError(f"expected engines among {ENGINES} including 'espeak', got {engines!r}")
+    return tuple(e for e in ENGINES if e in engines)
+
+
+def list_voices(seed: int, n: int | None = None, engines: Sequence[str] = ENGINES) -> list[Voice]:
+    """The voice catalogue of `engines`, deterministic whatever is installed.
+
+    n=None gives the default pool (96 espeak voices + every flite/festival voice of `engines`),
+    the other voices spread over it; the first 10 voices are always espeak ones.
+    """
+    engines = _check_engines(engines)
     espeak = [_espeak_voice(seed, a, v, s) for a, v, s in _espeak_order(seed)]
-    flite = [_flite_voice(seed, name) for name in flite_voices()]
+    others = [_other_voice(seed, e, name) for e, name in _other_order(engines)]
     default_espeak = min(DEFAULT_N_ESPEAK_VOICES, len(espeak))
     ordered = list(espeak)
-    for k, voice in enumerate(flite):  # spread flite voices over the default pool
-        ordered.insert(int((k + 0.5) * default_espeak / len(flite)) + k, voice)
+    for k, voice in enumerate(others):
+        ordered.insert(int((k + 1) * default_espeak / (len(others) + 1)) + k, voice)
     if n is None:
-        return ordered[: default_espeak + len(flite)]
+        return ordered[: default_espeak + len(others)]
     if not isinstance(n, int) or n < 1 or n > len(ordered):
         raise ValueError(f"expected n in 1..{len(ordered)} voices (or None), got {n!r}")
     return ordered[:n]
+
+
+def voice_from_id(voice_id: str, seed: int) -> Voice:
+    """The catalogue voice of an id ("espeak/en-us+m3", "flite/slt", "festival/ked_diphone").
+
+    A dataset version names its voices; this gives them back with their prosody for the seed,
+    whatever the engines installed now (rendering checks those).
+    """
+    engine, _, name = voice_id.partition("/")
+    if engine == "espeak" and "+" in name:
+        accent, _, variant = name.partition("+")
+        synthesizer = dict(espeak_variants()).get(variant)
+        if synthesizer is not None:
+            return _espeak_voice(seed, accent, variant, synthesizer)
+    elif engine in ENGINE_VOICES and name in ENGINE_VOICES[engine]:
+        return _other_voice(seed, engine, name)
+    raise ValueError(f"{voice_id!r} is not a voice of the catalogue (engines {ENGINES})")
+
+
+def is_catalogue_voice(voice_id: str) -> bool:
+    """True if voice_id names a catalogue voice (not, say, a production speaker)."""
+    try:
+        voice_from_id(voice_id, DEFAULT_VOICE_SEED)
+    except ValueError:
+        return False
+    return True

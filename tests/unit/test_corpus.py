@@ -274,7 +274,7 @@ def test_a_scope_with_its_own_templates_gets_its_own_corpus_folder(tmp_path: Pat
     mine = plain.model_copy(update={"templates_file": own})
     a = DataSource(kind="synthetic", name="s", synthetic=plain)
     b = DataSource(kind="synthetic", name="s", synthetic=mine)
-    assert corpus_dir_for(a, tmp_path) != corpus_dir_for(b, tmp_path)
+    assert corpus_dir_for(a, tmp_path, ["espeak"]) != corpus_dir_for(b, tmp_path, ["espeak"])
     plan = plan_synthetic_corpus.fn(b, tmp_path / "corpus", 1)
     assert all(u.query.text.startswith("Weather in ") for u in plan.utterances)
     assert "tables_sha256" in plan.params
