@@ -1,5 +1,5 @@
 """The OpenAPI schema says what a refusal looks like: every 4xx/503 an API answers, with
-its `ErrorBody`.
+its `ErrorBody`; and where people find the docs (`/docs`) and the voice-search page (`/`).
 
 BentoML 1.4 documents an API's 200 answer from its output type and a fixed set of its own
 errors; it has no way to declare an API's other responses. This ASGI middleware adds them to
@@ -10,16 +10,19 @@ with the codes it may carry.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, JSONResponse
 
 from deployments.errors import ErrorBody
 
 SPEC_PATH = "/docs.json"
+DOCS_PATH = "/docs"
+PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 REF = "#/components/schemas/{model}"
-# BentoML checks the form before the API runs and answers a malformed one itself
-BENTOML_400 = " (a malformed form is answered by BentoML as {error, detail})"
+# BentoML checks the form before the API runs; errors.UniformErrors re-answers its refusal
+BENTOML_400 = " (bad_form: a malformed form or a missing field)"
 
 
 def add_error_responses(
@@ -66,3 +69,22 @@ class DocumentedErrors:
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         response = JSONResponse(add_error_responses(json.loads(body), self.errors))
         await response(scope, receive, send)
+
+
+class PageAndDocs:
+    """ASGI middleware: the voice-search page at `/`, BentoML's Swagger UI (which it serves
+    at `/`) moved to `/docs`. The Swagger page loads `./static_content/...` and
+    `./docs.json`, which resolve from `/docs` to the same places as from `/`."""
+
+    def __init__(self, app: Any, page: Path = PAGE) -> None:
+        self.app = app
+        self.page = page
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            if scope["path"] == "/":
+                await FileResponse(self.page, media_type="text/html")(scope, receive, send)
+                return
+            if scope["path"] in (DOCS_PATH, DOCS_PATH + "/"):
+                scope = {**scope, "path": "/", "raw_path": b"/"}
+        await self.app(scope, receive, send)

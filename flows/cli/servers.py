@@ -79,4 +79,4 @@ def serve(
     if foreground:
         raise typer.Exit(serve_foreground(scope, scope_file))
     url = start_service(scope, scope_file)
-    print(f"serving on {url} (POST /transcribe, GET /metadata, API docs at {url}/)")
+    print(f"serving on {url}: voice-search page {url}/, POST /transcribe, API docs {url}/docs")

@@ -48,7 +48,7 @@ def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> N
     url = bring_up(scope, scope_file)
     print(
         f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
-        f"  Speech endpoint: {url}/transcribe (API docs: {url}/)\n"
+        f"  Voice-search page: {url}/ (POST {url}/transcribe; API docs: {url}/docs)\n"
         f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
         f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000"
     )
