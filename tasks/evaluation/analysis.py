@@ -14,10 +14,17 @@ from data_contracts.evaluation import Predictions, SliceMetrics
 from tasks.evaluation.confusions import top_confusions, worst_utterances
 from tasks.evaluation.diagnosis import Diagnosis, diagnose
 from tasks.evaluation.recommendations import recommendations
-from tasks.evaluation.slices import per_utterance, slice_table, split_overall, split_rows
+from tasks.evaluation.slices import (
+    HELD_OUT_KINDS,
+    per_utterance,
+    slice_table,
+    split_overall,
+    split_rows,
+)
 
 # the splits the bias/variance diagnosis reads (data_contracts.manifest.SPLITS lists them all)
 DIAGNOSED_SPLITS: tuple[str, ...] = ("train", "dev", "test")
+HELD_OUT_SPLIT = "cross_synth"  # whole synthesizers never heard in training
 
 
 @dataclass
@@ -34,6 +41,8 @@ class ErrorAnalysis:
     peer_wer: float | None = None
     split: str = "test"
     min_slice_n: int = 5
+    # slices of the split of never-heard synthesizers (HELD_OUT_KINDS); empty when none held out
+    held_out: pd.DataFrame | None = None
 
     def worst_slices(self, k: int = 5) -> pd.DataFrame:
         """The k slices (excluding overall) with the highest WER and at least min_slice_n rows."""
@@ -73,6 +82,7 @@ def analyse(
     others = sorted(set(map(str, per["split"])) - set(DIAGNOSED_SPLITS))
     overall = split_overall(per, [*DIAGNOSED_SPLITS, *others])
     chosen = split_rows(predictions, split)
+    unseen = per[(predictions["split"] == HELD_OUT_SPLIT).to_numpy()]
     slices = DataFrame[SliceMetrics](slice_table(per[(predictions["split"] == split).to_numpy()]))
     diagnosis = diagnose(
         overall["train"]["wer"],
@@ -93,4 +103,5 @@ def analyse(
         peer_wer=None if peer_wer is None else float(peer_wer),
         split=split,
         min_slice_n=min_slice_n,
+        held_out=slice_table(unseen, HELD_OUT_KINDS) if len(unseen) else None,
     )

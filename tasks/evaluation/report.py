@@ -39,6 +39,10 @@ def summary_markdown(analysis: ErrorAnalysis) -> str:
         "",
         markdown_table(analysis.worst_slices()),
     ]
+    if analysis.held_out is not None:
+        engines = analysis.held_out[analysis.held_out["slice"] == "synthesizer_condition"]
+        lines += ["", "**Never-heard synthesizers** (cross_synth split)", ""]
+        lines.append(markdown_table(engines.reset_index(drop=True)))
     if not analysis.confusions.empty:
         top = ", ".join(
             f"`{r.ref_word}→{r.hyp_word}` ×{r.count}"
@@ -188,6 +192,14 @@ def write_html_report(analysis: ErrorAnalysis, out_dir: Path) -> Path:
         ),
         "<h2>Slice metrics</h2>",
         analysis.slices.to_html(index=False, float_format=fmt),
+        *(
+            []
+            if analysis.held_out is None
+            else [
+                "<h2>Never-heard synthesizers (cross_synth split)</h2>",
+                analysis.held_out.to_html(index=False, float_format=fmt),
+            ]
+        ),
         "<h2>Top confusions</h2>",
         analysis.confusions.to_html(index=False),
         "<h2>Worst utterances</h2>",

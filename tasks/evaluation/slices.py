@@ -18,11 +18,14 @@ SLICE_KINDS: tuple[str, ...] = (
     "noise_type",
     "voice",
     "synthesizer",
+    "engine",
     "duration_bucket",
     "intent",
     "era",
     "has_entity",
 )
+# slices of the never-heard synthesizers (the cross_synth split): which engine, in which condition
+HELD_OUT_KINDS: tuple[str, ...] = ("synthesizer", "synthesizer_condition", "voice")
 SNR_BUCKETS: tuple[str, ...] = ("<0 dB", "0-5 dB", "5-10 dB", "10-20 dB", ">=20 dB", "clean")
 DURATION_BUCKETS: tuple[str, ...] = ("<1.5 s", "1.5-3 s", "3-5 s", ">=5 s")
 UNKNOWN = "unknown"
@@ -71,7 +74,14 @@ def per_utterance(predictions: pd.DataFrame) -> pd.DataFrame:
         snr_bucket(c, s) for c, s in zip(per["condition"], per["snr_db"], strict=True)
     ]
     per["duration_bucket"] = [duration_bucket(d) for d in per["duration_s"]]
+    per["engine"] = [engine_label(str(s)) for s in per["synthesizer"]]
+    per["synthesizer_condition"] = per["synthesizer"].astype(str) + " / " + per["condition"]
     return per
+
+
+def engine_label(synthesizer: str) -> str:
+    """The engine of a synthesizer label ("festival-hts" -> "festival"); others unchanged."""
+    return synthesizer.split("-", 1)[0] if synthesizer else UNKNOWN
 
 
 def _value_order(kind: str, values: Iterable[str]) -> list[str]:
@@ -100,13 +110,13 @@ def split_overall(per: pd.DataFrame, splits: Iterable[str]) -> dict[str, dict[st
     return overall
 
 
-def slice_table(per: pd.DataFrame) -> pd.DataFrame:
+def slice_table(per: pd.DataFrame, kinds: Iterable[str] = SLICE_KINDS) -> pd.DataFrame:
     """Slice metrics table (overall first) from a per-utterance frame."""
     sums = ["word_errors", "ref_words", "char_errors", "ref_chars"]
     records: list[dict[str, Any]] = [
         {"slice": "overall", "value": "all", "n": len(per), **_rates(per)}
     ]
-    for kind in SLICE_KINDS:
+    for kind in kinds:
         keys = per[kind].astype(str)
         grouped = per[sums].groupby(keys).sum()
         counts = keys.value_counts()
