@@ -1,0 +1,50 @@
+"""A real `bentoml serve` for the fault tests and `bench faults`, with a model store of its own.
+
+The store is filled in a child process, so this process's BentoML container (resolved once per
+process) is never pointed at it: the service tests' session store stays theirs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.service.conftest import METADATA, MODEL_NAME, StoredModel
+from tests.service.test_real_server import Server, start_server, stop_server
+
+__all__ = ["Server", "make_store", "start_server", "stop_server"]
+
+REPO = Path(__file__).resolve().parents[2]
+_FILL = """
+import sys
+from pathlib import Path
+from tests.service.conftest import METADATA, MODEL_NAME, save_random_recognizer
+from tasks.packaging import import_recognizer
+recognizer = save_random_recognizer(Path(sys.argv[1]))
+print(import_recognizer(recognizer, MODEL_NAME, METADATA, {"stage": "faults"}))
+"""
+
+
+def make_store(root: Path) -> StoredModel:
+    """A BentoML home under `root` holding a random-init recogniser (made in a child process)."""
+    home, recognizer = root / "bentoml-home", root / "recognizer"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BENTOML_")},
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _FILL, str(recognizer)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"filling the model store failed:\n{done.stderr[-3000:]}")
+    assert METADATA["model_name"] == MODEL_NAME
+    return StoredModel(home, done.stdout.strip().splitlines()[-1], recognizer)
