@@ -26,10 +26,12 @@ def simulate(
     voices: int = 24,
     seed: int = 2024,
     url: str | None = None,
+    names: list[str] | None = None,
 ) -> dict[str, object]:
-    """Send `count` simulated voice-search requests; counts and latency percentiles."""
+    """Send `count` simulated voice-search requests (`names`: the new-era people, instead of
+    the corpus's); counts and latency percentiles."""
     validate_scope(scope)
     speakers = traffic_voices(scope, voices)
-    clips = render_traffic(scenario, count, speakers, seed)
+    clips = render_traffic(scenario, count, speakers, seed, names)
     result = send_traffic(url or endpoint_url(scope), clips, scenario, concurrency, rate_per_s)
     return result.summary()

@@ -2,12 +2,15 @@
 
 The system is trained on names known at launch and serves at `service_url` (default: the
 scope's serving address; the CLI's `story` command runs the cycle first when there is no
-champion and starts the servers). Stable
-traffic flows: no retrain may fire. Then production asks about new celebrities and
-politicians, often from a car, and the newsroom publishes its list of the new names (text
-only: the retrain's hot-word file, `training.hot_words_file`; `newsroom=False` leaves it
-out). Monitoring notices, the retrain deployment runs with the newly labelled production
-data and the list, and the new model replaces the old one only if it is better. Writes
+champion and starts the servers). Stable traffic flows: no drift may fire. Then new
+celebrities and politicians (the corpus's, or an operator's own `names`) appear: first in
+the typed search queries of the period, among noise; the hot-words flow mines them and the
+running decoder hears them at its next reload, without retraining. Then people ask for them,
+often from a car; monitoring notices the shift and opens a labelling batch; the simulated
+labeller (a separate actor, with a delay and some wrong labels) labels it through the
+labelling tool; the retrain starts when the labels are in, re-speaks the mined names and the
+labelled queries, and replaces the champion only if it is better, while a phone keeps
+sending requests through the switch. Nobody hands the retrain the list of new names. Writes
 story.json and monitor.json under `out_dir` and prints both tables.
 """
 
@@ -20,6 +23,7 @@ from typing import Any
 from prefect import flow
 
 from data_contracts.scoping import Scope
+from flows.hot_words import hot_words
 from flows.monitor import monitor
 from tasks.monitoring import reset_cooldown
 from tasks.retraining import current_champion
@@ -28,15 +32,19 @@ from tasks.simulation import render_traffic, send_traffic, service_base_url, tra
 from tasks.story import (
     StoryTally,
     decode_eval_set,
+    hot_words_wer,
+    labeller_retrain,
     new_entity_names,
-    newsroom_scope,
+    simulated_labeller,
     story_figures,
+    switch_under_traffic,
     tally_shifted,
     tally_stable,
     time_drift_check,
+    typed_query_feed,
     version_wer,
     wait_for_flow_run,
-    wait_for_served_version,
+    wait_for_hot_words,
     write_story_results,
 )
 
@@ -51,22 +59,26 @@ def story(
     max_shifted: int = 1500,
     eval_clips: int = 120,
     retrain_timeout_s: float = 3600.0,
-    newsroom: bool = True,
+    names: list[str] | None = None,
+    typed_queries: int = 1500,
+    labelling_rounds: int = 5,
 ) -> dict[str, Any]:
-    """Stable traffic (false alarms), then new names from cars until monitoring retrains;
-    the new-names WER before and after on the same held-out clips."""
+    """Stable traffic (false alarms); new names typed (hot words), then spoken from cars
+    until monitoring opens a batch; labels, retrain, switch; new-names WER at each step."""
     validate_scope(scope)
     started = time.perf_counter()
     service_url = service_url or service_base_url(scope)
     name, endpoint = scope.registry.model_name, service_url + "/transcribe"
-    work = scope.state.path("reports_dir") / "story"
+    work = (scope.state.path("reports_dir") / "story").resolve()
+    ledger = work / "ledger.jsonl"  # the simulator's truth, never the service's
     if reset_cooldown(scope.state.path("monitoring_dir")):
         print("story: cleared the retrain cooldown of an earlier run")
     before = str(current_champion(scope))
     voices = traffic_voices(scope)
+    names = names or new_entity_names()
 
     # fixed evaluation sets, spoken by held-out voices, never sent to the service
-    names_eval = decode_eval_set(render_traffic("new-names", eval_clips, voices, 7001))
+    names_eval = decode_eval_set(render_traffic("new-names", eval_clips, voices, 7001, names))
     launch_eval = decode_eval_set(render_traffic("stable", eval_clips, voices, 7002))
     wer_new_before = version_wer(name, before, names_eval, work)
     wer_launch_before = version_wer(name, before, launch_eval, work)
@@ -74,7 +86,7 @@ def story(
     tally = StoryTally()
     for w in range(stable_windows):
         clips = render_traffic("stable", scope.monitoring.window, voices, 100 + w)
-        sent = send_traffic(endpoint, clips, "stable")
+        sent = send_traffic(endpoint, clips, "stable", ledger=ledger)
         check = monitor(scope, trigger=False)
         tally = tally_stable(tally, check)
         print(
@@ -82,37 +94,77 @@ def story(
             f"drift share {check['drift_share']:.2f}, drift={check['drift']}"
         )
 
-    shifted_scope = scope
-    if newsroom:
-        shifted_scope = newsroom_scope(scope, work / "newsroom.txt", new_entity_names())
-    while tally.detection is None and tally.shifted < max_shifted:
-        clips = render_traffic("mixed", chunk, voices, 5000 + tally.shifted)
-        send_traffic(endpoint, clips, "mixed")
-        check = monitor(shifted_scope, trigger=True)
-        tally = tally_shifted(tally, check, chunk)
-        print(
-            f"story: {tally.shifted} shifted requests, drift share {check['drift_share']:.2f}, "
-            f"retrain={check['retrain']}"
-        )
+    # the new names are typed before they are spoken: hot words, no new model version
+    feed = typed_query_feed(names, typed_queries, 9001, work / "typed_queries.txt")
+    mined = hot_words(scope, str(feed), before)
+    heard = wait_for_hot_words(
+        service_url, mined["hot_words_version"], 3 * scope.serving.reload_poll_seconds + 30
+    )
+    hot_dir = scope.state.path("hot_words_dir").resolve()
+    wer_new_hot = hot_words_wer(name, before, names_eval, work, hot_dir)
+    print(f"story: hot words {mined['hot_words_version']} served={heard}: WER {wer_new_hot:.3f}")
 
-    retrain_state = wait_for_flow_run(tally.retrain_flow_run, retrain_timeout_s)
+    while tally.detection is None and tally.shifted < max_shifted:
+        clips = render_traffic("mixed", chunk, voices, 5000 + tally.shifted, names)
+        send_traffic(endpoint, clips, "mixed", ledger=ledger)
+        check = monitor(scope, trigger=True)
+        tally = tally_shifted(tally, check, chunk)
+        print(f"story: {tally.shifted} shifted requests, drift share {check['drift_share']:.2f}")
+
+    # people label what drift opened; the retrain starts once enough labels are in
+    labeller = scope.labelling
+    retrain_run, labelled, wrong = tally.retrain_flow_run, 0, 0
+    for r in range(labelling_rounds if tally.detection is not None else 0):
+        if retrain_run is not None:
+            break
+        result = simulated_labeller(
+            scope, ledger, labeller.labeller_delay_s, labeller.labeller_error_rate, 31 + r
+        )
+        labelled, wrong = labelled + int(result["labelled"]), wrong + int(result["wrong"])
+        retrain_run = labeller_retrain(result)
+        print(f"story: labeller round {r + 1}: {result['labelled']} labels, retrain={retrain_run}")
+        if retrain_run is None:  # more production traffic, a fuller batch
+            more = render_traffic("mixed", chunk, voices, 8000 + 100 * r, names)
+            send_traffic(endpoint, more, "mixed", ledger=ledger)
+            monitor(scope, trigger=True)
+
+    retrain_state = wait_for_flow_run(retrain_run, retrain_timeout_s)
     after = str(current_champion(scope))
-    served_new = wait_for_served_version(service_url, after, 90) if after != before else False
+    served_new, switch = False, None
+    if after != before:
+        phone = render_traffic("stable", 20, voices, 6001)
+        served_new, switch = switch_under_traffic(endpoint, service_url, phone, after, 120)
     wers = {
         "wer_new_names_before": wer_new_before,
+        "wer_new_names_hotwords": wer_new_hot,
         "wer_new_names_after": version_wer(name, after, names_eval, work),
         "wer_launch_names_before": wer_launch_before,
         "wer_launch_names_after": version_wer(name, after, launch_eval, work),
     }
+    phases = {
+        "hot_words_version": mined["hot_words_version"],
+        "hot_words_served": heard,
+        "hot_words_mined": len(mined["mined"]),
+        "typed_queries": typed_queries,
+        "labeller_delay_s": labeller.labeller_delay_s,
+        "labeller_error_rate": labeller.labeller_error_rate,
+        "labels": labelled,
+        "labels_wrong": wrong,
+        "failed_requests_during_switch": switch.failed if switch else None,
+        "requests_during_switch": switch.sent if switch else 0,
+        "versions_during_switch": switch.versions if switch else [],
+        "new_names": len(names),
+    }
     drift_seconds = time_drift_check(scope, work)
     figures = story_figures(
         tally,
-        newsroom,
+        retrain_run,
         retrain_state,
         before,
         after,
         served_new,
         wers,
+        phases,
         time.perf_counter() - started,
         service_url,
     )

@@ -1,6 +1,7 @@
 """The story's steps: fixed evaluation sets spoken by held-out voices, the WER of a registered
-version on them, the newsroom's list of new names, waiting for the retrain and for the
-service to serve its result, the drift-check time on a large window, and the figures.
+version on them (also with its mined hot-word list), the typed-query feed of the new names,
+the simulated labeller, waiting for the retrain and for the service to serve its result (with
+requests sent all through the switch), the drift-check time on a large window, the figures.
 
 The flow that replays the story (flows/story.py) wires these with the simulation tasks and
 the monitor flow; the story only touches the system through HTTP, the registry and Prefect.
@@ -9,8 +10,9 @@ the monitor flow; the story only touches the system through HTTP, the registry a
 from __future__ import annotations
 
 import io
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,7 @@ from prefect import task
 from data_contracts.scoping import Scope
 from models.recognizer import Recognizer
 from tasks.drift import drift_features, run_drift_report
-from tasks.simulation import Clip
-from tasks.text import normalise_transcript
+from tasks.simulation import Clip, send
 
 STORY_FILE = "story.json"
 MONITOR_FILE = "monitor.json"
@@ -70,16 +71,47 @@ def version_wer(model_name: str, version: str, eval_set: EvalSet, dest: Path) ->
     return wer(list(eval_set.references), hypotheses)
 
 
-@task(name="newsroom-list")
-def newsroom_scope(scope: Scope, listed: Path, names: list[str]) -> Scope:
-    """Write the newsroom's list of new names (text only, never test audio) and return the
-    scope whose training reads it as its hot-word file (absolute: the retrain runs on the
-    worker)."""
-    listed = listed.resolve()
-    listed.parent.mkdir(parents=True, exist_ok=True)
-    listed.write_text("".join(f"{normalise_transcript(n)}\n" for n in names))
-    training = scope.training.model_copy(update={"hot_words_file": listed})
-    return scope.model_copy(update={"training": training})
+@task(name="hot-words-wer", retries=1, retry_delay_seconds=2)
+def hot_words_wer(
+    model_name: str, version: str, eval_set: EvalSet, dest: Path, hot_words_dir: Path
+) -> float:
+    """The WER of a registered version with its newest hot-word list, as the service decodes
+    once it has picked the list up (the same file, the same recogniser)."""
+    from data_contracts.hot_words import latest_list
+    from tasks.evaluation import wer
+    from tasks.hot_words import recognizer_with_list
+    from tasks.registry import download_recognizer
+
+    base = Recognizer.load(download_recognizer(model_name, version, dest / f"v{version}"))
+    recognizer = recognizer_with_list(base, latest_list(hot_words_dir, model_name, version))
+    hypotheses = [t.text for t in recognizer.transcribe(list(eval_set.waves))]
+    return wer(list(eval_set.references), hypotheses)
+
+
+@task(name="typed-query-feed")
+def typed_query_feed(names: list[str], count: int, seed: int, path: Path) -> Path:
+    """The typed search queries of the period (the new names among noise), as a feed file."""
+    from tasks.simulated_queries import simulated_typed_queries, write_typed_queries
+
+    return write_typed_queries(path, simulated_typed_queries(names, count, seed))
+
+
+@task(name="simulated-labeller")
+def simulated_labeller(
+    scope: Scope, ledger: Path, delay_s: float, error_rate: float, seed: int
+) -> dict[str, Any]:
+    """The labeller labels the open batches through the labelling tool (after its delay, with
+    one word wrong in `error_rate` of its labels); what it did and what the import started."""
+    from tasks.simulated_labeller import label_open_batches
+
+    return dict(label_open_batches(scope, ledger, delay_s, error_rate, seed))
+
+
+def labeller_retrain(result: dict[str, Any]) -> str | None:
+    """The retrain flow run the labeller's import started (None: not enough labels yet)."""
+    imported = result.get("import") or {}
+    run = imported.get("retrain_flow_run") if isinstance(imported, dict) else None
+    return str(run) if run else None
 
 
 @task(name="new-entity-names")
@@ -101,10 +133,13 @@ def tally_stable(tally: StoryTally, check: dict[str, Any]) -> StoryTally:
 
 
 def tally_shifted(tally: StoryTally, check: dict[str, Any], sent: int) -> StoryTally:
-    """Count a chunk of shifted traffic; note the detection when monitoring started a retrain."""
+    """Count a chunk of shifted traffic; note the detection when monitoring acted on the
+    drift (opened a labelling batch, or started a retrain)."""
     shifted = tally.shifted + sent
-    if not check["retrain"]:
+    acted = check.get("labelling_batch") is not None or bool(check.get("retrain"))
+    if not acted:
         return StoryTally(tally.windows, tally.false_alarms, tally.max_drift_share, shifted)
+    run = check.get("retrain_flow_run")
     return StoryTally(
         tally.windows,
         tally.false_alarms,
@@ -112,8 +147,75 @@ def tally_shifted(tally: StoryTally, check: dict[str, Any], sent: int) -> StoryT
         shifted,
         detection=shifted,
         drift_share_at_detection=float(check["drift_share"]),
-        retrain_flow_run=str(check["retrain_flow_run"]),
+        retrain_flow_run=str(run) if run else None,
     )
+
+
+@dataclass
+class SwitchTally:
+    """Requests sent while the service switches models: how many, how many failed, which
+    versions answered."""
+
+    sent: int = 0
+    failed: int = 0
+    versions: list[str] = field(default_factory=list)
+
+
+class SwitchSender:
+    """A background phone: sends `clips` round and round (one at a time) until stopped."""
+
+    def __init__(self, url: str, clips: list[Clip]) -> None:
+        self.url, self.clips, self.tally = url, clips, SwitchTally()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="switch-sender", daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            result = send(self.url, [self.clips[i % len(self.clips)]], "switch", concurrency=1)
+            i += 1
+            self.tally.sent += result.sent
+            self.tally.failed += result.sent - result.ok
+            for version in result.model_versions:
+                if not self.tally.versions or self.tally.versions[-1] != version:
+                    self.tally.versions.append(version)
+
+    def __enter__(self) -> SwitchSender:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+@task(name="switch-under-traffic")
+def switch_under_traffic(
+    endpoint: str, base_url: str, clips: list[Clip], version: str, timeout_s: float
+) -> tuple[bool, SwitchTally]:
+    """Requests sent all the while the service switches to `version`, and a few seconds
+    after; whether it switched, and the tally."""
+    with SwitchSender(endpoint, clips) as sender:
+        served = wait_for_served_version.fn(base_url, version, timeout_s)
+        time.sleep(3.0)
+    return served, sender.tally
+
+
+@task(name="wait-for-hot-words")
+def wait_for_hot_words(base_url: str, label: str, timeout_s: float) -> bool:
+    """True once the service's /metadata names hot-word list `label` (within `timeout_s`)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            metadata = httpx.get(base_url + "/metadata", timeout=5).json()
+            if metadata.get("hot_words_version") == label:
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(1)
+    return False
 
 
 @task(name="wait-for-flow-run")
@@ -171,32 +273,38 @@ def time_drift_check(scope: Scope, work: Path, rows: int = 10_000) -> float:
 @task(name="story-figures")
 def story_figures(
     tally: StoryTally,
-    newsroom: bool,
+    retrain_flow_run: str | None,
     retrain_state: str | None,
     champion_before: str,
     champion_after: str,
     served_new: bool,
     wers: dict[str, float],
+    phases: dict[str, Any],
     seconds: float,
     service: str,
 ) -> dict[str, Any]:
-    """The story's figures, as story.json holds them."""
+    """The story's figures, as story.json holds them (`phases`: the hot-word, labeller and
+    switch figures, as they are)."""
     return {
         "false_alarms": tally.false_alarms,
         "stable_windows": tally.windows,
         "stable_max_drift_share": round(tally.max_drift_share, 3),
         "requests_to_detection": tally.detection,
         "drift_share_at_detection": tally.drift_share_at_detection,
-        "retrain_triggered": tally.retrain_flow_run is not None,
-        "newsroom_list": newsroom,
+        "retrain_triggered": retrain_flow_run is not None,
+        "newsroom_list": False,  # the retrain hears of new names only from typed queries
         "retrain_state": retrain_state,
         "champion_before": champion_before,
         "champion_after": champion_after,
         "service_serves_new_champion": served_new,
         **{key: round(value, 4) for key, value in wers.items()},
+        "hotwords_over_before": round(
+            wers["wer_new_names_hotwords"] / max(wers["wer_new_names_before"], 1e-9), 2
+        ),
         "new_over_launch_after": round(
             wers["wer_new_names_after"] / max(wers["wer_launch_names_after"], 1e-9), 2
         ),
+        **phases,
         "story_seconds": round(seconds, 1),
         "service": service,
     }
@@ -216,6 +324,7 @@ def write_story_results(
         "window": window,
         "requests_to_detection": story["requests_to_detection"],
         "wer_new_names_before": story["wer_new_names_before"],
+        "wer_new_names_hotwords": story["wer_new_names_hotwords"],
         "wer_new_names_after": story["wer_new_names_after"],
         "wer_launch_names_after": story["wer_launch_names_after"],
     }

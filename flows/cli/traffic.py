@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +20,28 @@ from flows.cli.common import (
     print_json,
 )
 
+NamesFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--names",
+        help="new names, one a line: they replace the corpus's new celebrities and "
+        "politicians in the traffic (and, in the story, in the typed queries)",
+    ),
+]
+
+
+def read_names(path: Path | None) -> list[str] | None:
+    """The names in `path` (None: the corpus's); a bad file is one message, exit 2."""
+    if path is None:
+        return None
+    from tasks.simulated_queries import NamesFileError, read_names_file
+
+    try:
+        return read_names_file(path)
+    except NamesFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
 
 @app.command()
 def simulate(
@@ -35,13 +58,15 @@ def simulate(
     url: Annotated[
         str | None, typer.Option(help="endpoint (default: the scope's serving host and port)")
     ] = None,
+    names: NamesFile = None,
 ) -> None:
     """Send simulated voice-search traffic to the endpoint (exit 1 if any request failed)."""
+    new_names = read_names(names)
     scope = load(scope_file, workspace)
     prepare(scope, quiet=True)
     from flows.simulate import simulate as simulate_flow
 
-    summary = simulate_flow(scope, scenario, count, concurrency, rate, voices, seed, url)
+    summary = simulate_flow(scope, scenario, count, concurrency, rate, voices, seed, url, new_names)
     print_json(summary)
     if summary["ok"] != summary["sent"]:
         raise typer.Exit(1)
@@ -57,18 +82,17 @@ def story(
     max_shifted: Annotated[
         int, typer.Option(help="shifted requests after which the story stops waiting for drift")
     ] = 1500,
-    no_newsroom: Annotated[
-        bool,
-        typer.Option(
-            help="retrain on production labels alone (default: the newsroom's list of the new "
-            "names is the retrain's hot-word file, as training.hot_words_file)"
-        ),
-    ] = False,
+    typed_queries: Annotated[
+        int, typer.Option(help="typed search queries of the period (new names among noise)")
+    ] = 1500,
+    names: NamesFile = None,
     out: Out = RESULTS,
 ) -> None:
-    """Replay the story: stable traffic, new names, drift, retrain (exit 1 if none fired)."""
+    """Replay the story: stable traffic, new names typed (hot words) then spoken, drift,
+    labels, retrain (exit 1 if no retrain ran)."""
     from deployments.local import bring_up
 
+    new_names = read_names(names)
     scope = load(scope_file, workspace)
     prepare(scope)
     from flows.full_cycle import full_cycle
@@ -84,7 +108,8 @@ def story(
         chunk=chunk,
         max_shifted=max_shifted,
         eval_clips=eval_clips,
-        newsroom=not no_newsroom,
+        names=new_names,
+        typed_queries=typed_queries,
     )
     if not result["retrain_triggered"]:
         raise typer.Exit(1)
