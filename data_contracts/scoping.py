@@ -321,6 +321,9 @@ class StateLocations(_Strict):
     postgres_dir: Path = Path("postgres")  # the cluster `voicecycle team up` creates
     prediction_audio_dir: Path = Path("prediction_audio")  # consented production audio
     monitoring_dir: Path = Path("monitoring")  # drift state: last check, last trigger
+    # Evidently UI workspace: project "voicecycle", one snapshot per drift check
+    evidently_workspace: Path = Path("evidently")
+    evidently_port: int = Field(8000, ge=1, le=65535)  # `evidently ui` on 127.0.0.1
     labelling_dir: Path = Path("labelling")  # labelling batches out, labelled files in
     hot_words_dir: Path = Path("hot_words")  # mined hot-word lists, per model version
     admin_token_file: Path = Path("admin_token")  # bearer token of POST /admin/reload

@@ -320,9 +320,44 @@ def stop_worker(scope: Scope) -> bool:
     return _stop(scope, "prefect-worker")
 
 
+def evidently_ui_url(scope: Scope) -> str:
+    """The address of the Evidently UI over `state.evidently_workspace`."""
+    return f"http://127.0.0.1:{scope.state.evidently_port}"
+
+
+def evidently_ui_command(workspace_dir: Path, port: int) -> list[str]:
+    """`evidently ui` on 127.0.0.1:`port` over an Evidently workspace folder."""
+    cli = str(Path(sys.executable).with_name("evidently"))
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    return [cli, "ui", "--workspace", str(workspace_dir.resolve()), *host]
+
+
+def start_evidently_ui(scope: Scope, timeout_s: float = 90.0) -> str:
+    """Start `evidently ui` in the background (or reuse a running one); return its URL."""
+    url = evidently_ui_url(scope)
+    workspace_dir = scope.state.path("evidently_workspace").resolve()
+    workspace_dir.mkdir(parents=True, exist_ok=True)
+    if not _healthy(url + "/api/projects"):
+        cmd = evidently_ui_command(workspace_dir, scope.state.evidently_port)
+        ready = lambda: _healthy(url + "/api/projects")  # noqa: E731
+        launch(scope, "evidently-ui", cmd, os.environ.copy(), ready, timeout_s)
+    return url
+
+
+def stop_evidently_ui(scope: Scope) -> bool:
+    """Stop the Evidently UI this workspace started."""
+    return _stop(scope, "evidently-ui")
+
+
 def stop_all(scope: Scope) -> list[str]:
-    """Stop the service, the worker and the Prefect server; the names of those that ran."""
-    stops = (("service", stop_service), ("worker", stop_worker), ("prefect server", stop_server))
+    """Stop the service, the worker, the Evidently UI and the Prefect server; the names of
+    those that ran."""
+    stops = (
+        ("service", stop_service),
+        ("worker", stop_worker),
+        ("evidently ui", stop_evidently_ui),
+        ("prefect server", stop_server),
+    )
     return [name for name, stop in stops if stop(scope)]
 
 

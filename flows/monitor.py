@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from data_contracts.scoping import Scope
+from tasks.dashboard import record_check
 from tasks.monitoring import (
     champion_reference,
     drift_check,
@@ -35,5 +36,6 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
     result = drift_check(reference, current, lexicon, reports / "drift_report.html", mon)
     decision = drift_decision(result, mon, st.path("monitoring_dir"))
     publish_drift(result, decision, version, scope.registry.experiment)
+    record_check(st.path("evidently_workspace"), result, version, current, lexicon)
     run_id = trigger_retrain(decision.reason, scope) if decision.retrain and trigger else None
     return monitor_summary(result, decision, run_id)

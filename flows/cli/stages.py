@@ -38,7 +38,7 @@ def validate_scope(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace =
 @app.command()
 def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
     """Run the full cycle against the local Prefect server, then deploy and serve."""
-    from deployments.local import bring_up
+    from deployments.local import bring_up, start_evidently_ui
 
     scope = load(scope_file, workspace)
     ui = prepare(scope)
@@ -46,9 +46,11 @@ def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> N
 
     print_json(full_cycle(scope))
     url = bring_up(scope, scope_file)
+    evidently = start_evidently_ui(scope)
     print(
         f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
         f"  Voice-search page: {url}/ (POST {url}/transcribe; API docs: {url}/docs)\n"
+        f"  Evidently UI (drift checks over time, project voicecycle): {evidently}\n"
         f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
         f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000"
     )
