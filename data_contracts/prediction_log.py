@@ -2,8 +2,8 @@
 
 The service writes a row before it answers (data_contracts/prediction_store.py); monitoring reads a
 window of rows and compares the audio features and confidences with the training reference.
-`reference` is the true transcript where a labeller or the traffic simulator supplies one;
-`scenario` is the simulator's label for the traffic it replays (null for real traffic).
+It holds only what the service saw and said: no true transcript (labels come back through
+the labelling loop, tasks/labelling.py), nothing a simulator knows.
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ class PredictionLog(pa.DataFrameModel):
     client: Series[str] = pa.Field(str_startswith="{")  # JSON object: app version, device
     consent: Series[bool]
     audio_path: Series[str] = pa.Field(nullable=True)
-    scenario: Series[str] = pa.Field(nullable=True)
-    reference: Series[str] = pa.Field(nullable=True)
 
     class Config:
         strict = True

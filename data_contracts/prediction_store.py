@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 TABLE_NAME = "prediction_log"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-_NULLABLE = ("audio_path", "scenario", "reference")
+_NULLABLE = ("audio_path",)
 _FLOATS = ("confidence", "latency_ms", *AUDIO_FEATURE_COLUMNS)
 
 
@@ -59,8 +59,8 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("client", sa.Text, nullable=False),
         sa.Column("consent", sa.Boolean, nullable=False),
         sa.Column("audio_path", sa.Text, nullable=True),
-        sa.Column("scenario", sa.String(128), nullable=True),
-        sa.Column("reference", sa.Text, nullable=True),
+        # A log written before issue 12 also has `scenario` and `reference` columns (what the
+        # simulator sent); they stay in the table, untouched, and are neither read nor written.
     )
 
 
@@ -80,7 +80,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class PredictionStore:
-    """Append, read, label and purge prediction-log rows; safe to share between threads."""
+    """Append, read and purge prediction-log rows; safe to share between threads."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -178,17 +178,6 @@ class PredictionStore:
         for name in _NULLABLE:  # NULL stays None, not NaN, for the nullable text columns
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
         return PredictionLog.validate(frame)
-
-    def label(self, request_id: str, reference: str) -> None:
-        """Set the true transcript of a logged request; KeyError if the request is unknown."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                self.table.update()
-                .where(self.table.c.request_id == request_id)
-                .values(reference=reference)
-            )
-        if result.rowcount == 0:
-            raise KeyError(f"no prediction with request_id {request_id!r}")
 
     def purge_audio(self, older_than_days: int, audio_dir: Path) -> int:
         """Delete stored audio older than the retention; null its audio_path. Returns files removed.

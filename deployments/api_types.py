@@ -10,8 +10,6 @@ from pydantic import BaseModel, BeforeValidator
 from deployments.errors import Rejected
 
 MAX_CLIENT_CHARS = 4096
-MAX_SCENARIO_CHARS = 128
-MAX_REFERENCE_CHARS = 2000
 
 
 def _as_text(value: Any) -> Any:
@@ -24,7 +22,6 @@ def _as_text(value: Any) -> Any:
 
 
 FormText = Annotated[str, BeforeValidator(_as_text)]
-OptionalFormText = Annotated[str | None, BeforeValidator(_as_text)]
 
 
 class Transcript(BaseModel):
@@ -64,16 +61,6 @@ def parse_client(client: str) -> dict[str, Any]:
             f"client must be a JSON object, got a JSON {type(parsed).__name__}",
         )
     return parsed
-
-
-def check_labels(scenario: str | None, reference: str | None) -> None:
-    """Refuse over-long simulator labels (Rejected 400 bad_scenario / bad_reference)."""
-    for name, value, limit in (
-        ("scenario", scenario, MAX_SCENARIO_CHARS),
-        ("reference", reference, MAX_REFERENCE_CHARS),
-    ):
-        if value is not None and len(value) > limit:
-            raise Rejected(400, f"bad_{name}", f"{name} is over {limit} characters")
 
 
 def check_upload_size(size: int, limit: int) -> None:

@@ -51,8 +51,6 @@ def prediction_record(
     client: dict[str, Any],
     consent: bool,
     audio_path: Path | None,
-    scenario: str | None,
-    reference: str | None,
 ) -> dict[str, Any]:
     """The prediction-log row of one answered request (data_contracts/prediction_log.py)."""
     return {
@@ -68,8 +66,6 @@ def prediction_record(
         "client": json.dumps(client, sort_keys=True),
         "consent": consent,
         "audio_path": str(audio_path) if audio_path else None,
-        "scenario": scenario,
-        "reference": reference,
     }
 
 

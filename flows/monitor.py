@@ -1,20 +1,24 @@
 """Monitor: prediction-log window vs the champion's reference -> Evidently drift report ->
-decision (drift share, minimum window, cooldown) -> event and the retrain deployment."""
+decision (drift share, minimum window, cooldown) -> drift opens a labelling batch; on every
+run, the labels that came in (pulled from Label Studio when one is set) -> the retrain
+deployment once enough are in (labelling.min_labels / min_share / timeout_minutes)."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from data_contracts.scoping import Scope
+from flows.label import open_batch
 from tasks.dashboard import record_check
 from tasks.monitoring import (
     champion_reference,
     drift_check,
     drift_decision,
+    import_labelled,
     monitor_summary,
     publish_drift,
     read_window,
-    trigger_retrain,
+    retrain_when_labelled,
 )
 from tasks.registry import CHAMPION, configure_mlflow
 from tasks.scoping import validate_scope
@@ -22,7 +26,8 @@ from tasks.scoping import validate_scope
 
 @flow(name="monitor", log_prints=True)
 def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
-    """Check the recent production window for drift; start a retrain when the rule says so."""
+    """Check the recent production window for drift (drift opens a labelling batch); start
+    the retrain when the labels are in. `trigger=False` only reports."""
     validate_scope(scope)
     st, mon = scope.state, scope.monitoring
     configure_mlflow(
@@ -37,5 +42,9 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
     decision = drift_decision(result, mon, st.path("monitoring_dir"))
     publish_drift(result, decision, version, scope.registry.experiment)
     record_check(st.path("evidently_workspace"), result, version, current, lexicon)
-    run_id = trigger_retrain(decision.reason, scope) if decision.retrain and trigger else None
-    return monitor_summary(result, decision, run_id)
+    opened = open_batch(scope, current, decision.reason) if decision.retrain and trigger else None
+    if trigger and scope.labelling.label_studio_url:
+        labels = import_labelled(scope)  # pulls the annotations, then the retrain rule
+    else:
+        labels = retrain_when_labelled(scope, trigger)
+    return monitor_summary(result, decision, opened["batch"] if opened else None, labels)

@@ -1,5 +1,9 @@
 """Retrain: labelled production data + the old data -> augment (policy from the last error
-analysis) -> train -> gate -> promote -> package; the running service moves to the champion."""
+analysis) -> train -> gate -> promote -> package; the running service moves to the champion.
+
+Started by the labels (tasks.monitoring.retrain_when_labelled, after drift opened a batch), a
+schedule or a person; it takes every label file no retrain has taken yet (claimed, so labels
+that arrive while it runs feed the next one) and trains on all labels so far."""
 
 from __future__ import annotations
 
@@ -10,8 +14,7 @@ from flows.augment import augment
 from flows.ingest import ingest
 from flows.package import package
 from flows.train import train
-from tasks.labelling import export_labelling_batch
-from tasks.monitoring import read_window
+from tasks.labelling import claim_labels
 from tasks.retraining import plan_retrain, publish_retrain_changes, retrain_summary
 from tasks.scoping import validate_scope
 
@@ -20,10 +23,7 @@ from tasks.scoping import validate_scope
 def retrain(scope: Scope, reason: str = "manual retrain") -> dict[str, object]:
     """One more round of the cycle, started by monitoring, a schedule or a person (with why)."""
     validate_scope(scope)
-    window = read_window(scope.state.url("prediction_log_url"), scope.monitoring.window)
-    batch = export_labelling_batch(
-        window, scope.state.path("labelling_dir"), low_confidence=scope.labelling.low_confidence
-    )
+    claimed = claim_labels(scope.state.path("labelling_dir"), f"retrain: {reason}")
     plan = plan_retrain(scope)
     publish_retrain_changes(reason, plan.changes)
     dataset_version = ingest(plan.scope)
@@ -31,5 +31,5 @@ def retrain(scope: Scope, reason: str = "manual retrain") -> dict[str, object]:
     trained = train(plan.scope, augmented_version, warm_start_from=plan.warm_start_from)
     packaged = package(plan.scope) if trained["promoted"] else {}
     return retrain_summary(
-        reason, batch, plan, dataset_version, augmented_version, trained, packaged
+        reason, claimed, plan, dataset_version, augmented_version, trained, packaged
     )

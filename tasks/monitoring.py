@@ -1,6 +1,7 @@
 """Monitoring steps: the production window, the champion's reference, the drift check (none
-below the minimum window), the decision, and the trigger that starts a retrain. The drift
-state (when a retrain was last started, for the cooldown) lives in `state.monitoring_dir`."""
+below the minimum window), the decision (drift opens a labelling batch), the labels check and
+the trigger that starts a retrain once the labels are in. The drift state (when a batch was
+last opened or a retrain started, for the cooldown) lives in `state.monitoring_dir`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tasks.drift import (
 )
 
 DRIFT_EVENT = "voicecycle.drift.detected"
+LABELLING_EVENT = "voicecycle.labelling.opened"
+RETRAIN_EVENT = "voicecycle.retrain.requested"
 RETRAIN_DEPLOYMENT = "retrain/retrain"
 STATE_FILE = "state.json"
 
@@ -125,16 +128,10 @@ def record_trigger(monitoring_dir: Path, reason: str) -> None:
 def trigger_retrain(
     reason: str, scope: Scope, wait: bool = False, deployment: str = RETRAIN_DEPLOYMENT
 ) -> str:
-    """Emit the drift event and start the retrain deployment with this scope (its workspace
-    made absolute for the worker); record the trigger; return the flow-run id."""
+    """Start the retrain deployment with this scope (its workspace made absolute for the
+    worker) and emit the retrain event; record the trigger; return the flow-run id."""
     from prefect.deployments import run_deployment
     from prefect.events import emit_event
-
-    emit_event(
-        event=DRIFT_EVENT,
-        resource={"prefect.resource.id": "voicecycle.monitor"},
-        payload={"reason": reason},
-    )
     from prefect.exceptions import ObjectNotFound
 
     scope = scope.with_workspace(scope.state.workspace.resolve())
@@ -151,7 +148,96 @@ def trigger_retrain(
             "Prefect server: run `voicecycle deploy` first"
         ) from None
     record_trigger(scope.state.path("monitoring_dir"), reason)
-    return str(run.id)  # type: ignore[union-attr]  # sync call: a FlowRun, not a coroutine
+    run_id = str(run.id)  # type: ignore[union-attr]  # sync call: a FlowRun, not a coroutine
+    emit_event(
+        event=RETRAIN_EVENT,
+        resource={"prefect.resource.id": "voicecycle.retrain"},
+        payload={"reason": reason, "flow_run": run_id},
+    )
+    return run_id
+
+
+@task(name="announce-labelling-batch")
+def announce_batch(
+    batch_id: str, n_tasks: int, reason: str, link: str, monitoring_dir: Path
+) -> None:
+    """The drift and labelling events, a markdown artifact with the link and counts, and the
+    cooldown's start (one shift opens one batch)."""
+    from prefect.events import emit_event
+
+    from tasks.artifacts import publish_markdown
+
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": "voicecycle.monitor"},
+        payload={"reason": reason},
+    )
+    emit_event(
+        event=LABELLING_EVENT,
+        resource={"prefect.resource.id": f"voicecycle.labelling.{batch_id}"},
+        payload={"batch": batch_id, "tasks": n_tasks, "reason": reason, "link": link},
+    )
+    publish_markdown(
+        "labelling-batch",
+        "\n".join(
+            [
+                f"# Labelling batch {batch_id} opened",
+                "",
+                f"- why: {reason}",
+                f"- tasks: {n_tasks} production clips, least confident first",
+                f"- label them at: {link}",
+                "- the retrain runs when enough labels are in (labelling.min_labels, "
+                "labelling.min_share) or after labelling.timeout_minutes",
+            ]
+        ),
+        "The labelling batch drift opened",
+    )
+    record_trigger(monitoring_dir, f"labelling batch {batch_id}: {reason}")
+
+
+@task(name="import-labelled")
+def import_labelled(
+    scope: Scope, export_file: Path | None = None, trigger: bool = True
+) -> dict[str, object]:
+    """Import a Label Studio JSON export (the file, else pulled from the API of the scope's
+    Label Studio for the open batches), then start the retrain if enough labels are in."""
+    from tasks.label_studio import pull_export
+    from tasks.labelling import import_labels, load_export, open_projects
+
+    labelling_dir = scope.state.path("labelling_dir")
+    if export_file is not None:
+        exported = load_export(export_file)
+    elif scope.labelling.label_studio_url:
+        exported = pull_export.fn(scope, open_projects(labelling_dir))
+    else:
+        raise ValueError(
+            "label import needs a Label Studio JSON export FILE, or labelling.label_studio_url "
+            "to pull the annotations from"
+        )
+    imported = import_labels.fn(exported, labelling_dir)
+    return {**imported, **retrain_when_labelled.fn(scope, trigger)}
+
+
+@task(name="retrain-when-labelled")
+def retrain_when_labelled(scope: Scope, trigger: bool = True) -> dict[str, object]:
+    """Start the retrain when the labels are in (tasks.labelling.labels_ready), taking the
+    new label files for it; what was decided."""
+    from tasks.labelling import claim_labels, labelling_status, labels_ready
+
+    labelling_dir = scope.state.path("labelling_dir")
+    status = labelling_status(labelling_dir)
+    ready, why = labels_ready(status, scope.labelling, datetime.now(UTC))
+    run_id = None
+    if ready and trigger:
+        run_id = trigger_retrain.fn(f"labels in: {why}", scope)
+        claim_labels.fn(labelling_dir, f"flow-run {run_id}")
+    return {
+        "labels_ready": ready,
+        "labels_reason": why,
+        "pending_labels": status["pending_labels"],
+        "retrain": run_id is not None,
+        "retrain_flow_run": run_id,
+    }
 
 
 @task(name="publish-drift-report", retries=1)
@@ -175,7 +261,7 @@ def publish_drift(
             f"(share {result.drift_share:.2f}); window {result.n_current} vs reference "
             f"{result.n_reference}",
             f"- decision: {decision.reason}",
-            f"- retrain triggered: {decision.retrain}",
+            f"- labelling batch due: {decision.retrain}",
             "",
             markdown_table(rows) if len(rows) else "",
         ]
@@ -217,15 +303,23 @@ def reset_cooldown(monitoring_dir: Path) -> bool:
 
 @task(name="monitor-summary")
 def monitor_summary(
-    result: DriftResult, decision: DriftDecision, retrain_flow_run: str | None
+    result: DriftResult,
+    decision: DriftDecision,
+    labelling_batch: str | None,
+    labels: dict[str, object],
 ) -> dict[str, object]:
-    """What one monitoring run found and did, as the flow returns it."""
+    """What one monitoring run found and did, as the flow returns it: `labelling_batch` is
+    the batch drift opened this run, `retrain` whether a retrain started this run."""
     return {
         "drift": decision.drift,
-        "retrain": decision.retrain,
         "reason": decision.reason,
         "drift_share": result.drift_share,
         "drifted": list(result.drifted_columns),
         "window": result.n_current,
-        "retrain_flow_run": retrain_flow_run,
+        "labelling_batch": labelling_batch,
+        "retrain": bool(labels.get("retrain", False)),
+        "retrain_flow_run": labels.get("retrain_flow_run"),
+        "labels_ready": labels.get("labels_ready", False),
+        "labels_reason": labels.get("labels_reason", ""),
+        "pending_labels": labels.get("pending_labels", 0),
     }

@@ -204,7 +204,7 @@ def publish_retrain_changes(reason: str, changes: Iterable[str]) -> None:
 @task(name="retrain-summary")
 def retrain_summary(
     reason: str,
-    labelling_batch: Path | None,
+    claimed_labels: list[str],
     plan: RetrainPlan,
     dataset_version: str,
     augmented_version: str,
@@ -214,7 +214,7 @@ def retrain_summary(
     """What the retrain did, as the flow returns it."""
     return {
         "reason": reason,
-        "labelling_batch": str(labelling_batch) if labelling_batch else None,
+        "claimed_label_files": claimed_labels,
         "changes": list(plan.changes),
         "dataset_version": dataset_version,
         "augmented_version": augmented_version,

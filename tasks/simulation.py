@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -138,6 +138,7 @@ def send(
     rate_per_s: float | None = None,
     timeout_s: float = 30.0,
     ledger: Path | None = None,
+    transport: Any = None,  # an httpx transport (tests: the app in process); None: the network
 ) -> SimulationResult:
     """POST every clip to `url` (…/transcribe) with consent, as a phone would; with `ledger`,
     append what the simulator knows of each answered request there (see `write_ledger`)."""
@@ -168,7 +169,10 @@ def send(
 
     answered: list[tuple[str, Clip]] = []
     started = time.monotonic()
-    with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(concurrency) as pool:
+    with (
+        httpx.Client(timeout=timeout_s, transport=transport) as client,
+        ThreadPoolExecutor(concurrency) as pool,
+    ):
         for status, body, ms, clip in pool.map(one, enumerate(clips)):
             result.sent += 1
             result.status_counts[status] = result.status_counts.get(status, 0) + 1

@@ -17,9 +17,10 @@ from data_contracts.scoping import ScopeError
 from flows.cli.common import app
 from flows.cli import stages, servers, traffic, bench, team
 from flows.cli import hot_words
+from flows.cli import label
 
 # importing them registers their commands
-COMMAND_MODULES = (stages, servers, traffic, bench, hot_words)
+COMMAND_MODULES = (stages, servers, traffic, bench, hot_words, label)
 
 __all__ = ["app", "main"]
 

@@ -40,8 +40,6 @@ def record(**overrides: object) -> dict[str, object]:
         "client": '{"app": "4.2.0"}',
         "consent": False,
         "audio_path": None,
-        "scenario": None,
-        "reference": None,
     }
     row.update(overrides)
     return row
@@ -57,7 +55,8 @@ def store(tmp_path: Path) -> Iterator[PredictionStore]:
 def test_round_trip_through_the_contract(store: PredictionStore) -> None:
     t0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
     rows = [
-        record(ts=t0 + timedelta(seconds=i), scenario="launch" if i % 2 else None) for i in range(5)
+        record(ts=t0 + timedelta(seconds=i), audio_path=f"a{i}.wav" if i % 2 else None)
+        for i in range(5)
     ]
     rows[2]["client"] = {"device": "pixel", "app": "4.2.0"}  # a dict is stored as JSON
     for row in reversed(rows):  # insertion order differs from time order
@@ -71,8 +70,7 @@ def test_round_trip_through_the_contract(store: PredictionStore) -> None:
     assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"
     assert frame["ts"].iloc[0] == pd.Timestamp(t0)
     assert frame["client"].iloc[2] == '{"app": "4.2.0", "device": "pixel"}'
-    assert frame["scenario"].tolist() == [None, "launch", None, "launch", None]
-    assert frame["audio_path"].isna().all()
+    assert frame["audio_path"].tolist() == [None, "a1.wav", None, "a3.wav", None]
     assert store.count() == 5
 
     newest = store.read(limit=2)
@@ -88,13 +86,47 @@ def test_empty_log_reads_as_an_empty_valid_frame(store: PredictionStore) -> None
     assert list(frame.columns) == list(PREDICTION_LOG_COLUMNS)
 
 
-def test_label_sets_the_reference(store: PredictionStore) -> None:
-    row = record()
-    store.append(row)
-    store.label(str(row["request_id"]), "weather in paris")
-    assert store.read()["reference"].tolist() == ["weather in paris"]
-    with pytest.raises(KeyError, match="no prediction"):
-        store.label("missing", "x")
+def test_a_log_with_the_old_simulator_columns_still_opens_and_keeps_them(
+    tmp_path: Path,
+) -> None:
+    """A log written when the API took `scenario`/`reference`: old rows stay readable, their
+    stored values are never dropped, and new rows do not write those columns."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    old = sa.Table(
+        "prediction_log",
+        meta,
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        *(sa.Column(c, sa.Text) for c in PREDICTION_LOG_COLUMNS),
+        sa.Column("scenario", sa.String(128), nullable=True),
+        sa.Column("reference", sa.Text, nullable=True),
+    )
+    meta.create_all(engine)
+    legacy = record(ts=datetime(2025, 1, 1, tzinfo=UTC).replace(tzinfo=None))
+    with engine.begin() as conn:
+        conn.execute(old.insert(), {**legacy, "scenario": "mixed", "reference": "call mom"})
+    engine.dispose()
+
+    store = PredictionStore(url)
+    fresh = record()
+    store.append(fresh)
+    frame = store.read()
+    store.close()
+    assert list(frame.columns) == list(PREDICTION_LOG_COLUMNS)
+    assert list(frame["request_id"]) == [legacy["request_id"], fresh["request_id"]]
+    with sa.create_engine(url).connect() as conn:
+        kept = conn.execute(sa.text("SELECT request_id, scenario, reference FROM prediction_log"))
+        assert {r[0]: (r[1], r[2]) for r in kept} == {
+            legacy["request_id"]: ("mixed", "call mom"),
+            fresh["request_id"]: (None, None),
+        }
+
+
+def test_the_contract_has_no_simulator_fields() -> None:
+    assert not {"reference", "scenario"} & set(PREDICTION_LOG_COLUMNS)
 
 
 @pytest.mark.parametrize(

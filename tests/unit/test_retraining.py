@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from data_contracts.labels import transcription_result
 from data_contracts.scoping import AugmentationPolicy, Scope
-from tasks.labelling import LABELLED, TO_LABEL, export_labelling_batch, labelled_batches
+from tasks.labelling import import_labels, open_labelling_batch
 from tasks.retraining import new_word_queries, next_policy, respeak_new_words, retrain_scope
 
 
@@ -29,26 +31,23 @@ def _log(tmp_path: Path, n: int) -> pd.DataFrame:
                 "confidence": 0.9 - i * 0.1,
                 "consent": i != 1,
                 "audio_path": str(path),
-                "scenario": "mixed",
-                "reference": "who is zarina okonkwo" if i != 2 else None,
             }
         )
     return pd.DataFrame(rows)
 
 
-def test_export_labels_known_references_and_never_exports_twice(tmp_path: Path) -> None:
-    log = _log(tmp_path, 4)
-    batch = export_labelling_batch.fn(log, tmp_path / "labelling")
+def label(scope: Scope, log: pd.DataFrame, text: str = "who is zarina okonkwo") -> Path:
+    """Open a batch from `log` and import a Label Studio export that labels every task but
+    the third; the label file."""
+    labelling_dir = scope.state.path("labelling_dir")
+    batch = open_labelling_batch.fn(log, labelling_dir, scope.labelling)
     assert batch is not None
-    to_label = pd.read_csv(batch / TO_LABEL, dtype=str, keep_default_na=False)
-    # no consent -> not exported; least confident first
-    assert list(to_label["utterance_id"]) == ["r3", "r2", "r0"]
-    labelled = pd.read_csv(batch / LABELLED, dtype=str, keep_default_na=False)
-    assert set(labelled["utterance_id"]) == {"r3", "r0"}  # r2 has no known reference
-    assert (labelled["transcript"] == "who is zarina okonkwo").all()
-    assert all((batch / p).is_file() for p in to_label["audio_path"])
-    assert export_labelling_batch.fn(log, tmp_path / "labelling") is None
-    assert labelled_batches(tmp_path / "labelling") == [batch / LABELLED]
+    tasks = json.loads((batch.path / "tasks.json").read_text())
+    for i, t in enumerate(tasks):
+        t["annotations"] = [{"result": transcription_result(text)}] if i != 2 else []
+    done = import_labels.fn(tasks, labelling_dir)
+    assert len(done["label_files"]) == 1
+    return Path(done["label_files"][0])
 
 
 def test_next_policy_applies_only_known_keys() -> None:
@@ -62,7 +61,7 @@ def test_next_policy_applies_only_known_keys() -> None:
 
 def test_retrain_scope_adds_labelled_batches(tmp_path: Path) -> None:
     scope = Scope().with_workspace(tmp_path)
-    export_labelling_batch.fn(_log(tmp_path, 3), scope.state.path("labelling_dir"))
+    label(scope, _log(tmp_path, 3))
     next_scope, changes = retrain_scope.fn(scope)
     added = [s for s in next_scope.sources if s.name.startswith("labelled-")]
     assert len(added) == 1 and added[0].kind == "csv"
@@ -78,7 +77,7 @@ def test_new_word_queries_finds_unknown_words_once() -> None:
 
 def test_respeak_adds_a_source_for_labelled_new_words_and_keeps_it(tmp_path: Path) -> None:
     scope = Scope().with_workspace(tmp_path)
-    export_labelling_batch.fn(_log(tmp_path, 4), scope.state.path("labelling_dir"))
+    label(scope, _log(tmp_path, 4))
     lexicon = {"who", "is", "play", "jazz"}
     next_scope, changes = respeak_new_words.fn(scope, lexicon)
     source = next(s for s in next_scope.sources if s.name == "respoken")
@@ -108,7 +107,7 @@ def test_respeak_also_speaks_listed_names_nobody_has_said_yet(tmp_path: Path) ->
     scope = scope.model_copy(
         update={"training": scope.training.model_copy(update={"hot_words_file": newsroom})}
     )
-    export_labelling_batch.fn(_log(tmp_path, 4), scope.state.path("labelling_dir"))
+    label(scope, _log(tmp_path, 4))
     next_scope, changes = respeak_new_words.fn(scope, {"who", "is", "play", "jazz"})
     source = next(s for s in next_scope.sources if s.name == "respoken")
     assert source.synthetic.texts_file.read_text().splitlines() == [  # type: ignore[union-attr]
