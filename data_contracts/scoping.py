@@ -230,6 +230,9 @@ class RuntimeScope(_Strict):
     max_workers: int | None = Field(None, ge=1, le=256)  # null: one per core
     # Prefect process workers on the work pool (`voicecycle team up` starts this many)
     prefect_workers: int = Field(1, ge=1, le=32)
+    # service replicas sharing the prediction log and the BentoML store: the first on
+    # serving.port, the others on the ports after it (`voicecycle team up` starts them)
+    service_replicas: int = Field(1, ge=1, le=16)
 
 
 class LabellingScope(_Strict):
@@ -304,6 +307,7 @@ class StateLocations(_Strict):
     features_dir: Path = Path("features")
     runs_dir: Path = Path("runs")
     reports_dir: Path = Path("reports")
+    evaluations_dir: Path = Path("evaluations")  # `voicecycle evaluate`: versions and reports
     mlflow_tracking_uri: str = "sqlite:///{workspace}/mlflow/mlflow.db"
     mlflow_artifacts: Path = Path("mlflow/artifacts")
     bentoml_home: Path = Path("bentoml")

@@ -112,6 +112,12 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         assert 0.0 <= checked["drift_share"] <= 1.0
         assert (scope.state.path("reports_dir") / "drift" / "drift_report.html").is_file()
 
+        # the champion, as served, on a manifest of recordings (here: the corpus's own CSV)
+        corpus_csv = next(scope.state.path("corpus_dir").glob("*/manifest.csv"))
+        scored = json.loads(ok("evaluate", "--manifest", str(corpus_csv), "--json").stdout)
+        assert scored["n"] > 0 and scored["quarantined"] == 0 and 0 <= scored["wer"] <= 1
+        assert scored["model_version"] == first and Path(scored["report"]).is_file()
+
         # the stages one by one
         summary = json.loads(ok("ingest", "--json").stdout)
         assert summary["dataset_version"].startswith("ds-") and summary["accepted"] > 0

@@ -1,0 +1,104 @@
+"""`voicecycle evaluate`: the champion as served, scored on a tiny manifest of real clips."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_scope
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
+
+
+def _champion(scope, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A small recogniser registered and promoted in the scope's MLflow; its folder."""
+    import mlflow
+
+    from models.ctc import AcousticModelConfig, CTCAcousticModel
+    from models.decoder import BeamDecoder, WordLM
+    from models.recognizer import Recognizer
+    from tasks.registry import configure_mlflow, promote, register_model
+
+    configure_mlflow(
+        scope.state.url("mlflow_tracking_uri"),
+        scope.registry.experiment,
+        scope.state.path("mlflow_artifacts"),
+    )
+    torch.manual_seed(0)
+    model = CTCAcousticModel(AcousticModelConfig(conv_channels=32, rnn_hidden=32, rnn_layers=1))
+    folder = tmp_path / "rec"
+    lm = WordLM.from_transcripts(["play jazz music", "call mom"])
+    Recognizer(model.eval(), BeamDecoder(lm)).save(folder)
+    experiment = mlflow.get_experiment_by_name(scope.registry.experiment)
+    run = mlflow.MlflowClient().create_run(experiment.experiment_id)
+    name = scope.registry.model_name
+    version = register_model.fn(run.info.run_id, folder, name, {}).version
+    promote.fn(name, version, "test champion")
+    return folder
+
+
+def _manifest(tmp_path: Path) -> Path:
+    """A CSV manifest of three spoken clips and one row whose audio is missing."""
+    from tasks.synthesis import build_corpus, list_voices
+
+    corpus = build_corpus(tmp_path / "clips", 3, 4, voices=list_voices(4, n=2))
+    with (corpus / "manifest.csv").open() as f:
+        rows = [
+            {"audio_path": r["audio_path"], "transcript": r["transcript"], "speaker": r["voice"]}
+            for r in csv.DictReader(f)
+        ]
+    rows.append({"audio_path": "audio/missing.wav", "transcript": "hello", "speaker": "x"})
+    path = corpus / "external.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["audio_path", "transcript", "speaker"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_evaluate_scores_the_champion_on_usable_rows_only(tmp_path: Path) -> None:
+    from flows.evaluate import evaluate
+    from models.recognizer import Recognizer
+    from tasks.evaluation import wer
+    from tasks.inference import read_clip
+    from tasks.ingestion import load_dataset
+
+    scope = tiny_scope(tmp_path / "ws")
+    folder = _champion(scope, tmp_path)
+    manifest = _manifest(tmp_path)
+    summary = evaluate(scope, manifest)
+
+    assert summary["n"] == 3 and summary["quarantined"] == 1
+    assert "missing.wav" in summary["quarantined_rows"][0]["audio_path"]
+    assert summary["model_version"] == "1"
+    # the same figures as the champion transcribing the ingested clips itself
+    version_dir = scope.state.path("evaluations_dir") / "datasets" / summary["dataset_version"]
+    rows = load_dataset(version_dir)
+    hyps = Recognizer.load(folder).transcribe(
+        [read_clip(version_dir / p) for p in rows["audio_path"]]
+    )
+    assert summary["wer"] == pytest.approx(
+        wer(list(rows["transcript"]), [h.text for h in hyps]), abs=1e-4
+    )
+    assert 0 <= summary["cer"] <= summary["wer"] + 1
+    kinds = {s["slice"] for s in summary["slices"]}
+    assert {"voice", "duration_bucket", "source"} <= kinds
+    report = Path(summary["report"])
+    assert report.is_file() and "Quarantined rows" in report.read_text()
+    saved = json.loads((report.parent / "summary.json").read_text())
+    assert saved["wer"] == summary["wer"]
+    # the training datasets (read by the simulator and retraining) are untouched
+    assert not scope.state.path("datasets_dir").exists()
+
+
+def test_evaluate_command_names_a_missing_manifest(tmp_path: Path) -> None:
+    from flows.cli import main
+
+    code = main(
+        ["evaluate", "--manifest", str(tmp_path / "nope.csv"), "--workspace", str(tmp_path)]
+    )
+    assert code == 2
