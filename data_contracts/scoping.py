@@ -277,6 +277,16 @@ class HotWordsScope(_Strict):
     min_word_chars: int = Field(3, ge=1)  # shorter unknown words are typos or noise
     max_phrases: int = Field(200, ge=1)  # the list's cap, most frequent first
     examples_per_phrase: int = Field(3, ge=0, le=20)  # typed queries kept (for re-speaking)
+    # The decoder while a list is in force: names the acoustic model never learned need a
+    # wider beam and a larger bonus, and the typed queries that held them are counted into
+    # the LM (new names 0.55 -> 0.26 WER on the launch champion, launch names unharmed)
+    decoder: dict[str, int | float] = {
+        "hot_word_bonus": 6.0,
+        "lm_weight": 1.5,
+        "beam_size": 48,
+        "beam_size_token": 12,
+        "beam_threshold": 25.0,
+    }
 
 
 class MonitoringScope(_Strict):

@@ -19,6 +19,7 @@ and logs are in `state.run_dir`, as for the local runtime; nothing runs at impor
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -40,6 +41,7 @@ from deployments.local import (
     launch,
     prefect_api_url,
     server_healthy,
+    service_url,
     stop_pidfile,
 )
 
@@ -329,8 +331,51 @@ def _alive(scope: Scope, name: str) -> bool:
     return pidfile.is_file() and psutil.pid_exists(int(pidfile.read_text().strip()))
 
 
-def team_up(scope: Scope, log: bool = True) -> dict[str, str]:
-    """Start every team server the scope names (or keep the running ones); name -> address."""
+def replica_names(scope: Scope) -> list[str]:
+    """Pid-file names of the service replicas after the first (the local runtime's own)."""
+    return [f"service-{i}" for i in range(2, scope.runtime.service_replicas + 1)]
+
+
+def replica_urls(scope: Scope) -> list[str]:
+    """Every replica's base URL: serving.port, then the ports after it."""
+    return [
+        service_url(_on_port(scope, scope.serving.port + i))
+        for i in range(scope.runtime.service_replicas)
+    ]
+
+
+def _on_port(scope: Scope, port: int) -> Scope:
+    return scope.model_copy(update={"serving": scope.serving.model_copy(update={"port": port})})
+
+
+def start_replicas(scope: Scope, scope_path: Path, timeout_s: float = 180.0) -> list[str]:
+    """The service replicas after the first, on the ports after serving.port, sharing the
+    prediction log and the BentoML store (each follows the same champion); their URLs.
+    They need a model in the store: `voicecycle run` (or `package`) puts one there."""
+    from deployments.local import service_command, service_ready, store_has_model
+
+    if not replica_names(scope):
+        return []
+    configure_environment(scope)
+    if not store_has_model(scope):
+        raise TeamError(
+            "the BentoML store has no model for the service replicas yet: "
+            f"run `voicecycle run --scope {scope_path}` first"
+        )
+    urls = []
+    for i, name in enumerate(replica_names(scope), start=1):
+        replica = _on_port(scope, scope.serving.port + i)
+        if not service_ready(replica):
+            cmd = service_command(replica, scope_path)
+            ready = functools.partial(service_ready, replica)
+            launch(replica, name, cmd, _env(scope), ready, timeout_s)
+        urls.append(service_url(replica))
+    return urls
+
+
+def team_up(scope: Scope, scope_path: Path | None = None, log: bool = True) -> dict[str, str]:
+    """Start every team server the scope names (or keep the running ones); name -> address.
+    With the scope's file and a model in the store, also the service replicas after the first."""
     ensure_credentials(scope)
     pg = postgres_target(scope)
     steps = [
@@ -346,6 +391,13 @@ def team_up(scope: Scope, log: bool = True) -> dict[str, str]:
             print(f"starting {name} ({where})", file=sys.stderr, flush=True)
         start()
         up[name] = where
+    if scope_path is not None and replica_names(scope):
+        from deployments.local import store_has_model
+
+        if store_has_model(scope):
+            up["service replicas"] = ", ".join(start_replicas(scope, scope_path))
+        else:
+            up["service replicas"] = "after `voicecycle run` (no model in the store yet)"
     return up
 
 
@@ -370,7 +422,8 @@ def team_status(scope: Scope) -> dict[str, bool]:
 def team_down(scope: Scope) -> list[str]:
     """Stop what `team_up` started, clients first; the names of those that ran."""
     stopped = []
-    names = ["service", *worker_names(scope), "dask-workers", "dask-scheduler", "mlflow-server"]
+    names = ["service", *replica_names(scope), *worker_names(scope)]
+    names += ["dask-workers", "dask-scheduler", "mlflow-server"]
     for name in [*names, "prefect-server"]:
         if stop_pidfile(_run_file(scope, f"{name}.pid")):
             stopped.append(name)

@@ -1,0 +1,236 @@
+"""The tiny cycle on the team profile, every server a real process on 127.0.0.1: PostgreSQL
+(created in the workspace), a Prefect server on it, an `mlflow server` on it with served
+artifacts, a Dask scheduler with two workers, two Prefect workers, and two service replicas
+sharing the prediction log on Postgres. `voicecycle run` and `monitor` run unchanged on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from data_contracts.scoping import Scope
+from tests.conftest import tiny_scope
+
+pytestmark = [pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+CONCURRENCY = 8
+PER_REPLICA = 24
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _serving_port() -> int:
+    """A free port whose successor is free too (the second replica's)."""
+    for _ in range(50):
+        (port,) = _free_ports(1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def _team_scope(workspace: Path) -> Scope:
+    base = tiny_scope(workspace, n_utterances=32, n_voices=8)
+    prefect, mlflow, dask, pg = _free_ports(4)
+    return base.model_copy(
+        update={
+            "training": base.training.model_copy(
+                update={"profile": "smoke", "max_minutes": 0.2, "eval_every_steps": 5}
+            ),
+            "serving": base.serving.model_copy(
+                update={"port": _serving_port(), "workers": 1, "reload_poll_seconds": 2.0}
+            ),
+            "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
+            "runtime": base.runtime.model_copy(
+                update={
+                    "task_runner": "dask",
+                    "max_workers": 2,
+                    "prefect_workers": 2,
+                    "service_replicas": 2,
+                }
+            ),
+            "state": base.state.model_copy(
+                update={
+                    "credentials_file": Path("credentials.yaml"),
+                    "prediction_log_url": (
+                        f"postgresql+psycopg://team:{{TEAM_DB_PASSWORD}}@127.0.0.1:{pg}/predictions"
+                    ),
+                    "prefect_api_url": f"http://127.0.0.1:{prefect}/api",
+                    "mlflow_tracking_uri": f"http://127.0.0.1:{mlflow}",
+                    "dask_scheduler": f"tcp://127.0.0.1:{dask}",
+                }
+            ),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def team() -> Iterator[tuple[Scope, Path]]:
+    """The team's servers up for the module's tests, stopped (and their state removed) after."""
+    from deployments.team import TeamError, postgres_bindir, team_down, team_up
+
+    try:
+        postgres_bindir()
+    except TeamError as exc:  # never on this machine or in CI: PostgreSQL is installed there
+        pytest.skip(str(exc))
+    # PostgreSQL runs as the `postgres` user when the tests run as root: it must reach the folder
+    root = Path(tempfile.mkdtemp(prefix="voicecycle-team-"))
+    root.chmod(0o711)
+    scope = _team_scope(root / "ws")
+    scope_file = root / "scope.team.yaml"
+    scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json")))
+    saved = dict(os.environ)
+    try:
+        team_up(scope, scope_file, log=False)
+        yield scope, scope_file
+    finally:
+        team_down(scope)
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _voicecycle(scope_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args, "--scope", str(scope_file)],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, f"{args}: {done.stdout[-1500:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def _last_json(text: str) -> Any:
+    lines = text.splitlines()
+    for start in reversed([i for i, line in enumerate(lines) if line in ("{", "[")]):
+        try:
+            return json.loads("\n".join(lines[start:]))
+        except json.JSONDecodeError:
+            continue
+    raise AssertionError(f"no JSON at the end of: {text[-2000:]}")
+
+
+def _wav(seed: int) -> bytes:
+    import io
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 16000
+    audio = 0.1 * np.sin(2 * np.pi * (200 + 50 * seed % 300) * t) + 0.01 * rng.standard_normal(
+        16000
+    )
+    buf = io.BytesIO()
+    sf.write(buf, audio.astype(np.float32), 16000, format="WAV")
+    return buf.getvalue()
+
+
+def test_the_cycle_runs_unchanged_on_the_team_servers(team: tuple[Scope, Path]) -> None:
+    from deployments.team import replica_urls, start_replicas, team_status
+
+    scope, scope_file = team
+    status = team_status(scope)
+    assert status == dict.fromkeys(status, True), status
+
+    ran = _voicecycle(scope_file, "run")
+    assert "temporary server" not in ran.stderr  # the scope's Prefect server, never a throwaway
+    assert "The cycle finished." in ran.stdout
+    _check_servers_hold_the_cycle(scope)
+
+    # the second replica (the first came with `run`), same store and champion
+    urls = replica_urls(scope)
+    assert start_replicas(scope, scope_file) == urls[1:]
+    versions = {httpx.get(u + "/metadata", timeout=10).json()["model_version"] for u in urls}
+    assert len(versions) == 1
+
+    # two writers at concurrency 8: every answered request is in the Postgres log, once
+    from data_contracts.prediction_store import PredictionStore
+
+    store = PredictionStore(scope.state.url("prediction_log_url"))
+    before = store.count()
+
+    def send(k: int) -> str:
+        url = urls[k % len(urls)]
+        files = {"audio": ("q.wav", _wav(k), "audio/wav")}
+        resp = httpx.post(f"{url}/transcribe", files=files, data={"client": "{}"}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["request_id"])
+
+    with ThreadPoolExecutor(CONCURRENCY * len(urls)) as pool:
+        answered = list(pool.map(send, range(PER_REPLICA * len(urls))))
+    logged = store.read()
+    store.close()
+    assert store.is_sqlite is False
+    assert len(logged) - before == len(answered) == PER_REPLICA * len(urls)
+    assert set(answered) <= set(logged["request_id"])
+    assert logged["request_id"].is_unique
+
+    # monitoring reads the Postgres log and the reference from the tracking server
+    checked = _last_json(_voicecycle(scope_file, "monitor", "--no-trigger").stdout)
+    assert checked["window"] == scope.monitoring.window
+    assert (scope.state.path("reports_dir") / "drift" / "drift_report.html").is_file()
+
+
+def _check_servers_hold_the_cycle(scope: Scope) -> None:
+    """Prefect (Postgres) has the flow runs; MLflow (Postgres + served artifacts) the champion;
+    the Dask scheduler ran the fan-out."""
+    import psycopg
+    from distributed import Client
+    from sqlalchemy.engine import make_url
+
+    from deployments.team import MLFLOW_DB, PREFECT_DB
+
+    log_url = make_url(scope.state.url("prediction_log_url"))
+    conninfo = (
+        f"host={log_url.host} port={log_url.port} user={log_url.username} "
+        f"password={log_url.password}"
+    )
+    with psycopg.connect(f"{conninfo} dbname={PREFECT_DB}") as conn:
+        flows = {r[0] for r in conn.execute("SELECT name FROM flow").fetchall()}
+        completed = conn.execute(
+            "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'"
+        ).fetchone()
+    assert {"full-cycle", "ingest", "augment", "train"} <= flows
+    assert completed is not None and completed[0] >= 4
+    with psycopg.connect(f"{conninfo} dbname={MLFLOW_DB}") as conn:
+        aliases = conn.execute("SELECT alias FROM registered_model_aliases").fetchall()
+        runs = conn.execute("SELECT artifact_uri FROM runs").fetchall()
+    assert ("champion",) in aliases
+    assert runs and all(uri.startswith("mlflow-artifacts:") for (uri,) in runs)
+    served = scope.state.path("mlflow_artifacts").resolve()
+    assert any(served.rglob("MLmodel")), "the tracking server stores the model's artifacts"
+
+    address = scope.state.address("dask_scheduler")
+    with Client(address, timeout=10) as client:
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+        ran = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
+    assert ran > 0, "the fan-out ran on the Dask cluster"
