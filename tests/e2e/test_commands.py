@@ -135,11 +135,29 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
 
         deployed = ok("deploy").stdout
         assert "deployed retrain/retrain" in deployed and "deployed monitor/monitor" in deployed
+        # people label a batch of production audio: out as Label Studio tasks, back as its
+        # JSON export (one new name typed, the rest accepted from the model's pre-annotation)
+        exported = _last_json(ok("label", "export", "--reason", "tour").stdout)
+        assert exported["tasks"] > 0, exported
+        tasks = json.loads(
+            (scope.state.path("labelling_dir") / exported["batch"] / "tasks.json").read_text()
+        )
+        for i, task in enumerate(tasks):
+            result = task["predictions"][0]["result"]
+            if i == 0:
+                result = [{**result[0], "value": {"text": ["who is oriane kolawole"]}}]
+            task["annotations"] = [{"result": result, "was_cancelled": False}]
+        export_file = tmp_path / "label-studio-export.json"
+        export_file.write_text(json.dumps(tasks))
+        imported = _last_json(ok("label", "import", str(export_file), "--no-trigger").stdout)
+        assert imported["labelled"] + len(imported["quarantined"]) == len(tasks)
+        assert imported["labelled"] > 0 and not imported["retrain"]
+        status = _last_json(ok("label", "status").stdout)
+        assert status["pending_labels"] == imported["labelled"]
         retrained = ok("retrain", "--reason", "tour of the commands", "--wait")
         assert "(Completed)" in retrained.stdout
-        # the retrain labelled what production brought and re-spoke the words it lacked
-        batches = list(scope.state.path("labelling_dir").iterdir())
-        assert batches, "the retrain exported a labelling batch"
+        # the retrain took the labels and re-spoke the words the champion lacked
+        assert _last_json(ok("label", "status").stdout)["pending_labels"] == 0
         grown = max(
             scope.state.path("datasets_dir").glob("ds-*/manifest.csv"),
             key=lambda p: p.stat().st_mtime,

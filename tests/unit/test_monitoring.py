@@ -28,15 +28,20 @@ def test_a_window_below_the_minimum_is_not_checked_and_gives_no_decision(tmp_pat
     decision = drift_decision.fn(result, settings, tmp_path / "monitoring")
     assert not decision.drift and not decision.retrain
     assert "below the minimum of 100" in decision.reason
-    summary = monitor_summary.fn(result, decision, None)
+    labels = {"labels_ready": False, "labels_reason": "no new labels", "pending_labels": 0}
+    summary = monitor_summary.fn(result, decision, None, labels)
     assert summary == {
         "drift": False,
-        "retrain": False,
         "reason": decision.reason,
         "drift_share": 0.0,
         "drifted": [],
         "window": 5,
+        "labelling_batch": None,
+        "retrain": False,
         "retrain_flow_run": None,
+        "labels_ready": False,
+        "labels_reason": "no new labels",
+        "pending_labels": 0,
     }
 
 
