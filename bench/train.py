@@ -1,6 +1,10 @@
 """Training benchmark: corpus to champion on this machine, WER per condition for our model and
 for a peer (pocketsphinx's bundled en-US model) on the same held-out audio, hot words on a
 new-names set, and the real-time factor on one core.
+
+Beyond the cycle's own test split: a never-heard human-like engine (festival's HTS voice,
+held out whole; clean and in the car), the test queries over a telephone channel (8 kHz,
+mu-law), and general English outside the voice-search templates spoken by held-out voices.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from data_contracts.scoping import Scope
 PEER_CLIPS_PER_CONDITION = 40  # pocketsphinx runs near real time: a sample keeps this short
 RTF_CLIPS = 40
 NEW_NAMES_CLIPS = 80
+UNSEEN_ENGINE_CLIPS = 80  # per condition
+UNSEEN_ENGINE = "festival-hts"  # the held-out engine closest to human speech
+TELEPHONE_CLIPS = 120
+GENERAL_ENGLISH_CLIPS = 80
+TELEPHONE_RATE = 8000
 
 
 def pocketsphinx_transcribe(waves: list[np.ndarray]) -> list[str]:
@@ -68,6 +77,66 @@ def new_names_set(test_voices: set[str], n: int, seed: int) -> tuple[list[np.nda
 
     waves = [sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips]
     return waves, [c.reference for c in clips]
+
+
+def _waves(clips: list[Any]) -> tuple[list[np.ndarray], list[str]]:
+    """Samples and true transcripts of simulated clips (WAV bytes)."""
+    import io
+
+    import soundfile as sf
+
+    return [sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips], [
+        c.reference for c in clips
+    ]
+
+
+def unseen_engine_sets(n: int, seed: int) -> dict[str, tuple[list[np.ndarray], list[str]]]:
+    """Voice-search queries spoken by the held-out engine's voices, clean and in the car."""
+    from tasks.simulation import Scenario, make_clips
+    from tasks.synthesis import check_voice, list_voices
+
+    voices = [v for v in list_voices(seed=13) if v.synthesizer == UNSEEN_ENGINE]
+    for voice in voices:
+        check_voice(voice)  # a clear error naming the engine when it is not installed
+    sets = {}
+    for cond, share, snr in (("clean", 0.0, (0.0, 0.0)), ("car", 1.0, (0.0, 20.0))):
+        scenario = Scenario(f"unseen-{cond}", {"launch": 1.0}, share, snr)
+        sets[cond] = _waves(make_clips(scenario, n, voices, seed))
+    return sets
+
+
+def telephone(wave: np.ndarray) -> np.ndarray:
+    """A telephone channel: band-limited to 8 kHz sampling, 8-bit mu-law, back at 16 kHz."""
+    from models.audio import resample
+
+    narrow = np.clip(resample(wave, 16000, TELEPHONE_RATE), -1.0, 1.0)
+    mu = 255.0
+    coded = np.sign(narrow) * np.log1p(mu * np.abs(narrow)) / np.log1p(mu)
+    coded = np.round(coded * 127.0) / 127.0  # 8 bits
+    decoded = np.sign(coded) * np.expm1(np.abs(coded) * np.log1p(mu)) / mu
+    return resample(decoded.astype(np.float32), TELEPHONE_RATE, 16000).astype(np.float32)
+
+
+def general_english_set(
+    test_voices: set[str], n: int, seed: int
+) -> tuple[list[np.ndarray], list[str]]:
+    """General-English sentences (tasks/corpus_data/general.yaml) spoken by held-out voices,
+    trimmed and levelled as ingestion does."""
+    from models.audio import SAMPLE_RATE, normalise_loudness, trim_silence
+    from tasks.corpus import general_sentences
+    from tasks.synthesis import is_catalogue_voice, list_voices, render_utterance, voice_from_id
+    from tasks.text import normalise_transcript
+
+    voices = [voice_from_id(v, 13) for v in sorted(test_voices) if is_catalogue_voice(v)]
+    voices = voices or list_voices(13, engines=("espeak",))[-8:]
+    rng = np.random.default_rng(seed)
+    waves, refs = [], []
+    for i, text in enumerate(general_sentences(n, seed)):
+        spoken = normalise_transcript(text, drop_fillers=())
+        audio = render_utterance(spoken, voices[i % len(voices)], SAMPLE_RATE, rng)
+        waves.append(normalise_loudness(trim_silence(audio, SAMPLE_RATE, 40.0, 150.0), -23.0))
+        refs.append(normalise_transcript(text))
+    return waves, refs
 
 
 def profile_scope(scope: Scope, profile: str, workspace: Path) -> Scope:
@@ -141,6 +210,15 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
     rtf_rows = test.iloc[rng.permutation(len(test))[:RTF_CLIPS]]
     rtf = rtf_one_core(recognizer, [read_clip(data_dir / p) for p in rtf_rows["audio_path"]])
 
+    def wer_of(waves: list[np.ndarray], refs: list[str]) -> float:
+        return round(wer(refs, [t.text for t in recognizer.transcribe(waves)]), 4)
+
+    unseen = unseen_engine_sets(UNSEEN_ENGINE_CLIPS, seed=77)
+    clean_test = test[test["condition"] == "clean"]
+    phone_rows = clean_test.iloc[rng.permutation(len(clean_test))[:TELEPHONE_CLIPS]]
+    phone = [telephone(read_clip(data_dir / p)) for p in phone_rows["audio_path"]]
+    general = general_english_set(set(test["voice"]), GENERAL_ENGLISH_CLIPS, seed=55)
+
     names_waves, names_refs = new_names_set(set(test["voice"]), NEW_NAMES_CLIPS, seed=99)
     newsroom = [normalise_transcript(n) for n in ENTITY_NAMES["new"]]
     wer_names = wer(names_refs, [t.text for t in recognizer.transcribe(names_waves)])
@@ -156,6 +234,15 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
         f"{prefix}cer_car": round(float(trained["cer_car"]), 4),
         f"{prefix}cycle_seconds": round(cycle_seconds, 1),
         f"{prefix}wer_cross_synth": None if cross is None else round(float(cross), 4),
+        f"{prefix}wer_unseen_engine_clean": wer_of(*unseen["clean"]),
+        f"{prefix}wer_unseen_engine_car": wer_of(*unseen["car"]),
+        f"{prefix}wer_telephone": wer_of(phone, list(phone_rows["transcript"])),
+        f"{prefix}wer_general_english": wer_of(*general),
+        f"{prefix}lexicon_words": len(recognizer.lexicon()),
+        "unseen_engine": UNSEEN_ENGINE,
+        "unseen_engine_clips_per_condition": UNSEEN_ENGINE_CLIPS,
+        "telephone_clips": int(len(phone_rows)),
+        "general_english_clips": GENERAL_ENGLISH_CLIPS,
         "peer_wer_clean": round(peer["clean"], 4),
         "peer_wer_car": round(peer["car"], 4),
         "ours_wer_clean_on_peer_sample": round(ours_on_sample["clean"], 4),

@@ -272,3 +272,26 @@ def generate_queries(
             text = _add_filler(text, rng, starts_with_name=template.startswith("{"))
         queries.append(Query(text=text, intent=intent, entities=entities, era=era))
     return queries
+
+
+@cache
+def _general_sentences() -> tuple[str, ...]:
+    """The packaged general-English sentences (tasks/corpus_data/general.yaml)."""
+    raw, _, name = _read_yaml(None, "general.yaml")
+    if not isinstance(raw, dict) or not isinstance(raw.get("sentences"), list):
+        raise TablesError(f"{name}: expected a mapping with a 'sentences' list")
+    sentences = _value_lists({"sentences": raw["sentences"]}, name)["sentences"]
+    return sentences
+
+
+def general_sentences(n: int, seed: int) -> list[str]:
+    """`n` general-English sentences outside the voice-search templates (a seeded shuffle,
+    cycled): what the recogniser meets beyond its domain. For measurement, never training."""
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"expected a non-negative number of sentences, got {n!r}")
+    pool = _general_sentences()
+    rng = np.random.default_rng([seed, 7])
+    out: list[str] = []
+    while len(out) < n:
+        out += [pool[i] for i in rng.permutation(len(pool))]
+    return out[:n]

@@ -278,3 +278,16 @@ def test_a_scope_with_its_own_templates_gets_its_own_corpus_folder(tmp_path: Pat
     plan = plan_synthetic_corpus.fn(b, tmp_path / "corpus", 1)
     assert all(u.query.text.startswith("Weather in ") for u in plan.utterances)
     assert "tables_sha256" in plan.params
+
+
+def test_general_english_sentences_lie_outside_the_voice_search_templates() -> None:
+    from tasks.corpus import general_sentences
+
+    sentences = general_sentences(80, seed=1)
+    assert sentences == general_sentences(80, seed=1) and len(sentences) == 80
+    assert len(set(sentences)) >= 50  # the pool, shuffled and cycled
+    labels = [normalise_transcript(s) for s in sentences]
+    assert all(LABEL.match(t) for t in labels)
+    query_words = _words([q.text for q in generate_queries(2000, seed=0)])
+    general_words = _words(sentences)
+    assert len(general_words - query_words) >= 0.5 * len(general_words)
