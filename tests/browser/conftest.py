@@ -3,7 +3,11 @@ fake microphone playing a spoken query made by the project's own synthesis."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.service.conftest import StoredModel, save_random_recognizer, stored_model, valid_wav
-from tests.service.test_real_server import Server, start_server, stop_server
-
-__all__ = ["save_random_recognizer", "stored_model", "valid_wav"]  # the service fixtures
+from tests.service.conftest import METADATA, MODEL_NAME, StoredModel
+from tests.service.test_real_server import REPO, Server, start_server, stop_server
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -58,9 +60,40 @@ def spoken_query(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+IMPORT_MODEL = """
+import json, sys
+from pathlib import Path
+from tests.service.conftest import save_random_recognizer
+from tasks.packaging import import_recognizer
+directory = save_random_recognizer(Path(sys.argv[1]))
+print(import_recognizer(directory, sys.argv[2], json.loads(sys.argv[3]), {"stage": "test"}))
+"""
+
+
+@pytest.fixture(scope="session")
+def page_model(tmp_path_factory: pytest.TempPathFactory) -> StoredModel:
+    """A random-init recogniser in a BentoML home of its own, imported by a child process:
+    this process's BentoML home belongs to the service tests (tests/service/conftest.py),
+    which refuse a home resolved before theirs."""
+    home = tmp_path_factory.mktemp("page-bentoml-home")
+    directory = tmp_path_factory.mktemp("page-recognizer")
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_MODEL, str(directory), MODEL_NAME, json.dumps(METADATA)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return StoredModel(home, done.stdout.strip().splitlines()[-1], directory)
+
+
 @pytest.fixture(scope="module")
-def server(stored_model: StoredModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(stored_model, tmp_path_factory.mktemp("page-server"))
+def server(page_model: StoredModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(page_model, tmp_path_factory.mktemp("page-server"))
     try:
         yield running
     finally:
