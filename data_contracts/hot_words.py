@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 LIST_FORMAT = "voicecycle-hot-words/1"
 PHRASE_PATTERN = r"^[a-z']+( [a-z']+)*$"
+# the BeamSettings fields (models/decoder.py) a list may change while it is in force
+DECODER_KEYS = frozenset(
+    {"beam_size", "beam_size_token", "beam_threshold", "lm_weight", "word_score", "hot_word_bonus"}
+)
 
 
 class HotWordListError(ValueError):
@@ -36,6 +40,9 @@ class HotWordList(BaseModel):
     phrases: list[str]
     counts: dict[str, int] = {}  # distinct queries each phrase was seen in
     examples: dict[str, list[str]] = {}  # typed queries that hold each phrase
+    # BeamSettings fields the decoder changes while the list is in force (a wider beam, a
+    # larger bonus: names the acoustic model never learned need them)
+    decoder: dict[str, int | float] = {}
     source: str = ""  # where the typed queries came from
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
@@ -51,6 +58,21 @@ class HotWordList(BaseModel):
                     "separated by single spaces"
                 )
         return phrases
+
+    @field_validator("decoder")
+    @classmethod
+    def _known_settings(cls, decoder: dict[str, int | float]) -> dict[str, int | float]:
+        unknown = sorted(set(decoder) - DECODER_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown decoder settings {unknown}; expected among {sorted(DECODER_KEYS)}"
+            )
+        return decoder
+
+    @property
+    def context(self) -> list[str]:
+        """The typed queries that held the names: the decoder's LM counts them in."""
+        return [text for phrase in self.phrases for text in self.examples.get(phrase, [])]
 
     @property
     def label(self) -> str:

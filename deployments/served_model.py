@@ -65,7 +65,11 @@ def with_hot_words(
     served: ServedModel, base: Recognizer, listed: HotWordList | None
 ) -> ServedModel:
     """`served` decoding with the list's names added to `base` (the model as stored)."""
-    recognizer = base.with_hot_words(listed.phrases) if listed and listed.phrases else base
+    recognizer = (
+        base.with_hot_words(listed.phrases, listed.context, listed.decoder)
+        if listed and listed.phrases
+        else base
+    )
     if recognizer is not base:
         warm_up(recognizer)
     return dataclasses.replace(served, recognizer=recognizer, hot_words=listed)

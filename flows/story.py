@@ -126,7 +126,8 @@ def story(
         if retrain_run is None:  # more production traffic, a fuller batch
             more = render_traffic("mixed", chunk, voices, 8000 + 100 * r, names)
             send_traffic(endpoint, more, "mixed", ledger=ledger)
-            monitor(scope, trigger=True)
+            later = monitor(scope, trigger=True)  # it may start the retrain on what is in
+            retrain_run = str(later["retrain_flow_run"]) if later["retrain_flow_run"] else None
 
     retrain_state = wait_for_flow_run(retrain_run, retrain_timeout_s)
     after = str(current_champion(scope))

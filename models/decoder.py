@@ -153,6 +153,16 @@ class WordLM:
                 counts[v][w] += 1
         return cls({v: dict(f) for v, f in counts.items()}, discount, add_k)
 
+    def with_texts(self, texts: Iterable[str]) -> WordLM:
+        """This LM with the bigrams of more normalised sentences counted in (e.g. the typed
+        queries that hold the hot words: the contexts new names are asked in)."""
+        counts = {v: dict(f) for v, f in self.bigram_counts.items()}
+        for v, followers in WordLM.from_transcripts(texts).bigram_counts.items():
+            merged = counts.setdefault(v, {})
+            for w, c in followers.items():
+                merged[w] = merged.get(w, 0) + c
+        return WordLM(counts, self.discount, self.add_k)
+
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict; ``WordLM.from_dict`` reads it back."""
         return {
@@ -365,8 +375,17 @@ class BeamDecoder:
         decoder_lm.building_trie = False
         return decoder
 
-    def with_hot_words(self, hot_words: Sequence[str]) -> BeamDecoder:
-        return BeamDecoder(self.lm, [*self.hot_words, *hot_words], self.settings)
+    def with_hot_words(
+        self,
+        hot_words: Sequence[str],
+        context: Sequence[str] = (),
+        settings: dict[str, Any] | None = None,
+    ) -> BeamDecoder:
+        """This decoder with more hot words; `context`: sentences that hold them, counted
+        into the LM; `settings`: BeamSettings fields to change (e.g. a wider beam)."""
+        lm = self.lm.with_texts(context) if context and self.lm is not None else self.lm
+        changed = BeamSettings.from_dict({**self.settings.to_dict(), **(settings or {})})
+        return BeamDecoder(lm, [*self.hot_words, *hot_words], changed)
 
     def _text(self, hypothesis: CTCHypothesis) -> str:
         if self.settings.lexicon_free:

@@ -138,15 +138,21 @@ class Recognizer:
     def hot_words(self) -> tuple[str, ...]:
         return self.decoder.hot_words if isinstance(self.decoder, BeamDecoder) else ()
 
-    def with_hot_words(self, words: Sequence[str]) -> Recognizer:
-        """A recogniser (sharing this one's model) whose beam decoder also knows ``words``."""
+    def with_hot_words(
+        self,
+        words: Sequence[str],
+        context: Sequence[str] = (),
+        settings: dict[str, Any] | None = None,
+    ) -> Recognizer:
+        """A recogniser (sharing this one's model) whose beam decoder also knows ``words``
+        (``context``: sentences holding them, for the LM; ``settings``: beam changes)."""
         if not isinstance(self.decoder, BeamDecoder):
             raise ValueError(
                 "hot words need a beam decoder with a lexicon; this recogniser decodes greedily"
             )
         return Recognizer(
             self.float_model,
-            self.decoder.with_hot_words(words),
+            self.decoder.with_hot_words(words, context, settings),
             self.batch_size,
             self.silence_peak,
             self.int8,

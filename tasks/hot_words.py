@@ -180,6 +180,7 @@ def merged_list(
         phrases=phrases,
         counts={p: counts[p] for p in phrases},
         examples={p: examples.get(p, []) for p in phrases},
+        decoder=dict(rules.decoder),
         source=source,
     )
 
@@ -197,7 +198,8 @@ def publish_hot_words(
     now in force and the file written (None: unchanged, nothing written)."""
     previous = latest_list(root, model_name, model_version)
     listed = merged_list(previous, mined, model_name, model_version, source, rules)
-    if previous is not None and sorted(previous.phrases) == sorted(listed.phrases):
+    same = previous is not None and sorted(previous.phrases) == sorted(listed.phrases)
+    if same and previous is not None and previous.decoder == listed.decoder:
         return previous, None
     path = write_list(root, listed)
     return listed.model_copy(update={"version": int(path.stem)}), path
@@ -216,4 +218,6 @@ def mined_texts(root: Path, model_name: str) -> list[str]:
 
 def recognizer_with_list(recognizer: Recognizer, listed: HotWordList | None) -> Recognizer:
     """The recogniser as the service runs it with a hot-word list (unchanged without one)."""
-    return recognizer.with_hot_words(listed.phrases) if listed and listed.phrases else recognizer
+    if listed is None or not listed.phrases:
+        return recognizer
+    return recognizer.with_hot_words(listed.phrases, listed.context, listed.decoder)

@@ -39,7 +39,11 @@ def test_a_new_list_is_heard_at_the_next_reload_and_a_broken_one_is_skipped(
     assert slot.reload() is False  # nothing changed
 
     listed = HotWordList(
-        model_name=NAME, model_version="4", version=1, phrases=["cordula farnsworth"]
+        model_name=NAME,
+        model_version="4",
+        version=1,
+        phrases=["cordula farnsworth"],
+        decoder={"beam_size": 40},
     )
     write_list(root, listed)
     assert slot.reload() is True
@@ -48,6 +52,7 @@ def test_a_new_list_is_heard_at_the_next_reload_and_a_broken_one_is_skipped(
     assert served.hot_words_version == "4.1"
     assert "cordula farnsworth" in served.recognizer.hot_words
     assert {"cordula", "farnsworth"} <= served.recognizer.lexicon
+    assert served.recognizer.decoder.settings.beam_size == 40  # type: ignore[union-attr]
     assert slot.reload() is False
 
     (list_dir(root, NAME, "4") / "2.json").write_text("{not json")

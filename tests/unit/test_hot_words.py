@@ -155,3 +155,24 @@ def test_the_feed_of_unseen_names_mines_back_to_those_names() -> None:
     mined = mine_new_names(queries, launch_lexicon(), RULES)
     words = {w for p in mined.phrases for w in p.split()}
     assert {"wendeline", "quarrington", "horatio", "blixen", "mbeki", "cordula"} <= words
+
+
+def test_a_list_in_force_widens_the_beam_and_counts_its_queries_into_the_lm() -> None:
+    from models.decoder import BeamDecoder, WordLM
+
+    lm = WordLM.from_transcripts(["who is sarah collins", "play jazz"])
+    listed = HotWordList(
+        model_name="m",
+        model_version="1",
+        version=1,
+        phrases=["cordula farnsworth"],
+        examples={"cordula farnsworth": ["who is cordula farnsworth"]},
+        decoder={"beam_size": 48, "hot_word_bonus": 6.0},
+    )
+    decoder = BeamDecoder(lm).with_hot_words(listed.phrases, listed.context, listed.decoder)
+    assert decoder.settings.beam_size == 48 and decoder.settings.hot_word_bonus == 6.0
+    assert decoder.lm is not None and decoder.lm.bigram_counts["is"]["cordula"] == 1
+    assert lm.bigram_counts["is"] == {"sarah": 1}  # the stored LM is left as it was
+    assert "cordula farnsworth" in decoder.hot_words
+    with pytest.raises(ValueError, match="unknown decoder settings"):
+        HotWordList(model_name="m", model_version="1", version=1, phrases=[], decoder={"x": 1})
