@@ -15,6 +15,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,10 @@ def _tiny_scope_file(tmp_path: Path) -> Path:
                 update={"port": _free_port(), "workers": 1, "reload_poll_seconds": 2.0}
             ),
             "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
-            "labelling": base.labelling.model_copy(update={"respeak_voices": 2}),
+            "hot_words": base.hot_words.model_copy(update={"min_count": 1}),
+            "labelling": base.labelling.model_copy(
+                update={"respeak_voices": 2, "labeller_delay_s": 1.0}
+            ),
             "state": base.state.model_copy(update={"prefect_port": _free_port()}),
         }
     )
@@ -166,6 +170,22 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         assert {"synthetic", "respoken"} <= sources
         assert any(s.startswith("labelled-") for s in sources)
 
+        # new names typed before they are spoken: hot words in the running decoder
+        names = tmp_path / "names.txt"
+        names.write_text("Wendeline Quarrington\nHoratio Blixen\n")  # names never seen
+        feed = tmp_path / "typed.txt"  # the tiny scope takes a name seen once (min_count 1)
+        feed.write_text("Wendeline Quarrington\nHoratio Blixen\n")
+        hot = _last_json(ok("hot-words", "update", "--queries", str(feed)).stdout)
+        assert "wendeline quarrington" in hot["phrases"] and hot["written"]
+        for _ in range(30):  # the service picks the list up at its next poll (2 s here)
+            meta = httpx.get(service + "/metadata", timeout=10).json()
+            if meta["hot_words_version"] == hot["hot_words_version"]:
+                break
+            time.sleep(1)
+        assert meta["hot_words_version"] == hot["hot_words_version"]
+        assert "horatio blixen" in meta["hot_words"]
+        assert ok("simulate", "--count", "4", "--names", str(names)).returncode == 0
+
         results = tmp_path / "results"
         story = voicecycle(
             "story",
@@ -173,12 +193,16 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
             "--chunk", "30",
             "--max-shifted", "90",
             "--eval-clips", "4",
+            "--names", str(names),
+            "--typed-queries", "200",
             "--out", str(results),
         )  # fmt: skip
         assert story.returncode in (0, 1), story.stderr[-3000:]
         figures = json.loads((results / "story.json").read_text())
         assert (story.returncode == 0) == figures["retrain_triggered"]
         assert figures["stable_windows"] == 1
+        assert figures["newsroom_list"] is False and figures["new_names"] == 2
+        assert figures["hot_words_version"] and "wer_new_names_hotwords" in figures
         assert json.loads((results / "monitor.json").read_text())["window"] == 30
 
         # a benchmark measures apart from the servers (the train benchmark starts its own)
