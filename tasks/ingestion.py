@@ -99,7 +99,10 @@ def process_row(
     except OSError as exc:
         return None, f"audio path cannot be resolved: {exc}"
     if not resolved.is_relative_to(job.data_root.resolve()):
-        return None, f"audio path {row['audio_path']!r} is outside the data root {job.data_root}"
+        return None, (
+            f"audio path {row['audio_path']!r} is outside the data root {job.data_root}: "
+            "pass --data-root DIR to `voicecycle ingest` or set the source's data_root"
+        )
     if not resolved.is_file():
         return None, f"missing audio file {row['audio_path']!r}"
     try:  # the upload decoder's checks; decodes at most PROBE_DURATION_FACTOR x the limit

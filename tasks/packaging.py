@@ -134,6 +134,10 @@ def build_bento(service_dir: Path, model_tag: str, timeout_s: float = 600.0) -> 
 # -- pipeline steps (the packaging flow wires these) ---------------------------------------
 
 
+class NoChampion(RuntimeError):
+    """The registry has no champion (nothing trained and promoted yet)."""
+
+
 @task(name="resolve-champion", retries=2, retry_delay_seconds=2)
 def resolve_champion(scope: Scope) -> str:
     """The registry version the champion alias points at (error if there is none)."""
@@ -141,7 +145,7 @@ def resolve_champion(scope: Scope) -> str:
 
     version = champion_version(scope)
     if version is None:
-        raise RuntimeError(
+        raise NoChampion(
             f"model {scope.registry.model_name!r} has no champion to package; "
             "run the training flow first"
         )

@@ -23,7 +23,7 @@ COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-def
 README_COMMANDS = {
     "run", "ingest", "augment", "train", "rollback", "package", "serve", "simulate",
     "monitor", "retrain", "story", "deploy", "validate-scope", "server", "bench",
-    "evaluate",
+    "evaluate", "hot-words",
 }  # fmt: skip
 
 
@@ -59,7 +59,12 @@ def test_the_readme_commands_are_the_commands() -> None:
 def test_every_subcommand_has_help(command: str) -> None:
     done = CliRunner().invoke(app, [command, "--help"])
     assert done.exit_code == 0, done.output
-    assert "--scope" in done.output and "Usage: " in done.output
+    assert "Usage: " in done.output
+    group = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    # a group (`hot-words update|show`): every subcommand takes the scope
+    for sub in getattr(group, "commands", {None: None}):
+        done = CliRunner().invoke(app, [command, *([sub] if sub else []), "--help"])
+        assert done.exit_code == 0 and "--scope" in done.output, done.output
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,6 +90,53 @@ def test_invalid_scope_exits_2_naming_the_field(tmp_path: Path) -> None:
     done = _voicecycle("validate-scope", "--scope", str(bad), timeout=60)
     assert done.returncode == 2
     assert "targets.wer_car" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback_of_an_expected_failure(tmp_path: Path) -> None:
+    bad = tmp_path / "scope.yaml"
+    bad.write_text("targets: {wer_car: -1}\n")
+    done = _voicecycle("--debug", "validate-scope", "--scope", str(bad), timeout=60)
+    assert done.returncode == 2
+    assert "targets.wer_car" in done.stderr and "Traceback" in done.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    done = CliRunner().invoke(app, ["--help"])
+    assert done.exit_code == 0
+    assert "Exit codes" in done.output and "--debug" in done.output
+
+
+def _scope_with(tmp_path: Path, **state: object) -> Path:
+    scope = tmp_path / "scope.yaml"
+    scope.write_text(yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"), **state}}))
+    return scope
+
+
+def test_an_unreachable_prefect_server_is_one_message_exit_3(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scope = _scope_with(tmp_path, prefect_api_url=f"http://127.0.0.1:{port}/api")
+    done = _voicecycle("monitor", "--scope", str(scope), timeout=60)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert f"127.0.0.1:{port}" in done.stderr and "does not answer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_taken_prefect_port_is_one_message_exit_5(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:  # answers every request 501: not a Prefect server
+        scope = _scope_with(tmp_path, prefect_port=other.server_address[1])
+        done = _voicecycle("monitor", "--scope", str(scope), timeout=60)
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert done.returncode == 5, done.stderr[-2000:]
+    assert "state.prefect_port" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.slow
@@ -116,8 +168,27 @@ def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> N
         assert rejected["quarantined"][0]["row"] == 0
         assert "missing audio file" in rejected["quarantined"][0]["reason"]
         assert "ingestion failed" in bad.stderr
+        assert "Traceback" not in bad.stderr  # Prefect logs the failure, without its traceback
         versions = sorted(p.name for p in (tmp_path / "ws" / "datasets").iterdir())
         assert versions == [summary["dataset_version"]]  # nothing stored changed
+
+        # the usual NeMo layout: absolute audio paths outside the manifest's folder
+        elsewhere = tmp_path / "nemo"
+        elsewhere.mkdir()
+        audio = sorted((data / "audio").glob("*.wav"))[0]
+        line = {"audio_filepath": str(audio), "text": "play jazz", "duration": 1.0}
+        (elsewhere / "train.jsonl").write_text(json.dumps(line) + "\n")
+        nemo = _voicecycle(
+            "ingest", "--scope", str(scope), "--manifest", str(elsewhere / "train.jsonl"), "--json"
+        )
+        assert nemo.returncode == 1, nemo.stderr[-2000:]
+        reason = json.loads(nemo.stdout)["quarantined"][0]["reason"]
+        assert "outside the data root" in reason and "--data-root" in reason, reason
+        assert "Traceback" not in nemo.stderr
+
+        no_champion = _voicecycle("package", "--scope", str(scope), "--no-build")
+        assert no_champion.returncode == 4, no_champion.stderr[-2000:]
+        assert "no champion" in no_champion.stderr and "Traceback" not in no_champion.stderr
     finally:
         _voicecycle("server", "stop", "--scope", str(scope), timeout=60)
         shutil.rmtree(tmp_path / "ws" / "prefect", ignore_errors=True)
