@@ -176,3 +176,13 @@ def test_a_list_in_force_widens_the_beam_and_counts_its_queries_into_the_lm() ->
     assert "cordula farnsworth" in decoder.hot_words
     with pytest.raises(ValueError, match="unknown decoder settings"):
         HotWordList(model_name="m", model_version="1", version=1, phrases=[], decoder={"x": 1})
+
+
+def test_traffic_speaks_the_names_of_a_file() -> None:
+    from tasks.simulation import SCENARIOS, make_clips
+    from tasks.synthesis import list_voices
+
+    clips = make_clips(SCENARIOS["new-names"], 4, list_voices(seed=13)[:2], seed=2, names=UNSEEN)
+    spoken = {normalise_transcript(n) for n in UNSEEN}
+    assert all(any(name in c.reference for name in spoken) for c in clips)
+    assert all(c.wav_bytes[:4] == b"RIFF" for c in clips)
