@@ -104,7 +104,7 @@ def simulated_labeller(
     one word wrong in `error_rate` of its labels); what it did and what the import started."""
     from tasks.simulated_labeller import label_open_batches
 
-    return dict(label_open_batches(scope, ledger, delay_s, error_rate, seed))
+    return dict(label_open_batches.fn(scope, ledger, delay_s, error_rate, seed))
 
 
 def labeller_retrain(result: dict[str, Any]) -> str | None:
