@@ -7,7 +7,6 @@ sharing the prediction log on Postgres. `voicecycle run` and `monitor` run uncha
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -96,7 +95,7 @@ def _team_scope(workspace: Path) -> Scope:
 @pytest.fixture(scope="module")
 def team() -> Iterator[tuple[Scope, Path]]:
     """The team's servers up for the module's tests, stopped (and their state removed) after."""
-    from deployments.team import TeamError, postgres_bindir, team_down, team_up
+    from deployments.team import TeamError, postgres_bindir
 
     try:
         postgres_bindir()
@@ -108,15 +107,20 @@ def team() -> Iterator[tuple[Scope, Path]]:
     scope = _team_scope(root / "ws")
     scope_file = root / "scope.team.yaml"
     scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json")))
-    saved = dict(os.environ)
     try:
-        team_up(scope, scope_file, log=False)
+        up = _voicecycle(scope_file, "team", "up")
+        assert "service replicas: after `voicecycle run`" in up.stdout
         yield scope, scope_file
     finally:
-        team_down(scope)
-        os.environ.clear()
-        os.environ.update(saved)
+        down = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "team", "down", "--scope", str(scope_file)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         shutil.rmtree(root, ignore_errors=True)
+    assert down.returncode == 0 and "postgres" in down.stdout, down.stderr[-2000:]
 
 
 def _voicecycle(scope_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -155,10 +159,10 @@ def _wav(seed: int) -> bytes:
 
 
 def test_the_cycle_runs_unchanged_on_the_team_servers(team: tuple[Scope, Path]) -> None:
-    from deployments.team import replica_urls, start_replicas, team_status
+    from deployments.team import replica_urls
 
     scope, scope_file = team
-    status = team_status(scope)
+    status = json.loads(_voicecycle(scope_file, "team", "status").stdout)
     assert status == dict.fromkeys(status, True), status
 
     ran = _voicecycle(scope_file, "run")
@@ -168,7 +172,8 @@ def test_the_cycle_runs_unchanged_on_the_team_servers(team: tuple[Scope, Path]) 
 
     # the second replica (the first came with `run`), same store and champion
     urls = replica_urls(scope)
-    assert start_replicas(scope, scope_file) == urls[1:]
+    again = _voicecycle(scope_file, "team", "up").stdout  # keeps what runs, adds the replica
+    assert f"service replicas: {urls[1]}" in again
     versions = {httpx.get(u + "/metadata", timeout=10).json()["model_version"] for u in urls}
     assert len(versions) == 1
 
