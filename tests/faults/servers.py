@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.service.conftest import METADATA, MODEL_NAME, StoredModel
 from tests.service.test_real_server import Server, start_server, stop_server
 
-__all__ = ["Server", "make_store", "start_server", "stop_server"]
+__all__ = ["Server", "make_store", "start_server", "start_tuned", "stop_server"]
 
 REPO = Path(__file__).resolve().parents[2]
 _FILL = """
@@ -48,3 +48,49 @@ def make_store(root: Path) -> StoredModel:
         raise RuntimeError(f"filling the model store failed:\n{done.stderr[-3000:]}")
     assert METADATA["model_name"] == MODEL_NAME
     return StoredModel(home, done.stdout.strip().splitlines()[-1], recognizer)
+
+
+def start_tuned(stored: StoredModel, root: Path, **serving: object) -> Server:
+    """`start_server` with the scope's serving settings overridden (e.g. a small in-flight
+    limit: `max_batch_size=2, workers=1` admits 8 requests at once)."""
+    import time
+
+    import httpx
+
+    from deployments.arguments import serve_arguments, serve_command
+    from tests.service.conftest import write_admin_token, write_scope
+    from tests.service.test_real_server import READY_TIMEOUT_S, free_port
+
+    workspace = root / "workspace"
+    scope = write_scope(root / "scope.yaml", workspace, **serving)
+    write_admin_token(workspace, "real-server-token")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BENTOML_")},
+        "BENTOML_HOME": str(stored.home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPATH": str(REPO),
+    }
+    log = root / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            serve_command("127.0.0.1", port, serve_arguments(scope, workspace, None)),
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, workspace, log)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited {process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    stop_server(server)
+    raise RuntimeError(f"bentoml serve not ready after {READY_TIMEOUT_S:.0f} s")
