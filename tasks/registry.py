@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ HISTORY_TAG = "champion_history"
 # never reach into deployments/.
 PYFUNC_CODE = Path(__file__).resolve().with_name("mlflow_model.py")
 FLOW_RUN_TAG = "prefect_flow_run_id"  # set by tasks.tracking.run_tags
+OWNER_TAG = "voicecycle.owner"  # host:pid of the process that created a run
+STALE_TAG = "voicecycle.stale"  # why a RUNNING run was marked KILLED at a later start
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,7 @@ def start_run(
 
     experiment_id = configure_mlflow(tracking_uri, experiment, artifact_root)
     client = mlflow.MlflowClient()
+    mark_stale_runs(client, experiment_id)
     run_id = None
     if FLOW_RUN_TAG in tags:
         found = client.search_runs(
@@ -250,9 +255,38 @@ def start_run(
         )
         run_id = found[0].info.run_id if found else None
     if run_id is None:
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        owner = {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+        run_id = client.create_run(
+            experiment_id, run_name=run_name, tags={**tags, **owner}
+        ).info.run_id
     log_params(run_id, params)
     return str(run_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def mark_stale_runs(client: Any, experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process of this machine that is gone (killed mid-training)
+    marked KILLED, so that no run stays RUNNING forever; `train --resume RUN_ID` can still
+    continue one. Runs of other machines, or of a live process, are left alone."""
+    host = socket.gethostname()
+    marked = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        owner_host, _, pid = str(run.data.tags.get(OWNER_TAG, "")).rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, STALE_TAG, f"its process {pid} was gone")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        marked.append(run.info.run_id)
+    return marked
 
 
 def log_params(run_id: str, params: dict[str, str]) -> None:

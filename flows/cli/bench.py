@@ -28,6 +28,9 @@ def bench(
         Profile, typer.Option(help="training profile for the train benchmark")
     ] = "default",
     out: Out = RESULTS,
+    soak_minutes: Annotated[
+        float, typer.Option(help="length of the faults benchmark's soak (the issue's is 20)")
+    ] = 2.0,
 ) -> None:
     """Run a benchmark; writes JSON under bench/results/ and prints a table."""
     import importlib
@@ -39,5 +42,7 @@ def bench(
     module = importlib.import_module(f"bench.{suite}")  # bench/ is imported only here
     if suite == "train":
         module.main(scope, out, profile=profile)
+    elif suite == "faults":
+        module.main(scope, out, soak_minutes=soak_minutes)
     else:
         module.main(scope, out)

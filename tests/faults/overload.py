@@ -18,7 +18,7 @@ import numpy as np
 @dataclass
 class Burst:
     concurrency: int
-    statuses: dict[int, int] = field(default_factory=dict)
+    statuses: dict[int, int] = field(default_factory=dict)  # 0: no HTTP answer (reset)
     retry_after_missing: int = 0  # 503s without Retry-After
     admitted_ms: list[float] = field(default_factory=list)  # wall time of each 200
     refused_ms: list[float] = field(default_factory=list)  # wall time of each 503

@@ -22,14 +22,17 @@ import sys
 from pathlib import Path
 from tests.service.conftest import METADATA, MODEL_NAME, save_random_recognizer
 from tasks.packaging import import_recognizer
-recognizer = save_random_recognizer(Path(sys.argv[1]))
-print(import_recognizer(recognizer, MODEL_NAME, METADATA, {"stage": "faults"}))
+recognizer = save_random_recognizer(Path(sys.argv[1]), seed=int(sys.argv[2]))
+metadata = {**METADATA, "registry_version": sys.argv[2]}
+print(import_recognizer(recognizer, MODEL_NAME, metadata, {"stage": "faults"}))
 """
 
 
-def make_store(root: Path) -> StoredModel:
-    """A BentoML home under `root` holding a random-init recogniser (made in a child process)."""
-    home, recognizer = root / "bentoml-home", root / "recognizer"
+def make_store(root: Path, version: int = 1) -> StoredModel:
+    """A BentoML home under `root` holding a random-init recogniser as registry version
+    `version` (made in a child process; a higher version in the same home is a new model the
+    running service switches to at its next poll)."""
+    home, recognizer = root / "bentoml-home", root / f"recognizer-{version}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BENTOML_")},
         "BENTOML_HOME": str(home),
@@ -37,7 +40,7 @@ def make_store(root: Path) -> StoredModel:
         "PYTHONPATH": str(REPO),
     }
     done = subprocess.run(
-        [sys.executable, "-c", _FILL, str(recognizer)],
+        [sys.executable, "-c", _FILL, str(recognizer), str(version)],
         cwd=REPO,
         env=env,
         capture_output=True,
