@@ -35,15 +35,14 @@ from tasks.story import (
     hot_words_wer,
     labeller_retrain,
     new_entity_names,
+    retrain_under_traffic,
     simulated_labeller,
     story_figures,
-    switch_under_traffic,
     tally_shifted,
     tally_stable,
     time_drift_check,
     typed_query_feed,
     version_wer,
-    wait_for_flow_run,
     wait_for_hot_words,
     write_story_results,
 )
@@ -129,12 +128,12 @@ def story(
             later = monitor(scope, trigger=True)  # it may start the retrain on what is in
             retrain_run = str(later["retrain_flow_run"]) if later["retrain_flow_run"] else None
 
-    retrain_state = wait_for_flow_run(retrain_run, retrain_timeout_s)
-    after = str(current_champion(scope))
-    served_new, switch = False, None
-    if after != before:
-        phone = render_traffic("stable", 20, voices, 6001)
-        served_new, switch = switch_under_traffic(endpoint, service_url, phone, after, 120)
+    # a phone keeps asking while the retrain runs and the service switches models
+    phone = render_traffic("stable", 20, voices, 6001)
+    outcome = retrain_under_traffic(
+        scope, endpoint, service_url, phone, retrain_run, before, retrain_timeout_s
+    )
+    after, switch = outcome.champion, outcome.switch
     wers = {
         "wer_new_names_before": wer_new_before,
         "wer_new_names_hotwords": wer_new_hot,
@@ -151,19 +150,19 @@ def story(
         "labeller_error_rate": labeller.labeller_error_rate,
         "labels": labelled,
         "labels_wrong": wrong,
-        "failed_requests_during_switch": switch.failed if switch else None,
-        "requests_during_switch": switch.sent if switch else 0,
-        "versions_during_switch": switch.versions if switch else [],
+        "failed_requests_during_switch": switch.failed,
+        "requests_during_switch": switch.sent,
+        "versions_during_switch": switch.versions,
         "new_names": len(names),
     }
     drift_seconds = time_drift_check(scope, work)
     figures = story_figures(
         tally,
         retrain_run,
-        retrain_state,
+        outcome.state,
         before,
         after,
-        served_new,
+        outcome.served_new,
         wers,
         phases,
         time.perf_counter() - started,

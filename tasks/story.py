@@ -162,16 +162,18 @@ class SwitchTally:
 
 
 class SwitchSender:
-    """A background phone: sends `clips` round and round (one at a time) until stopped."""
+    """A background phone: sends `clips` round and round (one at a time, one every
+    `interval_s`) until stopped."""
 
-    def __init__(self, url: str, clips: list[Clip]) -> None:
+    def __init__(self, url: str, clips: list[Clip], interval_s: float = 0.0) -> None:
         self.url, self.clips, self.tally = url, clips, SwitchTally()
+        self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="switch-sender", daemon=True)
 
     def _run(self) -> None:
         i = 0
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval_s if i else 0.0):
             result = send(self.url, [self.clips[i % len(self.clips)]], "switch", concurrency=1)
             i += 1
             self.tally.sent += result.sent
@@ -189,16 +191,37 @@ class SwitchSender:
         self._thread.join(timeout=60)
 
 
-@task(name="switch-under-traffic")
-def switch_under_traffic(
-    endpoint: str, base_url: str, clips: list[Clip], version: str, timeout_s: float
-) -> tuple[bool, SwitchTally]:
-    """Requests sent all the while the service switches to `version`, and a few seconds
-    after; whether it switched, and the tally."""
-    with SwitchSender(endpoint, clips) as sender:
-        served = wait_for_served_version.fn(base_url, version, timeout_s)
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """How the retrain ended, the champion after it, and the requests sent meanwhile."""
+
+    state: str | None
+    champion: str
+    served_new: bool
+    switch: SwitchTally
+
+
+@task(name="retrain-under-traffic")
+def retrain_under_traffic(
+    scope: Scope,
+    endpoint: str,
+    base_url: str,
+    clips: list[Clip],
+    flow_run_id: str | None,
+    champion_before: str,
+    timeout_s: float,
+    interval_s: float = 0.25,
+) -> RetrainOutcome:
+    """Wait for the retrain while a phone keeps sending requests (one every `interval_s`),
+    through the switch to the new champion and a few seconds after it is served."""
+    from tasks.retraining import current_champion
+
+    with SwitchSender(endpoint, clips, interval_s) as sender:
+        state = wait_for_flow_run.fn(flow_run_id, timeout_s)
+        after = str(current_champion.fn(scope))
+        served = after != champion_before and wait_for_served_version.fn(base_url, after, 120)
         time.sleep(3.0)
-    return served, sender.tally
+    return RetrainOutcome(state, after, served, sender.tally)
 
 
 @task(name="wait-for-hot-words")
