@@ -16,16 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
+from bench.api_fuzz import fuzz_api
+from bench.harness import (
+    Server,
+    burst,
+    kill_tree,
+    make_store,
+    process_tree,
+    start_tuned,
+    stop_server,
+    tree_rss,
+)
+from bench.mutations import MUTATIONS, check_decoder, encode, mutated, seed_files
 from bench.report import write_results
 from data_contracts.scoping import AudioScope, DataRules, Scope
 from tasks.ingestion import RowJob, process_row
-from tests.faults.api_fuzz import fuzz_api
-from tests.faults.mutations import MUTATIONS, check_decoder, encode, mutated, seed_files
-from tests.faults.overload import burst
-from tests.faults.servers import Server, make_store, start_tuned, stop_server
-from tests.service.test_real_server import kill_tree, process_tree
 
 ADMIN = {"Authorization": "Bearer real-server-token"}
 NOT_RUN = {
@@ -81,16 +87,6 @@ def _row() -> dict[str, str]:
     return {"utterance_id": "clip", "audio_path": "clip.wav", "transcript": "play jazz"} | {
         f: "x" for f in fields
     }
-
-
-def tree_rss(server: Server) -> int:
-    total = 0
-    for proc in process_tree(server.process):
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def kill_worker_under_load(server: Server, wav: bytes) -> dict[str, Any]:

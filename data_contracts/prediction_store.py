@@ -69,20 +69,26 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    finally:
-        cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
 class PredictionStore:
     """Append, read and purge prediction-log rows; safe to share between threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+        """`busy_timeout_ms`: how long a SQLite write waits for another writer's lock before
+        it fails (the service passes `serving.log_busy_timeout_ms`, short, so that a locked
+        log is answered 503 quickly; batch readers and writers keep the long default)."""
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -95,9 +101,9 @@ class PredictionStore:
                 )
             Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = sa.create_engine(
-                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+                url, connect_args={"timeout": busy_timeout_ms / 1000}
             )
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
         self._metadata = sa.MetaData()

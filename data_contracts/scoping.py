@@ -262,6 +262,10 @@ class LabellingScope(_Strict):
     audio_base_url: str | None = None
     # The story's simulated labeller (tasks/simulated_labeller.py): it answers after this
     # delay, and this share of its labels has one word wrong
+    # how long a prediction-log write waits for another writer's lock (SQLite busy timeout)
+    # before the request is answered 503 log_unavailable: short, so a locked log is a quick
+    # refusal, long enough for the other workers' own inserts (milliseconds each)
+    log_busy_timeout_ms: int = Field(500, ge=1, le=60_000)
     labeller_delay_s: float = Field(30.0, ge=0)
     labeller_error_rate: float = Field(0.05, ge=0, le=1)
 

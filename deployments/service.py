@@ -94,7 +94,10 @@ class VoiceSearchASR:
 
     def __init__(self) -> None:
         self.settings = settings = current_settings()
-        self.store = PredictionStore(settings.scope.state.url("prediction_log_url"))
+        self.store = PredictionStore(
+            settings.scope.state.url("prediction_log_url"),
+            busy_timeout_ms=settings.scope.serving.log_busy_timeout_ms,
+        )
         self.model = ModelSlot(settings.model_tag, settings.scope.state.path("hot_words_dir"))
         self.in_flight = InFlight(settings.max_in_flight)
         self._preparing = Gauge()  # admitted requests not yet handed to the batcher

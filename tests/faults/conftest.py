@@ -1,4 +1,5 @@
-"""One real `bentoml serve` on 127.0.0.1 for the fault tests of a module, with its own store."""
+"""One real `bentoml serve` on 127.0.0.1 for the fault tests of a module, with its own store
+(the harness lives in bench/harness.py, which `bench faults` runs too)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.servers import Server, make_store, start_server, stop_server
-
-ADMIN_TOKEN = "real-server-token"  # what tests.service.test_real_server.start_server writes
+from bench.harness import Server, make_store, start_server, stop_server
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import pytest
 import requests
 import schemathesis
 
-from tests.faults.api_fuzz import fuzz_api, violations
-from tests.faults.conftest import ADMIN_TOKEN
-from tests.faults.mutations import encode
-from tests.faults.servers import Server
+from bench.api_fuzz import fuzz_api, violations
+from bench.harness import ADMIN_TOKEN, Server
+from bench.mutations import encode
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data_contracts.scoping import AudioScope, DataRules
-from models.audio import UnusableAudio, decode_audio, read_audio_file
-from tasks.ingestion import RowJob, process_row
-from tests.faults.mutations import (
+from bench.mutations import (
     MAX_DURATION_S,
     MUTATIONS,
     check_decoder,
@@ -26,6 +23,9 @@ from tests.faults.mutations import (
     mutated,
     seed_files,
 )
+from data_contracts.scoping import AudioScope, DataRules
+from models.audio import UnusableAudio, decode_audio, read_audio_file
+from tasks.ingestion import RowJob, process_row
 
 SEEDS = seed_files()
 SEED_SECONDS = {name: sf.info(io.BytesIO(data)).duration for name, data in SEEDS.items()}

@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.faults.mutations import encode
-from tests.faults.overload import burst, locked_log
-from tests.faults.servers import Server, make_store, start_tuned, stop_server
+from bench.harness import Server, burst, locked_log, make_store, start_tuned, stop_server
+from bench.mutations import encode
 
 pytestmark = pytest.mark.slow
 

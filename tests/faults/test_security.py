@@ -13,11 +13,10 @@ import psutil
 import pytest
 from pydantic import BaseModel
 
+from bench.harness import ADMIN_TOKEN, Server
+from bench.mutations import encode
 from data_contracts.scoping import AudioScope, DataRules, Scope
 from deployments import admission
-from tests.faults.conftest import ADMIN_TOKEN
-from tests.faults.mutations import encode
-from tests.faults.servers import Server
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = ("models", "tasks", "deployments", "flows", "data_contracts")

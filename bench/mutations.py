@@ -1,7 +1,7 @@
 """Hostile audio for the decoders: seed files and the ways an upload or a stored clip goes
 wrong (random bytes, flipped header bytes, truncation, header fields that disagree with the
 bytes, huge declared lengths). The fuzz tests draw them through hypothesis; `bench faults`
-runs many more through the same `check_decoder`."""
+runs many more through the same `check_decoder` (bench/ holds them: tests are not a library)."""
 
 from __future__ import annotations
 
