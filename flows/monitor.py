@@ -9,7 +9,7 @@ from prefect import flow
 
 from data_contracts.scoping import Scope
 from flows.label import open_batch
-from tasks.dashboard import record_check
+from tasks.dashboard import labelled_production_wer, record_check
 from tasks.monitoring import (
     champion_reference,
     drift_check,
@@ -41,10 +41,11 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
     result = drift_check(reference, current, lexicon, reports / "drift_report.html", mon)
     decision = drift_decision(result, mon, st.path("monitoring_dir"))
     publish_drift(result, decision, version, scope.registry.experiment)
-    record_check(st.path("evidently_workspace"), result, version, current, lexicon)
     opened = open_batch(scope, current, decision.reason) if decision.retrain and trigger else None
     if trigger and scope.labelling.label_studio_url:
         labels = import_labelled(scope)  # pulls the annotations, then the retrain rule
     else:
         labels = retrain_when_labelled(scope, trigger)
+    wer = labelled_production_wer(st.path("labelling_dir"), st.url("prediction_log_url"), version)
+    record_check(st.path("evidently_workspace"), result, version, current, lexicon, wer)
     return monitor_summary(result, decision, opened["batch"] if opened else None, labels)

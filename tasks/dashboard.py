@@ -6,6 +6,11 @@ Each snapshot is an Evidently report over the check's figures as a one-row datas
 share, drifted features, mean confidence, out-of-lexicon share, WER on labelled production
 samples when there are labels, the model version), so the dashboard's line panels plot each
 figure over the checks: `evidently ui --workspace <dir>` shows them.
+
+The labelled WER is the serving version's: the transcripts it gave (the prediction log) scored
+against the labels people sent back for those requests (every imported label file of
+`state.labelling_dir`, joined by request id), both through the transcript rules. A version
+none of whose predictions has a label yet has no point on that panel.
 """
 
 from __future__ import annotations
@@ -113,6 +118,70 @@ def add_snapshot(workspace_dir: Path, figures: CheckFigures) -> str:
     )
     ref = workspace.add_run(project.id, snapshot)
     return str(getattr(ref, "id", ref))
+
+
+def read_labels(labelling_dir: Path) -> pd.DataFrame:
+    """Every imported label as (request_id, label); where a request was labelled twice (an
+    import and a hand-filled CSV), the later file's label."""
+    from tasks.labelling import labelled_batches
+
+    frames = []
+    for path in labelled_batches(labelling_dir):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frames.append(frame[["utterance_id", "transcript"]])
+    if not frames:
+        return pd.DataFrame({"request_id": [], "label": []}, dtype=str)
+    labels = pd.concat(frames, ignore_index=True)
+    labels = labels[labels["transcript"].str.strip() != ""]
+    labels = labels.drop_duplicates("utterance_id", keep="last")
+    return labels.rename(columns={"utterance_id": "request_id", "transcript": "label"})
+
+
+def labelled_wer(labels: pd.DataFrame, logged: pd.DataFrame, model_version: str) -> float | None:
+    """WER of `model_version`'s logged transcripts (request_id, model_version, transcript)
+    on the labelled requests; None when none of its predictions has a label."""
+    from tasks.evaluation.metrics import wer
+    from tasks.text import normalise_transcript
+
+    served = logged[logged["model_version"].astype(str) == str(model_version)]
+    joined = served.merge(labels, on="request_id", how="inner")
+    if joined.empty:
+        return None
+    refs = [normalise_transcript(t) for t in joined["label"]]
+    hyps = [normalise_transcript(str(t or "")) for t in joined["transcript"]]
+    return wer(refs, hyps)
+
+
+def read_logged(prediction_log_url: str, request_ids: list[str]) -> pd.DataFrame:
+    """The logged (request_id, model_version, transcript) of these requests."""
+    import sqlalchemy as sa
+
+    from data_contracts.prediction_store import PredictionStore
+
+    store = PredictionStore(prediction_log_url)
+    columns = [store.table.c[n] for n in ("request_id", "model_version", "transcript")]
+    rows: list[dict[str, Any]] = []
+    try:
+        with store.engine.connect() as conn:
+            for start in range(0, len(request_ids), 500):  # SQLite's bound-parameter limit
+                chunk = request_ids[start : start + 500]
+                query = sa.select(*columns).where(store.table.c.request_id.in_(chunk))
+                rows.extend(dict(r) for r in conn.execute(query).mappings())
+    finally:
+        store.close()
+    return pd.DataFrame(rows, columns=["request_id", "model_version", "transcript"])
+
+
+@task(retries=2, retry_delay_seconds=2)
+def labelled_production_wer(
+    labelling_dir: Path, prediction_log_url: str, model_version: str
+) -> float | None:
+    """The serving version's WER on the labelled production samples (None: no labels yet)."""
+    labels = read_labels(labelling_dir)
+    if labels.empty:
+        return None
+    logged = read_logged(prediction_log_url, labels["request_id"].tolist())
+    return labelled_wer(labels, logged, model_version)
 
 
 @task(retries=2, retry_delay_seconds=2)

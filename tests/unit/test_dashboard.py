@@ -13,7 +13,17 @@ import httpx
 import pandas as pd
 import pytest
 
-from tasks.dashboard import FIGURES, PROJECT, CheckFigures, check_frame, open_project, record_check
+from data_contracts.prediction_store import PredictionStore
+from tasks.dashboard import (
+    FIGURES,
+    PROJECT,
+    CheckFigures,
+    check_frame,
+    labelled_production_wer,
+    labelled_wer,
+    open_project,
+    record_check,
+)
 from tasks.drift import DriftResult
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -68,6 +78,68 @@ def test_a_version_that_is_not_a_number_is_kept_as_a_tag_only() -> None:
     figures = CheckFigures(START, "champion-a", 0.1, 1, 0.5, 0.0)
     frame = check_frame(figures)
     assert math.isnan(frame["model_version"].iloc[0]) and math.isnan(frame["labelled_wer"].iloc[0])
+
+
+def test_labelled_wer_scores_the_serving_versions_transcripts_on_labelled_requests() -> None:
+    labels = pd.DataFrame(
+        {"request_id": ["a", "b", "c"], "label": ["Call Mom", "play 2 songs", "x"]}
+    )
+    logged = pd.DataFrame(
+        {
+            "request_id": ["a", "b", "c", "d"],
+            "model_version": ["1", "1", "2", "1"],
+            "transcript": ["call mom", "play to songs", "x", "unlabelled"],
+        }
+    )
+    # v1: "call mom" right, "play two songs" with one word wrong: 1 error in 5 words
+    assert labelled_wer(labels, logged, "1") == pytest.approx(0.2)
+    assert labelled_wer(labels, logged, "2") == 0.0
+    assert labelled_wer(labels, logged, "3") is None  # no labelled prediction of v3
+
+
+def logged_row(request_id: str, version: str, transcript: str) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "model_version": version,
+        "model_tag": f"asr:{version}",
+        "transcript": transcript,
+        "confidence": 0.5,
+        "latency_ms": 10.0,
+        "duration_s": 1.0,
+        "rms_dbfs": -20.0,
+        "peak_dbfs": -3.0,
+        "clipping_share": 0.0,
+        "silence_share": 0.1,
+        "snr_db_estimate": 20.0,
+        "spectral_centroid_hz": 1500.0,
+        "spectral_bandwidth_hz": 1000.0,
+        "spectral_rolloff_hz": 3000.0,
+        "low_band_share": 0.2,
+        "n_words": len(transcript.split()),
+        "client": "{}",
+        "consent": True,
+        "audio_path": None,
+    }
+
+
+def test_labelled_production_wer_joins_imported_labels_to_the_prediction_log(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    store = PredictionStore(url)
+    for rid, text in [("r0", "who is zelda"), ("r1", "call mom"), ("r2", "weather")]:
+        store.append(logged_row(rid, "4", text))
+    store.close()
+    labelling = tmp_path / "labelling"
+    assert labelled_production_wer.fn(labelling, url, "4") is None  # no labels yet
+    batch = labelling / "batch-20260301T120000000000"
+    batch.mkdir(parents=True)
+    columns = "utterance_id,transcript\n"
+    (batch / "labels-000.csv").write_text(columns + "r0,who is zelenskyy\n")
+    (batch / "labels-001.csv").write_text(columns + "r1,call mom\nr9,not logged\n")
+    # 1 wrong word of 5 labelled words (r2 has no label, r9 was never logged)
+    assert labelled_production_wer.fn(labelling, url, "4") == pytest.approx(0.2)
+    assert labelled_production_wer.fn(labelling, url, "5") is None
 
 
 def free_port() -> int:
