@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,18 @@ class PredictionStore:
             return
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(self.table.insert(), row)
+
+    def append_many(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows in one transaction: all are committed on return, or none is."""
+        rows = [self._normalise(record) for record in records]
+        if not rows:
+            return
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                conn.execute(self.table.insert(), rows)
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(self.table.insert(), rows)
 
     def count(self) -> int:
         """Number of rows in the log."""

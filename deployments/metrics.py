@@ -55,8 +55,9 @@ class ServiceMetrics:
         """The model ran one batch of `size` clips."""
         self.batch_size.observe(size)
 
-    def log_write_failed(self) -> None:
-        self.log_write_failures.inc()
+    def log_write_failed(self, requests: int = 1) -> None:
+        """`requests` answers were refused because their log transaction failed."""
+        self.log_write_failures.inc(requests)
 
     def serving(self, tag: str, version: str, previous: tuple[str, str] | None) -> None:
         """This process now serves (tag, version); `previous` (tag, version) no longer."""

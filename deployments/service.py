@@ -52,7 +52,7 @@ from deployments.errors import (
 from deployments.metadata_app import metadata_app, service_metadata
 from deployments.metrics import service_metrics
 from deployments.openapi import DocumentedErrors, PageAndDocs
-from deployments.pipeline import persist, prediction_record, prepare
+from deployments.pipeline import Answer, LogWriter, decode_upload
 from deployments.served_model import ModelSlot, ServedModel
 from deployments.settings import TRAFFIC_TIMEOUT_S, current_settings
 from models.audio import UnusableAudio
@@ -117,6 +117,7 @@ class VoiceSearchASR:
             incoming=lambda: self._preparing.active,
             on_batch=self.metrics.batch,
         )
+        self.log = LogWriter(self.store, on_failure=self.metrics.log_write_failed)
         self._poller = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._poller.start()
 
@@ -162,6 +163,7 @@ class VoiceSearchASR:
         if self._poller.is_alive() and self._poller is not threading.current_thread():
             self._poller.join(timeout=5)
         self.batcher.close()
+        self.log.close()
         self.store.close()
 
     def __is_ready__(self) -> bool:
@@ -223,8 +225,8 @@ class VoiceSearchASR:
         client_meta = parse_client(client)
         check_upload_size(audio.stat().st_size, settings.max_upload_bytes)
         self._preparing.enter()  # the batcher may wait for this one
-        decoded, pending, features = await anyio.to_thread.run_sync(
-            prepare, audio, settings.scope.audio.max_duration_s, self.batcher, self._preparing
+        decoded, pending = decode_upload(
+            audio, settings.scope.audio.max_duration_s, self.batcher, self._preparing
         )
         try:
             result = await asyncio.wrap_future(pending)
@@ -234,21 +236,14 @@ class VoiceSearchASR:
         latency_ms = (time.perf_counter() - started) * 1000.0
         keep_audio = consent and settings.scope.serving.store_audio_with_consent
         audio_path = settings.audio_dir / f"{request_id}.wav" if keep_audio else None
-        record = prediction_record(
-            request_id, result, latency_ms, features, client_meta, consent, audio_path
+        answer = Answer(
+            request_id, result, latency_ms, decoded.samples, client_meta, consent, audio_path
         )
-        try:
-            await anyio.to_thread.run_sync(persist, self.store, record, decoded.samples, audio_path)
-        except Exception:
-            logger.exception("request %s: could not write the prediction log", request_id)
-            self.metrics.log_write_failed()
-            raise Rejected(
-                503, "log_unavailable", "the prediction log is unavailable; retry"
-            ) from None
+        logged = await asyncio.wrap_future(self.log.submit(answer))
         return Transcript(
             transcript=result.text,
-            confidence=record["confidence"],
-            duration_s=round(features.duration_s, 4),
+            confidence=logged.confidence,
+            duration_s=round(logged.features.duration_s, 4),
             model_version=result.model_version,
             request_id=request_id,
             latency_ms=round(latency_ms, 2),

@@ -74,10 +74,10 @@ def test_the_service_counts_answers_refusals_batches_and_the_version(
     info = {"model_tag": served.tag, "model_version": served.version}
     assert sample("voicecycle_model_info", **info) == 1.0
 
-    def broken(record: dict[str, Any]) -> None:
+    def broken(records: Any) -> None:
         raise OSError("disk full")
 
-    service.store.append = broken  # the log write fails: 503, counted
+    service.store.append_many = broken  # the log write fails: 503, counted
     failed = asyncio.run(service.transcribe(audio=good))
     assert isinstance(failed, ErrorBody) and failed.code == "log_unavailable"
     assert sample("voicecycle_prediction_log_write_failures_total") == before["failures"] + 1
