@@ -1,10 +1,16 @@
 """The Label Studio round trip against a real server on 127.0.0.1 (its own venv,
 `make labelstudio`): export a batch as a project with tasks, annotate through the API as a
-person would (one skipped), import, and the labels arrive as a dataset source."""
+person would (one skipped), import, and the labels arrive as a dataset source.
+
+The server starts on a copy of a database that already holds Label Studio's migrations
+(`make labelstudio` prepares it beside the venv; the first session builds it if missing):
+migrating a fresh one is most of a first start.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 REPO = Path(__file__).resolve().parents[2]
 LABEL_STUDIO = REPO / ".venv-labelstudio" / "bin" / "label-studio"
+TEMPLATE = REPO / ".venv-labelstudio" / "template" / "label_studio.sqlite3"  # make labelstudio
 TOKEN = "voicecycle-test-token-0123456789"
 
 
@@ -45,17 +52,41 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float
     raise RuntimeError(f"{url} not up after {timeout_s:g} s: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="module")
-def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert LABEL_STUDIO.is_file(), f"{LABEL_STUDIO} missing: run `make labelstudio`"
-    data = tmp_path_factory.mktemp("label-studio")
-    port = free_port()
-    env = {
+def ls_environ(data: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "LABEL_STUDIO_BASE_DATA_DIR": str(data),
         "LATEST_VERSION_CHECK": "false",
         "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
     }
+
+
+def migrated_database(data: Path) -> None:
+    """Put a migrated Label Studio database in `data`: a copy of the template, which is
+    built first (as `make labelstudio` does) when it is missing."""
+    if not TEMPLATE.is_file():
+        build = TEMPLATE.parent.with_name(f"template.{os.getpid()}")
+        shutil.rmtree(build, ignore_errors=True)
+        subprocess.run(
+            [str(LABEL_STUDIO), "version", "--data-dir", str(build)],  # migrates, then prints
+            env=ls_environ(build),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        TEMPLATE.parent.mkdir(exist_ok=True)
+        os.replace(build / "label_studio.sqlite3", TEMPLATE)
+        shutil.rmtree(build)
+    shutil.copyfile(TEMPLATE, data / "label_studio.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Label Studio server for the session, on a copy of the migrated template."""
+    assert LABEL_STUDIO.is_file(), f"{LABEL_STUDIO} missing: run `make labelstudio`"
+    data = tmp_path_factory.mktemp("label-studio")
+    migrated_database(data)
+    port = free_port()
+    env = ls_environ(data)
     log = data / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
