@@ -50,6 +50,9 @@ from models.recognizer import Recognizer
 from tasks.packaging import import_recognizer
 torch.manual_seed(int(sys.argv[2]))
 Recognizer(CTCAcousticModel(AcousticModelConfig())).save(Path(sys.argv[1]))
+if sys.argv[4] == "corrupt":  # what a torn copy or a bad disk leaves
+    weights = Path(sys.argv[1]) / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:1000])
 metadata = {**json.loads(sys.argv[3]), "registry_version": sys.argv[2]}
 print(import_recognizer(Path(sys.argv[1]), metadata["model_name"], metadata, {"stage": "faults"}))
 """
@@ -95,15 +98,23 @@ def _env(home: Path) -> dict[str, str]:
     }
 
 
-def make_store(root: Path, version: int = 1) -> StoredModel:
+def make_store(root: Path, version: int = 1, corrupt: bool = False) -> StoredModel:
     """A BentoML home under `root` holding a random-init recogniser as registry version
     `version` (a higher version in the same home is a new model the running service switches
-    to at its next poll)."""
+    to at its next poll); `corrupt`: its weights file truncated."""
     import json
 
     home, recognizer = root / "bentoml-home", root / f"recognizer-{version}"
     done = subprocess.run(
-        [sys.executable, "-c", _FILL, str(recognizer), str(version), json.dumps(METADATA)],
+        [
+            sys.executable,
+            "-c",
+            _FILL,
+            str(recognizer),
+            str(version),
+            json.dumps(METADATA),
+            "corrupt" if corrupt else "whole",
+        ],
         cwd=REPO,
         env=_env(home),
         capture_output=True,

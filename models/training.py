@@ -78,8 +78,9 @@ def save_checkpoint(
             "best_dev_wer": state.best_dev_wer,
             "history": json.dumps(state.history),
         },
-        path,
+        partial := path.with_name(path.name + ".partial"),
     )
+    partial.replace(path)  # a process killed mid-save leaves the previous checkpoint whole
 
 
 def load_checkpoint(

@@ -138,6 +138,27 @@ class NoChampion(RuntimeError):
     """The registry has no champion (nothing trained and promoted yet)."""
 
 
+class UnusableModel(RuntimeError):
+    """A registered model whose files are missing or do not load: never put into the store."""
+
+
+def check_recognizer(folder: Path, what: str) -> None:
+    """Refuse a downloaded recogniser that is incomplete or does not load (a corrupt or
+    truncated weights file, a config that does not match the code), before the store sees it;
+    the running service then keeps the model it serves."""
+    from models.recognizer import Recognizer
+
+    fix = "register a good version (train again) or `voicecycle rollback` to the previous one"
+    missing = [name for name in RECOGNIZER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise UnusableModel(f"{what} is missing {missing} in the registry ({folder}); {fix}")
+    try:
+        Recognizer.load(folder)
+    except Exception as exc:  # any failure to load is the model's fault here
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise UnusableModel(f"{what} does not load ({detail}); {fix}") from exc
+
+
 @task(name="resolve-champion", retries=2, retry_delay_seconds=2)
 def resolve_champion(scope: Scope) -> str:
     """The registry version the champion alias points at (error if there is none)."""
@@ -169,7 +190,11 @@ def import_champion(scope: Scope, version: str) -> str:
         for k, v in run_metrics.items()
         if k.startswith(("wer_", "cer_", "test_", "cross_synth_"))
     }
-    folder = download_recognizer(name, version)
+    try:
+        folder = download_recognizer(name, version)
+    except (FileNotFoundError, OSError) as exc:
+        raise UnusableModel(f"model {name!r} version {version}: {exc}") from exc
+    check_recognizer(folder, f"model {name!r} version {version}")
     metadata = {
         "registry_version": version,
         "model_name": name,

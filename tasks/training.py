@@ -142,6 +142,7 @@ def train_acoustic_model(
     if resume and last.is_file():
         state = load_checkpoint(last, model, optimizer)
         rng = np.random.default_rng(budget.seed + state.epoch)
+        print(f"resuming from {last}: epoch {state.epoch}, step {state.step}")
     if init_from is not None and not state.history:
         # the starting point is a candidate too: a warm start never ends worse on dev
         record(state, evaluate(model, cache, dev_rows), [], 0.0, 0.0)

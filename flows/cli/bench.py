@@ -31,6 +31,9 @@ def bench(
     soak_minutes: Annotated[
         float, typer.Option(help="length of the faults benchmark's soak (the issue's is 20)")
     ] = 2.0,
+    switch_minutes: Annotated[
+        float, typer.Option(help="a model switch every this many minutes of the faults soak")
+    ] = 5.0,
 ) -> None:
     """Run a benchmark; writes JSON under bench/results/ and prints a table."""
     import importlib
@@ -43,6 +46,6 @@ def bench(
     if suite == "train":
         module.main(scope, out, profile=profile)
     elif suite == "faults":
-        module.main(scope, out, soak_minutes=soak_minutes)
+        module.main(scope, out, soak_minutes=soak_minutes, switch_minutes=switch_minutes)
     else:
         module.main(scope, out)

@@ -33,6 +33,7 @@ UNEXPECTED = 70
 # class name -> exit code; matched against the exception's class and its bases
 EXPECTED: dict[str, int] = {
     "IngestionRejected": 1,
+    "UnusableModel": 1,  # a registered model whose files are corrupt or missing
     "ScopeError": 2,
     "ManifestError": 2,
     "NamesFileError": 2,
