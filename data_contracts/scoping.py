@@ -220,6 +220,11 @@ class ServingScope(_Strict):
     torch_threads: int | None = Field(None, ge=1, le=64)
 
 
+    # Data-parallel training: torch DDP over this many processes launched by torchrun (gloo on
+    # CPU, NCCL on GPU), each taking a share of every epoch's batches; 1: one process
+    processes: int = Field(1, ge=1, le=64)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a GPU when torch sees one
+    mixed_precision: bool = True  # bf16 autocast on a GPU (a CPU trains in fp32)
 class RuntimeScope(_Strict):
     """How work fans out: the Prefect task runner that maps tasks over clips and shards."""
 

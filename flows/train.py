@@ -15,6 +15,7 @@ from prefect.utilities.annotations import unmapped
 
 from data_contracts.scoping import Scope
 from tasks.augmentation import augmentation_info, load_augmented
+from tasks.distributed import train_with_torchrun
 from tasks.error_analysis import (
     build_drift_reference,
     decide_promotion,
@@ -30,6 +31,7 @@ from tasks.feature_cache import (
     merge_feature_shards,
     plan_feature_shards,
 )
+from tasks.gate import overruled
 from tasks.inference import merge_predictions, shard_threads, transcribe_shard, transcription_shards
 from tasks.registry import (
     CHAMPION,
@@ -39,6 +41,7 @@ from tasks.registry import (
     log_run_results,
     promote,
     register_model,
+    registry_lock_url,
     start_run,
 )
 from tasks.scoping import validate_scope
@@ -121,9 +124,9 @@ def train(
     )
     log_dataset_inputs(run_id, manifest, data_dir, augmented_version, dataset_version)
     run_dir = st.path("runs_dir") / run_id
-    result = train_acoustic_model(
-        cache, train_ids, dev_ids, run_dir, scope.training, init_from=init_from
-    )
+    # one process, or a torch DDP job of training.processes ranks launched by torchrun
+    train_step = train_acoustic_model if scope.training.processes == 1 else train_with_torchrun
+    result = train_step(cache, train_ids, dev_ids, run_dir, scope.training, init_from=init_from)
     recognizer_dir = save_recognizer(result, lm_texts, scope.training, run_dir / "recognizer")
     fan_out = evaluate.with_options(task_runner=task_runner(scope))
     # annotated: mypy reads an untyped DataFrame-returning flow as Flow[P, NoReturn]
@@ -152,8 +155,16 @@ def train(
     registered = register_model(
         run_id, recognizer_dir, reg.model_name, registration_tags(tags, decision)
     )
-    if decision.promote:
-        promote(reg.model_name, registered.version, " ".join(decision.reasons))
+    if decision.promote:  # a compare-and-set: only over the champion the gate compared with
+        promotion = promote(
+            reg.model_name,
+            registered.version,
+            " ".join(decision.reasons),
+            lock_url=registry_lock_url(scope),
+            gated_against=champion,
+        )
+        if not promotion.promoted:
+            decision = overruled(decision, promotion.reason)
     publish_error_analysis(analysis, report_dir, decision, registered.version, champion)
     return {
         "run_id": run_id,

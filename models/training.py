@@ -87,7 +87,7 @@ def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> LoopState:
     """Restore weights and optimizer from ``save_checkpoint``'s file; return the loop state."""
-    saved = torch.load(path, weights_only=True)
+    saved = torch.load(path, weights_only=True, map_location="cpu")  # made on a GPU or not
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     return LoopState(

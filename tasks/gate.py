@@ -165,3 +165,9 @@ def promotion_gate(
     if failures:
         return GateDecision(promote=False, reasons=tuple(failures))
     return GateDecision(promote=True, reasons=tuple(passes))
+
+
+def overruled(decision: GateDecision, why: str) -> GateDecision:
+    """The gate's decision after the registry refused the move (another retrain won the race):
+    not promoted, that reason first, the gate's own reasons kept."""
+    return GateDecision(False, (why, *decision.reasons), decision.notes)

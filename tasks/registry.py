@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import hashlib
 import io
 import json
 import os
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -166,16 +171,100 @@ def _history(client: Any, model_name: str) -> list[str]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
+def registry_lock_url(scope: Scope) -> str:
+    """Where champion moves are serialised: a Postgres advisory lock on the prediction log's
+    cluster when it is on Postgres (the team's retrainers all reach it), else a file lock
+    beside the SQLite tracking store (or in the workspace for any other store)."""
+    log = scope.state.url("prediction_log_url")
+    if log.startswith("postgresql"):
+        return log
+    tracking = scope.state.url("mlflow_tracking_uri")
+    if tracking.startswith("sqlite:///"):
+        return Path(tracking.removeprefix("sqlite:///") + ".lock").resolve().as_uri()
+    return (scope.state.path("run_dir") / "registry.lock").resolve().as_uri()
+
+
+def _lock_key(model_name: str) -> int:
+    """A signed 64-bit advisory-lock key per registered model."""
+    return int.from_bytes(hashlib.sha256(model_name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def registry_lock(lock_url: str, model_name: str) -> Iterator[None]:
+    """Hold the model's registry lock (see `registry_lock_url`) for the block."""
+    if lock_url.startswith("postgresql"):
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(lock_url)
+        conninfo = psycopg.conninfo.make_conninfo(
+            host=url.host or "", port=url.port or 5432, user=url.username or "",
+            password=url.password or "", dbname=url.database or "",
+        )  # fmt: skip
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_lock_key(model_name),))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(model_name),))
+        return
+    path = Path(unquote(urlsplit(lock_url).path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Whether the champion alias moved to the version, and why (or why not)."""
+
+    promoted: bool
+    reason: str
+
+
 @task(name="promote-champion")
-def promote(model_name: str, version: str, reason: str) -> None:
-    """Move the champion alias to `version`, remembering the previous one for rollback."""
+def promote(
+    model_name: str,
+    version: str,
+    reason: str,
+    *,
+    lock_url: str | None = None,
+    gated_against: str | None = None,
+) -> Promotion:
+    """Move the champion alias to `version`, remembering the previous one for rollback.
+
+    With `lock_url` it is a compare-and-set under the registry lock: the alias moves only if
+    it still points at `gated_against` (None: no champion), the version the gate compared
+    with; when another retrain moved it meanwhile, nothing moves and the version says why.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
-    history = _history(client, model_name)
-    client.set_registered_model_alias(model_name, CHAMPION, version)
-    client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history + [version]))
-    client.set_model_version_tag(model_name, version, "promotion", reason[:5000])
+    guard = registry_lock(lock_url, model_name) if lock_url else contextlib.nullcontext()
+    with guard:
+        current = alias_version(model_name, CHAMPION)
+        if lock_url and current != gated_against:
+            why = (
+                f"not promoted: the champion moved from {gated_against or 'none'} to {current} "
+                f"(another retrain) while this version was gated against "
+                f"{gated_against or 'no champion'}; the next retrain compares with {current}"
+            )
+            client.set_model_version_tag(model_name, version, "promoted", "false")
+            client.set_model_version_tag(model_name, version, "promotion_refused", why)
+            run_id = client.get_model_version(model_name, version).run_id
+            if run_id:  # the run says so too
+                client.set_tag(run_id, "voicecycle.promotion", why)
+            return Promotion(False, why)
+        history = _history(client, model_name)
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+        client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history + [version]))
+        client.set_model_version_tag(model_name, version, "promotion", reason[:5000])
+        client.set_model_version_tag(model_name, version, "gated_against", gated_against or "")
+    return Promotion(True, reason)
 
 
 def rollback(model_name: str) -> tuple[str, str]:

@@ -20,8 +20,21 @@ from prefect import task
 from tqdm import tqdm
 
 from data_contracts.scoping import TrainingBudget
+from models.cores import available_cores
 from models.ctc import AcousticModelConfig, CTCAcousticModel, ctc_loss
 from models.decoder import BeamDecoder, BeamSettings, GreedyDecoder, WordLM
+from models.distributed import (
+    Ranks,
+    agreed_max,
+    agreed_sum,
+    autocast,
+    batch_to,
+    cpu_state,
+    main_value,
+    my_batches,
+    weights_digest,
+    wrap,
+)
 from models.features import SpecAugment
 from models.recognizer import Recognizer
 from models.training import (
@@ -36,6 +49,7 @@ from models.training import (
 from tasks.evaluation.metrics import wer
 from tasks.feature_cache import FeatureCache, load_feature_cache
 
+CPU = torch.device("cpu")
 # Model sizes per training profile; "smoke" is for tests and CI (seconds, not minutes).
 PROFILE_MODELS: dict[str, AcousticModelConfig] = {
     "smoke": AcousticModelConfig(conv_channels=64, rnn_hidden=64, rnn_layers=1),
@@ -54,19 +68,25 @@ class TrainResult:
     seconds: float = 0.0
     stopped_because: str = ""
     utterances_per_second: float = 0.0
+    weights_sha256: str = ""  # of the final weights (every DDP rank's must be equal)
 
 
 @torch.inference_mode()
-def evaluate(model: CTCAcousticModel, cache: FeatureCache, rows: Sequence[int]) -> float:
+def evaluate(
+    model: CTCAcousticModel,
+    cache: FeatureCache,
+    rows: Sequence[int],
+    device: torch.device = CPU,
+) -> float:
     """Greedy-decoded WER of the model on some cached rows (for early stopping)."""
     model.eval()
     decoder = GreedyDecoder()
     refs, hyps = [], []
     for start in range(0, len(rows), 32):
         chunk = list(rows[start : start + 32])
-        batch = cache.batch(chunk)
+        batch = batch_to(cache.batch(chunk), device)
         log_probs, out_lengths = model(batch.features, batch.feature_lengths)
-        hyps += [t for t, _ in decoder.decode(log_probs, out_lengths)]
+        hyps += [t for t, _ in decoder.decode(log_probs.float().cpu(), out_lengths.cpu())]
         refs += [cache.transcripts[i] for i in chunk]
     model.train()
     return wer(refs, hyps)
@@ -127,13 +147,48 @@ def train_acoustic_model(
     `init_from` (a saved recogniser, e.g. the champion) warm-starts from its weights and
     architecture: a retrain then refines a working model instead of starting from noise.
     """
+    ranks = Ranks.single(budget.device)
+    return train_loop(cache_path, train_ids, dev_ids, run_dir, budget, progress, resume,
+                      init_from, ranks)  # fmt: skip
+
+
+def dev_evaluation(
+    model: CTCAcousticModel,
+    cache: FeatureCache,
+    dev_rows: Sequence[int],
+    losses: list[float],
+    ranks: Ranks,
+) -> tuple[float, list[float]]:
+    """Rank 0's dev WER and the ranks' mean training loss since the last evaluation, the
+    same on every rank."""
+    dev_wer = evaluate(model, cache, dev_rows, ranks.device) if ranks.main else 0.0
+    if ranks.world == 1:
+        return dev_wer, losses
+    mean_loss = agreed_sum(float(np.mean(losses)) / ranks.world if losses else 0.0, ranks)
+    return main_value(dev_wer, ranks), [mean_loss] if losses else []
+
+
+def train_loop(
+    cache_path: Path,
+    train_ids: Sequence[str],
+    dev_ids: Sequence[str],
+    run_dir: Path,
+    budget: TrainingBudget,
+    progress: bool,
+    resume: bool,
+    init_from: Path | None,
+    ranks: Ranks,
+) -> TrainResult:
+    """The loop of `train_acoustic_model`, on one process or as one rank of a DDP job (every
+    rank its share of the batches; rank 0 evaluates and writes the checkpoints)."""
     torch.manual_seed(budget.seed)
-    if budget.threads:
-        torch.set_num_threads(budget.threads)
+    if budget.threads or ranks.world > 1:
+        torch.set_num_threads(max(1, (budget.threads or available_cores()) // ranks.world))
     rng = np.random.default_rng(budget.seed)
     cache = load_feature_cache(cache_path)
     train_rows, dev_rows = cache_rows(cache, train_ids), cache_rows(cache, dev_ids)
     model, peak_lr, warmup = initial_model(budget.profile, budget.learning_rate, init_from)
+    model.to(ranks.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=1e-2)
     augment = SpecAugment().train()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -143,25 +198,32 @@ def train_acoustic_model(
         state = load_checkpoint(last, model, optimizer)
         rng = np.random.default_rng(budget.seed + state.epoch)
         print(f"resuming from {last}: epoch {state.epoch}, step {state.step}")
+    net = wrap(model, ranks)  # DDP starts every rank from rank 0's weights
+    if ranks.world > 1:  # SpecAugment draws its own masks on each rank
+        torch.manual_seed(budget.seed + 7919 * ranks.rank)
     if init_from is not None and not state.history:
         # the starting point is a candidate too: a warm start never ends worse on dev
-        record(state, evaluate(model, cache, dev_rows), [], 0.0, 0.0)
-        torch.save(model.state_dict(), best)
+        record(state, dev_evaluation(model, cache, dev_rows, [], ranks)[0], [], 0.0, 0.0)
+        if ranks.main:
+            torch.save(cpu_state(model), best)
     budget_s, spent = budget.max_minutes * 60.0, state.spent_s
     model.train()
     seen, losses, stop = 0, [], ""
     started = time.monotonic() - spent
-    bar = tqdm(desc="train", unit="step", disable=not progress)
+    bar = tqdm(desc="train", unit="step", disable=not (progress and ranks.main))
     lengths = [cache.features[i].shape[0] for i in train_rows]
     while not stop and state.epoch < budget.max_epochs:
-        for batch_rows in length_buckets(lengths, budget.batch_size, rng):
-            elapsed = time.monotonic() - started
+        for batch_rows in my_batches(length_buckets(lengths, budget.batch_size, rng), ranks):
+            elapsed = agreed_max(time.monotonic() - started, ranks)  # one clock for all ranks
             lr = get_lr(state.step, elapsed / budget_s, peak_lr, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = cache.batch([train_rows[i] for i in batch_rows], augment)
-            log_probs, out_lengths = model(batch.features, batch.feature_lengths)
-            loss = ctc_loss(log_probs, out_lengths, batch)
+            batch = batch_to(
+                cache.batch([train_rows[i] for i in batch_rows], augment), ranks.device
+            )
+            with autocast(ranks.device, budget.mixed_precision):
+                log_probs, out_lengths = net(batch.features, batch.feature_lengths)
+            loss = ctc_loss(log_probs.float(), out_lengths, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -170,17 +232,18 @@ def train_acoustic_model(
             losses.append(loss.item())
             bar.update(1)
             if state.step % budget.eval_every_steps == 0 or elapsed >= budget_s:
-                record(state, evaluate(model, cache, dev_rows), losses, lr, elapsed)
+                record(state, *dev_evaluation(model, cache, dev_rows, losses, ranks), lr, elapsed)
                 losses = []
                 last_eval = state.history[-1]
                 bar.set_postfix(
                     loss=f"{last_eval['train_loss']:.3f}",
                     dev_wer=f"{last_eval['dev_wer_greedy']:.3f}",
                 )
-                if state.bad_evals == 0:
-                    torch.save(model.state_dict(), best)
                 state.spent_s = elapsed
-                save_checkpoint(last, model, optimizer, state)
+                if ranks.main:
+                    if state.bad_evals == 0:
+                        torch.save(cpu_state(model), best)
+                    save_checkpoint(last, model, optimizer, state)
                 stop = stop_reason(state, budget, elapsed >= budget_s)
                 if stop:
                     break
@@ -189,9 +252,10 @@ def train_acoustic_model(
     bar.close()
     if not stop:
         stop = f"reached max_epochs={budget.max_epochs}"
-    if not best.is_file():  # budget too small for one evaluation: keep what we have
-        torch.save(model.state_dict(), best)
-    seconds = time.monotonic() - started
+    if ranks.main and not best.is_file():  # budget too small for one evaluation: keep it all
+        torch.save(cpu_state(model), best)
+    seconds = agreed_max(time.monotonic() - started, ranks)
+    seen = int(agreed_sum(seen, ranks))  # utterances every rank trained on
     return TrainResult(
         checkpoint=best,
         config=model.config,
@@ -201,6 +265,7 @@ def train_acoustic_model(
         seconds=seconds,
         stopped_because=stop,
         utterances_per_second=seen / max(seconds - spent, 1e-9),
+        weights_sha256=weights_digest(model),
     )
 
 
