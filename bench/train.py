@@ -238,7 +238,8 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
         f"{prefix}wer_unseen_engine_car": wer_of(*unseen["car"]),
         f"{prefix}wer_telephone": wer_of(phone, list(phone_rows["transcript"])),
         f"{prefix}wer_general_english": wer_of(*general),
-        f"{prefix}lexicon_words": len(recognizer.lexicon()),
+        f"{prefix}lexicon_words": len(recognizer.vocabulary),  # every word it can output
+        f"{prefix}in_domain_lexicon_words": len(recognizer.lexicon),
         "unseen_engine": UNSEEN_ENGINE,
         "unseen_engine_clips_per_condition": UNSEEN_ENGINE_CLIPS,
         "telephone_clips": int(len(phone_rows)),

@@ -16,7 +16,7 @@ from models.text import TRANSCRIPT_PATTERN
 UTTERANCE_ID_PATTERN = r"^[A-Za-z0-9][\w.:-]*$"
 # every split a dataset version may hold: the one list (evaluation diagnoses the first three)
 SPLITS = ("train", "dev", "test", "cross_synth")
-CONDITIONS = ("clean", "car")
+CONDITIONS = ("clean", "car", "telephone")
 # a normalised transcript, or empty (an empty label is quarantined by ingestion, but a
 # legitimately silent clip can exist in production data)
 _TRANSCRIPT = TRANSCRIPT_PATTERN.rstrip("$").lstrip("^")
@@ -81,12 +81,14 @@ class AugmentedManifest(Manifest):
     condition: Series[str] = pa.Field(isin=list(CONDITIONS))
     noise_type: Series[str]
     snr_db: Series[float] = pa.Field(nullable=True, ge=-30, le=60)
+    # the copy's acoustic chain (tasks/acoustics.py), e.g. "speed=1.1 rt60=0.31 codec=gsm"
+    acoustics: Series[str]
 
     class Config:
         strict = True
         coerce = True
 
-    @pa.dataframe_check(error="car rows need a noise_type and snr_db; clean rows have neither")
+    @pa.dataframe_check(error="car rows need a noise_type and snr_db; other rows have neither")
     @classmethod
     def condition_matches_noise(cls, df):  # type: ignore[no-untyped-def]
         car = df["condition"] == "car"

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import tempfile
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,13 +29,21 @@ from torchaudio.models.decoder import (
     ctc_decoder,
 )
 
+from models.language_model import BOS, EOS, LM_FORMAT, WORD_PATTERN, WordLM
 from models.text import BLANK_ID, SPACE_ID, VOCAB, decode
 
-BOS = "<s>"
-EOS = "</s>"
+__all__ = [
+    "BOS",
+    "EOS",
+    "LM_FORMAT",
+    "WORD_PATTERN",
+    "BeamDecoder",
+    "BeamSettings",
+    "GreedyDecoder",
+    "WordLM",
+]
+
 UNK = "<unk>"
-LM_FORMAT = "voicecycle-word-bigram-kn/1"
-WORD_PATTERN = re.compile(r"^[a-z']+$")
 
 # flashlight's conventions: the word separator ("silence") token is "|", and the blank needs
 # a name of its own. Our space (index 1) becomes "|"; indices are unchanged.
@@ -101,115 +107,6 @@ class GreedyDecoder:
                 (_clean(decode(tokens)), path_confidence(log_probs[b, :n], tokens, frames))
             )
         return results
-
-
-class WordLM:
-    """Word bigram LM, interpolated Kneser-Ney with an add-k continuation unigram.
-
-    P(w | v) = max(c(v, w) - D, 0) / c(v) + D * N1+(v .) / c(v) * P_cont(w)
-    P_cont(w) = (N1+(. w) + k) / (N1+(. .) + k * (|V| + 1))   (the +1 is for unseen words)
-
-    so every word, including one never seen (a hot word), has a non-zero probability.
-    Sentences are wrapped in ``<s>`` ... ``</s>``. Scores are natural logs.
-    """
-
-    def __init__(
-        self, bigram_counts: dict[str, dict[str, int]], discount: float = 0.75, add_k: float = 0.5
-    ) -> None:
-        if not 0.0 < discount < 1.0:
-            raise ValueError(f"expected a discount in (0, 1), got {discount}")
-        if add_k <= 0.0:
-            raise ValueError(f"expected add_k > 0, got {add_k}")
-        self.bigram_counts = bigram_counts
-        self.discount = discount
-        self.add_k = add_k
-        continuation: Counter[str] = Counter()
-        for followers in bigram_counts.values():
-            continuation.update(followers.keys())
-        self._continuation = continuation
-        self._history_total = {v: sum(f.values()) for v, f in bigram_counts.items()}
-        self._bigram_types = sum(continuation.values())
-        vocabulary = set(continuation) | (set(bigram_counts) - {BOS})
-        self.words: tuple[str, ...] = tuple(sorted(vocabulary - {BOS, EOS}))
-        self._denominator = self._bigram_types + add_k * (len(self.words) + 2)  # + EOS + unseen
-        self._cache: dict[tuple[str, str], float] = {}
-
-    @classmethod
-    def from_transcripts(
-        cls, texts: Iterable[str], discount: float = 0.75, add_k: float = 0.5
-    ) -> WordLM:
-        counts: dict[str, Counter[str]] = defaultdict(Counter)
-        for text in texts:
-            words = text.split()
-            if not words:
-                continue
-            for word in words:
-                if not WORD_PATTERN.match(word):
-                    raise ValueError(
-                        f"expected normalised transcripts (words of a-z and '), got {word!r} "
-                        f"in {text!r}"
-                    )
-            for v, w in zip([BOS, *words], [*words, EOS], strict=True):
-                counts[v][w] += 1
-        return cls({v: dict(f) for v, f in counts.items()}, discount, add_k)
-
-    def with_texts(self, texts: Iterable[str]) -> WordLM:
-        """This LM with the bigrams of more normalised sentences counted in (e.g. the typed
-        queries that hold the hot words: the contexts new names are asked in)."""
-        counts = {v: dict(f) for v, f in self.bigram_counts.items()}
-        for v, followers in WordLM.from_transcripts(texts).bigram_counts.items():
-            merged = counts.setdefault(v, {})
-            for w, c in followers.items():
-                merged[w] = merged.get(w, 0) + c
-        return WordLM(counts, self.discount, self.add_k)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-able dict; ``WordLM.from_dict`` reads it back."""
-        return {
-            "format": LM_FORMAT,
-            "discount": self.discount,
-            "add_k": self.add_k,
-            "bigram_counts": {
-                v: dict(sorted(f.items())) for v, f in sorted(self.bigram_counts.items())
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WordLM:
-        if data.get("format") != LM_FORMAT:
-            raise ValueError(
-                f"expected an LM dict of format {LM_FORMAT!r}, got {data.get('format')!r}"
-            )
-        counts = {
-            str(v): {str(w): int(c) for w, c in f.items()} for v, f in data["bigram_counts"].items()
-        }
-        return cls(counts, float(data["discount"]), float(data["add_k"]))
-
-    def continuation_log_prob(self, word: str) -> float:
-        """log P_cont(word): the lower-order (unigram-like) distribution."""
-        return math.log((self._continuation.get(word, 0) + self.add_k) / self._denominator)
-
-    def log_prob(self, previous: str, word: str) -> float:
-        """log P(word | previous); ``previous`` may be ``<s>``, ``word`` may be ``</s>``."""
-        key = (previous, word)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        p_cont = math.exp(self.continuation_log_prob(word))
-        followers = self.bigram_counts.get(previous)
-        if not followers:
-            p = p_cont
-        else:
-            total = self._history_total[previous]
-            seen = max(followers.get(word, 0) - self.discount, 0.0) / total
-            p = seen + self.discount * len(followers) / total * p_cont
-        score = math.log(p)
-        self._cache[key] = score
-        return score
-
-    def sentence_log_prob(self, text: str) -> float:
-        words = text.split()
-        return sum(self.log_prob(v, w) for v, w in zip([BOS, *words], [*words, EOS], strict=True))
 
 
 class _BigramDecoderLM(CTCDecoderLM):

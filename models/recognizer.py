@@ -194,7 +194,17 @@ class Recognizer:
 
     @property
     def lexicon(self) -> set[str]:
-        """The words this recogniser can output (LM words plus hot words); empty if greedy."""
+        """The in-domain lexicon: the words of the training transcripts plus hot words (what
+        hot-word mining and the out-of-lexicon share compare against); empty if greedy."""
+        if not isinstance(self.decoder, BeamDecoder):
+            return set()
+        lm_words = set(self.decoder.lm.domain_words) if self.decoder.lm is not None else set()
+        return lm_words | set(self.decoder.hot_word_set)
+
+    @property
+    def vocabulary(self) -> set[str]:
+        """Every word this recogniser can output: the lexicon plus the LM's general English
+        background (the open vocabulary); empty if greedy."""
         if not isinstance(self.decoder, BeamDecoder):
             return set()
         lm_words = set(self.decoder.lm.words) if self.decoder.lm is not None else set()
@@ -212,10 +222,10 @@ class Recognizer:
 
     @classmethod
     def read_lexicon(cls, directory: Path) -> set[str]:
-        """The words a saved recogniser can output (LM words plus the words of its hot
-        words), read from its config without loading the weights."""
+        """A saved recogniser's in-domain lexicon (its transcripts' words plus the words of
+        its hot words, not the general background), read from its config without the weights."""
         config = cls._read_config(Path(directory))
-        words = set(WordLM.from_dict(config["lm"]).words) if config.get("lm") else set()
+        words = set(WordLM.from_dict(config["lm"]).domain_words) if config.get("lm") else set()
         words.update(w for phrase in config.get("hot_words", []) for w in phrase.split())
         return words
 

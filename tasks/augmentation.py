@@ -8,10 +8,12 @@ in-car slice of every evaluation is measured on the same fixed audio.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from prefect import task
 from data_contracts.manifest import AugmentedManifest, Manifest
 from data_contracts.scoping import AugmentationPolicy
 from models.audio import SAMPLE_RATE
+from tasks.acoustics import PLAIN_CHAIN, apply_chain, describe_chain, plan_chain
 from tasks.artifacts import markdown_table, png_markdown, publish_markdown
 from tasks.fanout import shards
 from tasks.ingestion import publish_dir
@@ -67,29 +70,58 @@ def noise_menu(policy: AugmentationPolicy, recordings: list[str]) -> tuple[list[
     return kinds, weights / weights.sum()
 
 
+PLAN_COLUMNS = ["parent_id", "condition", "noise_type", "snr_db", "noise_seed", *PLAIN_CHAIN]
+COPY_SUFFIX = {"car": "+car", "telephone": "+tel"}
+
+
 def plan_augmentation(
     manifest: pd.DataFrame, policy: AugmentationPolicy, kinds: list[str], probs: np.ndarray
 ) -> pd.DataFrame:
-    """Decide, per row, whether it gets a noisy copy, which noise and which SNR (pure)."""
+    """Decide, per row, its copies (pure): a noisy copy (which noise, which SNR and, for
+    training, which acoustic chain) and a telephone copy (which codec, and a chain)."""
     plans = []
     for row in manifest.itertuples(index=False):
         rng = row_rng(policy.seed, row.utterance_id)
-        if row.split == "train":
-            if rng.random() >= policy.augmented_share:
-                continue
-            snr = rng.uniform(policy.snr_db_min, policy.snr_db_max)
-        else:
-            snr = rng.uniform(policy.test_snr_db_min, policy.test_snr_db_max)
-        kind = kinds[int(rng.choice(len(kinds), p=probs))]
-        plans.append(
-            {
-                "parent_id": row.utterance_id,
-                "noise_type": kind,
-                "snr_db": round(float(snr), 2),
-                "noise_seed": int(rng.integers(2**31)),
-            }
-        )
-    return pd.DataFrame(plans, columns=["parent_id", "noise_type", "snr_db", "noise_seed"])
+        train = row.split == "train"
+        noisy = not train or rng.random() < policy.augmented_share
+        if noisy:
+            lo, hi = (
+                (policy.snr_db_min, policy.snr_db_max)
+                if train
+                else (policy.test_snr_db_min, policy.test_snr_db_max)
+            )
+            snr = rng.uniform(lo, hi)
+            kind = kinds[int(rng.choice(len(kinds), p=probs))]
+            seed = int(rng.integers(2**31))
+            # dev/test in-car copies stay plain noise: the same audio the targets speak of
+            chain = plan_chain(policy, rng, line=False) if train else dict(PLAIN_CHAIN)
+            plans.append(
+                {
+                    "parent_id": row.utterance_id,
+                    "condition": "car",
+                    "noise_type": kind,
+                    "snr_db": round(float(snr), 2),
+                    "noise_seed": seed,
+                    **chain,
+                }
+            )
+        line_rng = row_rng(policy.seed, f"{row.utterance_id}+tel")
+        share = policy.telephone_share if train else policy.test_telephone_share
+        if line_rng.random() < share:
+            chain = plan_chain(policy, line_rng, line=True)
+            if not train:  # a plain call: the codec only
+                chain = {**PLAIN_CHAIN, "codec": chain["codec"], "chain_seed": 0}
+            plans.append(
+                {
+                    "parent_id": row.utterance_id,
+                    "condition": "telephone",
+                    "noise_type": "none",
+                    "snr_db": np.nan,
+                    "noise_seed": 0,
+                    **chain,
+                }
+            )
+    return pd.DataFrame(plans, columns=PLAN_COLUMNS)
 
 
 @task(name="mix-car-noise-shard")
@@ -102,16 +134,33 @@ def mix_shard(
         speech, sr = sf.read(clean_dir / str(job["audio_path"]), dtype="float32")
         if sr != SAMPLE_RATE:
             raise ValueError(f"{job['audio_path']}: expected {SAMPLE_RATE} Hz, got {sr}")
+        chain = {k: job[k] for k in PLAIN_CHAIN}
+        add_noise = None
+        if job["condition"] == "car":
+            add_noise = _noise_mixer(job, recordings)
+        mixed = apply_chain(speech, SAMPLE_RATE, chain, add_noise)
+        buffer = io.BytesIO()  # encoded in memory: a full disk is then an OSError (ENOSPC)
+        sf.write(buffer, mixed, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+        (out_dir / f"{job['utterance_id']}.wav").write_bytes(buffer.getvalue())
+    return len(jobs)
+
+
+def _noise_mixer(
+    job: dict[str, object], recordings: dict[str, np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Mixes the job's noise (generated or a recording's loop) into a clip at its SNR."""
+    kind = str(job["noise_type"])
+
+    def add_noise(speech: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(int(job["noise_seed"]))  # type: ignore[call-overload]
-        kind = str(job["noise_type"])
         duration = len(speech) / SAMPLE_RATE
         if kind.startswith("rec:"):
             noise = noise_from_recording(recordings[kind[4:]], duration, SAMPLE_RATE, rng)
         else:
             noise = car_noise(kind, duration, SAMPLE_RATE, rng)
-        mixed = mix_at_snr(speech, noise, float(job["snr_db"]))  # type: ignore[arg-type]
-        sf.write(out_dir / f"{job['utterance_id']}.wav", mixed, SAMPLE_RATE, subtype="PCM_16")
-    return len(jobs)
+        return mix_at_snr(speech, noise, float(job["snr_db"]))  # type: ignore[arg-type]
+
+    return add_noise
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -186,22 +235,24 @@ def plan_augmented_version(
     clean = manifest.assign(
         parent_id=manifest["utterance_id"], condition="clean", noise_type="none", snr_db=np.nan
     )
+    clean = clean.assign(acoustics="none")
     noisy = manifest.set_index("utterance_id").loc[plan["parent_id"]].reset_index()
     noisy = noisy.assign(
         parent_id=plan["parent_id"].to_numpy(),
-        utterance_id=(plan["parent_id"] + "+car").to_numpy(),
-        condition="car",
+        utterance_id=(plan["parent_id"] + plan["condition"].map(COPY_SUFFIX)).to_numpy(),
+        condition=plan["condition"].to_numpy(),
         noise_type=plan["noise_type"].to_numpy(),
         snr_db=plan["snr_db"].to_numpy(),
+        # a speed-perturbed copy lasts 1/speed as long
+        duration_s=(noisy["duration_s"].to_numpy() / plan["speed"].to_numpy()).round(4),
+        acoustics=[describe_chain(c) for c in plan[list(PLAIN_CHAIN)].to_dict("records")],
     )
     jobs: list[dict[str, object]] = [
-        {"utterance_id": uid, "audio_path": ap, "noise_type": nt, "snr_db": snr, "noise_seed": ns}
-        for uid, ap, nt, snr, ns in zip(
+        {**job, "utterance_id": uid, "audio_path": ap}
+        for job, uid, ap in zip(
+            plan.drop(columns="parent_id").to_dict("records"),
             noisy["utterance_id"],
             noisy["audio_path"],
-            noisy["noise_type"],
-            noisy["snr_db"],
-            plan["noise_seed"],
             strict=True,
         )
     ]
@@ -214,12 +265,12 @@ def plan_augmented_version(
 @task(name="publish-augmented-version")
 def publish_augmented_version(plan: AugmentPlan, policy: AugmentationPolicy) -> AugmentResult:
     """Write the augmented manifest beside the mixed clips and publish the version."""
-    noisy_rows = int((plan.rows["condition"] == "car").sum())
+    noisy_rows = int((plan.rows["condition"] != "clean").sum())
     if plan.staging is None:
         return AugmentResult(plan.version, plan.final, False, len(plan.rows), noisy_rows)
     staging = plan.staging
     try:
-        noisy_paths = plan.rows.loc[plan.rows["condition"] == "car", "audio_path"]
+        noisy_paths = plan.rows.loc[plan.rows["condition"] != "clean", "audio_path"]
         missing = [p for p in noisy_paths if not (staging / p).is_file()]
         if missing:
             raise RuntimeError(f"{len(missing)} noisy clips were not mixed (e.g. {missing[0]})")
@@ -267,7 +318,7 @@ def load_augmented(directory: Path) -> DataFrame[AugmentedManifest]:
     path = directory / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no augmented dataset at {directory} (missing manifest.csv)")
-    return pd.read_csv(
+    rows = pd.read_csv(
         path,
         keep_default_na=False,
         na_values={"snr_db": [""]},
@@ -277,6 +328,9 @@ def load_augmented(directory: Path) -> DataFrame[AugmentedManifest]:
             if c not in ("duration_s", "sample_rate", "rms_dbfs", "snr_db_estimate", "snr_db")
         },
     )
+    if "acoustics" not in rows.columns:  # a version stored before the acoustic chains
+        rows.insert(len(rows.columns), "acoustics", "none")
+    return rows
 
 
 @task(name="publish-augmentation-report")
@@ -293,9 +347,15 @@ def publish_augmentation_report(result: AugmentResult, policy: AugmentationPolic
         result.directory / "noise_summary.png",
     )
     counts = car.groupby(["split", "noise_type"]).size().unstack(fill_value=0)
+    copies = df[df["condition"] != "clean"]
+    steps = copies["acoustics"].str.findall(r"\b(speed|rt60|device|agc|codec)\b").rename("step")
+    chain_counts = (
+        copies[["split"]].join(steps.explode()).dropna().groupby(["split", "step"]).size()
+    ).unstack(fill_value=0)
+    telephone = df[df["condition"] == "telephone"].groupby("split").size()
     md = "\n".join(
         [
-            f"# Car-noise augmentation `{result.version}`",
+            f"# Augmentation `{result.version}`: car noise and acoustics",
             "",
             f"- rows: {result.rows} ({result.noisy_rows} noisy copies)"
             + ("" if result.created else " — already stored, reused unchanged"),
@@ -306,6 +366,13 @@ def publish_augmentation_report(result: AugmentResult, policy: AugmentationPolic
             "## Noisy copies per split and noise type",
             "",
             markdown_table(counts, index=True),
+            "",
+            "## Acoustic chains (copies with each step; dev/test in-car copies stay plain)",
+            "",
+            f"- telephone copies per split: {telephone.to_dict()}; speed factors "
+            f"{policy.speed_factors}, rooms of RT60 {policy.rt60_min:g}-{policy.rt60_max:g} s",
+            "",
+            markdown_table(chain_counts, index=True) if len(chain_counts) else "(none)",
             "",
             png_markdown(png, "noise spectra and SNR histogram"),
         ]

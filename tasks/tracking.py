@@ -91,9 +91,9 @@ def run_tags(
 
 
 def slice_headlines(slices: pd.DataFrame) -> dict[str, float]:
-    """wer_clean, wer_car, cer_clean, cer_car (test) from a slice table, for MLflow."""
+    """wer_/cer_ of clean, car and telephone (where present) from a slice table, for MLflow."""
     out = {}
-    for cond in ("clean", "car"):
+    for cond in ("clean", "car", "telephone"):
         row = slices[(slices["slice"] == "condition") & (slices["value"] == cond)]
         if len(row):
             out[f"wer_{cond}"] = float(row["wer"].iloc[0])

@@ -48,6 +48,7 @@ from models.training import (
 )
 from tasks.evaluation.metrics import wer
 from tasks.feature_cache import FeatureCache, load_feature_cache
+from tasks.lexicon import general_lexicon
 
 CPU = torch.device("cpu")
 # Model sizes per training profile; "smoke" is for tests and CI (seconds, not minutes).
@@ -285,12 +286,19 @@ def build_recognizer(
     hot_words: Sequence[str],
     beam_size: int,
     int8: bool = False,
+    background: dict[str, float] | None = None,
+    background_weight: float = 0.0,
+    beam_size_token: int = 8,
 ) -> Recognizer:
-    """The serving recogniser: trained weights + lexicon beam search with a word bigram LM."""
+    """The serving recogniser: trained weights + lexicon beam search with a word bigram LM
+    (`background`: general English word frequencies, the open vocabulary)."""
     model = CTCAcousticModel(config)
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
-    lm = WordLM.from_transcripts(t for t in lm_texts if t)
-    decoder = BeamDecoder(lm, hot_words=hot_words, settings=BeamSettings(beam_size=beam_size))
+    lm = WordLM.from_transcripts(
+        (t for t in lm_texts if t), background=background, background_weight=background_weight
+    )
+    settings = BeamSettings(beam_size=beam_size, beam_size_token=beam_size_token)
+    decoder = BeamDecoder(lm, hot_words=hot_words, settings=settings)
     return Recognizer(model.eval(), decoder, int8=int8)
 
 
@@ -326,6 +334,9 @@ def save_recognizer(
         read_hot_words(budget),
         budget.beam_size,
         int8=budget.int8_inference,
+        background=general_lexicon(budget.general_lexicon_words),
+        background_weight=budget.general_lexicon_weight,
+        beam_size_token=budget.beam_size_token,
     )
     recognizer.save(out_dir)
     return out_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data_contracts.scoping import DataSource, RuntimeScope, Scope, SyntheticCorpus
+from data_contracts.scoping import DataSource, RuntimeScope, Scope, SyntheticCorpus, TrainingBudget
 
 _OURS = ("PREFECT_", "MLFLOW_", "BENTOML_")
 
@@ -37,7 +37,9 @@ def tiny_scope(workspace: Path, n_utterances: int = 24, n_voices: int = 6) -> Sc
         synthetic=SyntheticCorpus(n_utterances=n_utterances, seed=5, n_voices=n_voices),
     )
     runtime = RuntimeScope(task_runner="threads")
-    return Scope(sources=[source], runtime=runtime).with_workspace(workspace)
+    # a small open vocabulary: the real background, without a 30,000-word trie per decoder
+    training = TrainingBudget(general_lexicon_words=2000)
+    return Scope(sources=[source], runtime=runtime, training=training).with_workspace(workspace)
 
 
 @pytest.fixture(scope="session")

@@ -20,12 +20,15 @@ from tasks.evaluation.slices import SNR_BUCKETS, UNKNOWN
 
 def _validate_policy(policy: Mapping[str, Any]) -> None:
     """Raise ValueError unless policy has the augmentation keys with sane values."""
-    missing = [k for k in AugmentationPolicy.TUNABLE_KEYS if k not in policy]
+    # the acoustic shares are optional here (a policy of an older scope has none)
+    optional = {"reverb_share", "device_share", "telephone_share", "level_share"}
+    missing = [k for k in AugmentationPolicy.TUNABLE_KEYS if k not in policy and k not in optional]
     if missing:
         raise ValueError(f"current_policy is missing keys {missing}; got keys {sorted(policy)}")
-    share = float(policy["augmented_share"])
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"expected augmented_share in [0, 1], got {share}")
+    for key in ("augmented_share", *sorted(optional & set(policy))):
+        share = float(policy[key])
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"expected {key} in [0, 1], got {share}")
     if float(policy["snr_db_min"]) > float(policy["snr_db_max"]):
         raise ValueError(
             "expected snr_db_min <= snr_db_max, "
@@ -99,6 +102,31 @@ def _share_rule(draft: _Draft, condition: pd.Series, t: _Thresholds) -> None:
     else:
         draft.reasons.append(
             f"{worse}, but augmented_share is already at the cap {t.share_cap:.2f}"
+        )
+
+
+def _telephone_rule(draft: _Draft, condition: pd.Series, t: _Thresholds) -> None:
+    """Telephone audio much worse than clean: more training copies over a telephone line."""
+    if not {"telephone", "clean"} <= set(condition.index) or "telephone_share" not in draft.policy:
+        return
+    line, clean = condition["telephone"], condition["clean"]
+    if not t.much_worse(line, clean):
+        return
+    worse = f"telephone WER {line:.3f} > {t.ratio:g} x clean WER {clean:.3f}"
+    old = float(draft.policy["telephone_share"])
+    new = round(min(old + t.share_step, t.share_cap), 6)
+    if new > old:
+        draft.policy["telephone_share"] = new
+        draft.change(
+            "telephone_share",
+            old,
+            new,
+            f"raise telephone_share {old:.2f} -> {new:.2f}",
+            f"{worse}: more training copies over a telephone line (8 kHz, codecs)",
+        )
+    else:
+        draft.reasons.append(
+            f"{worse}, but telephone_share is already at the cap {t.share_cap:.2f}"
         )
 
 
@@ -191,6 +219,7 @@ def recommendations(
     policy["noise_weights"] = {str(k): float(v) for k, v in policy["noise_weights"].items()}
     draft = _Draft(policy)
     _share_rule(draft, _slice_values(slices, "condition", min_n), t)
+    _telephone_rule(draft, _slice_values(slices, "condition", min_n), t)
     _snr_rule(draft, _slice_values(slices, "snr_bucket", min_n), t)
     _noise_rule(draft, _slice_values(slices, "noise_type", min_n), t)
     era, entity = _slice_values(slices, "era", min_n), _slice_values(slices, "has_entity", min_n)

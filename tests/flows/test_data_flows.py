@@ -6,6 +6,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+import soundfile as sf
 
 from data_contracts.scoping import DataSource, Scope
 from tests.conftest import tiny_scope
@@ -84,6 +85,13 @@ def test_ingest_then_augment_writes_versions_and_artifacts(tmp_path: Path) -> No
     # every held-out clip has an in-car copy, so the in-car test slice is always measured
     held = dataset[dataset["split"] != "train"]
     assert set(held["utterance_id"] + "+car") <= set(car["utterance_id"])
+    # acoustic chains are recorded per copy; a speed-perturbed copy's duration is its own
+    assert aug.loc[aug["condition"] == "clean", "acoustics"].eq("none").all()
+    assert car["acoustics"].ne("").all()
+    chained = aug[aug["acoustics"].str.contains("speed=")]
+    for row in chained.head(3).itertuples():
+        seconds = sf.info(scope.state.path("augmented_dir") / augmented / row.audio_path).duration
+        assert seconds == pytest.approx(row.duration_s, abs=0.01)
 
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_artifacts()}

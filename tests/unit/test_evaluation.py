@@ -14,6 +14,7 @@ import pytest
 from pandera.errors import SchemaErrors
 
 from data_contracts.evaluation import PREDICTION_COLUMNS, Predictions, SliceMetrics
+from data_contracts.scoping import AugmentationPolicy
 from tasks.evaluation import (
     DEL,
     DURATION_BUCKETS,
@@ -41,6 +42,10 @@ POLICY = {
     "snr_db_min": 0.0,
     "snr_db_max": 20.0,
     "noise_weights": {"engine": 1.0, "rain": 1.0},
+    "reverb_share": 0.3,
+    "device_share": 0.3,
+    "telephone_share": 0.15,
+    "level_share": 0.2,
 }
 
 
@@ -372,6 +377,22 @@ def test_recommendations_raise_share_when_car_worse() -> None:
     assert rec["policy"]["augmented_share"] == pytest.approx(0.4)
     assert any("car WER 0.200" in r for r in rec["reasons"])
     assert POLICY["augmented_share"] == 0.3  # input untouched
+
+
+def test_recommendations_raise_telephone_share_when_telephone_is_worse() -> None:
+    slices = _slices(car_wer=0.11, condition=[("telephone", 30, 0.30)])
+    rec = recommendations(slices, ON_TARGET, POLICY)
+    assert rec["policy"]["telephone_share"] == pytest.approx(0.25)
+    assert rec["changes"]["telephone_share"] == {"from": 0.15, "to": 0.25}
+    assert any("telephone WER 0.300" in r for r in rec["reasons"])
+    # the retrain applies it: the policy it names is a valid scope section
+    AugmentationPolicy(
+        **{**AugmentationPolicy().model_dump(), **rec["policy"], "noise_types": ["engine", "rain"]}
+    )
+    same = recommendations(
+        _slices(car_wer=0.11, condition=[("telephone", 30, 0.11)]), ON_TARGET, POLICY
+    )
+    assert same["policy"]["telephone_share"] == 0.15
 
 
 def test_recommendations_keep_share_when_car_not_worse() -> None:
