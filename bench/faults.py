@@ -22,12 +22,14 @@ from bench.harness import (
     Server,
     burst,
     kill_tree,
+    locked_log,
     make_store,
     process_tree,
     start_tuned,
     stop_server,
     tree_rss,
 )
+from bench.kills import prefect_server_kill
 from bench.mutations import MUTATIONS, check_decoder, encode, mutated, seed_files
 from bench.report import write_results
 from data_contracts.scoping import AudioScope, DataRules, Scope
@@ -35,9 +37,8 @@ from tasks.ingestion import RowJob, process_row
 
 ADMIN = {"Authorization": "Bearer real-server-token"}
 NOT_RUN = {
-    "partial_versions_after_kills": "not run: killing the Prefect server during a flow run "
-    "is not automated yet",
-    "disk_full_partial_versions": "not run: no small-filesystem run yet",
+    "disk_full_partial_versions": "not run here: tests/faults/test_disk_full.py runs ingest "
+    "and augment on a full tmpfs in CI (exit 6, no version, no staging, hashes unchanged)",
 }
 
 
@@ -122,6 +123,37 @@ def kill_worker_under_load(server: Server, wav: bytes) -> dict[str, Any]:
     return {"answered": len(answered), "lost": len(lost), "5xx": len(errors), "ok": recovered}
 
 
+def corrupt_model_in_store(server: Server, store_root: Path, version: int) -> dict[str, Any]:
+    """A new model in the store whose weights are truncated: the service must stay on the
+    model it serves, ready, and answering."""
+    before = httpx.get(f"{server.url}/metadata", timeout=10).json()["model_version"]
+    make_store(store_root, version=version, corrupt=True)
+    deadline = time.monotonic() + 60
+    while "model poll or audio purge failed" not in server.log_tail():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    wav = encode("WAV", "PCM_16", 16000, 1, 1.0)
+    answer = httpx.post(f"{server.url}/transcribe", files={"audio": wav}, timeout=60)
+    ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    served = answer.json().get("model_version") if answer.status_code == 200 else None
+    return {"ready": ready, "served_before": before, "served_after": served,
+            "ok": ready and served == before}  # fmt: skip
+
+
+def locked_log_refusals(server: Server, wav: bytes, n: int = 4) -> dict[str, Any]:
+    """While another writer holds the prediction log: every answer a 503 log_unavailable,
+    how long each took (the scope's serving.log_busy_timeout_ms, then the refusal)."""
+    codes, ms = [], []
+    with httpx.Client(timeout=120) as client, locked_log(server.workspace):
+        for _ in range(n):
+            started = time.perf_counter()
+            r = client.post(f"{server.url}/transcribe", files={"audio": ("q.wav", wav)})
+            ms.append((time.perf_counter() - started) * 1000)
+            codes.append(r.json().get("code") if r.status_code == 503 else str(r.status_code))
+    return {"codes": codes, "max_ms": round(max(ms), 1)}
+
+
 def soak(
     server: Server, store_root: Path, minutes: float, switch_minutes: float, wav: bytes
 ) -> dict[str, Any]:
@@ -184,6 +216,9 @@ def main(
             figures["kills_survived"] = int(killed["ok"] and killed["lost"] == 0)
             figures["killed"] = [f"a service worker under load (SIGKILL): {killed}"]
             figures["acknowledged_lost"] = killed["lost"]
+            locked = locked_log_refusals(server, wav)
+            figures["locked_log_codes"] = locked["codes"]
+            figures["locked_log_refusal_max_ms"] = locked["max_ms"]
             soaked = soak(server, root, soak_minutes, switch_minutes, wav)
             figures["acknowledged_lost"] += soaked["lost"]
             figures["soak_minutes"] = soak_minutes
@@ -195,15 +230,27 @@ def main(
             figures["soak_versions_served"] = soaked["versions_served"]
             figures["soak_switch_minutes"] = switch_minutes
             figures["soak_switches"] = soaked["switches"]
+            corrupt = corrupt_model_in_store(server, root, version=soaked["switches"] + 2)
+            figures["killed"].append(
+                f"the newest model in the store (truncated weights) under a running service: "
+                f"{corrupt}"
+            )
+            figures["kills_survived"] += int(corrupt["ok"])
         finally:
             stop_server(server)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    killed_server = prefect_server_kill(Path(tempfile.mkdtemp(prefix="bench-faults-prefect-")))
+    figures["killed"].append(f"the Prefect server during `voicecycle ingest` (SIGKILL): "
+                             f"{killed_server}")  # fmt: skip
+    figures["kills_survived"] += int(killed_server["ok"])
+    figures["partial_versions_after_kills"] = killed_server["partial_versions"]
     for key in NOT_RUN:
         figures[key] = None
     figures["not_run"] = NOT_RUN | {
-        "kills": "only a service worker is killed here; the trainer, the Prefect server and "
-        "the worker during a retrain are not",
+        "kills": "the trainer (kill -9 mid-epoch, then train --resume) is killed in CI "
+        "(tests/faults/test_trainer_kill.py), not here; the Prefect worker during a retrain "
+        "and the whole service during a model switch are not killed yet",
     }
     write_results(out, "faults", figures)
     return figures

@@ -4,6 +4,7 @@ reason, split by voice, and write an immutable, content-hashed dataset version.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -255,6 +256,8 @@ def publish_dir(staging: Path, final: Path) -> bool:
 
 
 ProbeOutcome = tuple[int, dict[str, object] | None, str | None]
+# a write refused for lack of room is the disk's fault, not the clip's: never a quarantine
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass(frozen=True)
@@ -299,6 +302,10 @@ def probe_shard(
     for job in jobs:
         try:
             row, reason = process_row(job, out_audio_dir, rules, scope_audio)
+        except OSError as exc:
+            if exc.errno in NO_ROOM:  # the run fails (nothing is published), clips are fine
+                raise
+            row, reason = None, f"could not process audio: {type(exc).__name__}: {exc}"
         except Exception as exc:  # one bad clip must never stop the whole ingestion
             row, reason = None, f"could not process audio: {type(exc).__name__}: {exc}"
         out.append((job.index, row, reason))

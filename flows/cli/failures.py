@@ -25,8 +25,9 @@ from typing import Any
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 the work ran and the answer is no (data rejected); 2 invalid usage, "
     "scope or input; 3 a server could not be reached; 4 nothing to work on (no champion); "
-    "5 a port is taken by another program; 70 unexpected error (traceback printed). "
-    "--debug shows the traceback of expected failures too."
+    "5 a port is taken by another program; 6 the disk is full (nothing published); "
+    "70 unexpected error (traceback printed). --debug shows the traceback of expected failures "
+    "too."
 )
 UNEXPECTED = 70
 
@@ -50,7 +51,11 @@ WHAT = {
     3: "server unreachable",
     4: "nothing to work on",
     5: "port in use",
+    6: "disk full",
 }
+DISK_FULL = 6
+# a write refused for lack of room: no space, a quota, a file-size limit (errno values)
+_NO_ROOM = {28, 122, 27}  # ENOSPC, EDQUOT, EFBIG
 
 
 class PortInUse(RuntimeError):
@@ -63,6 +68,8 @@ class ServerUnreachable(RuntimeError):
 
 def expected_exit(exc: BaseException) -> int | None:
     """The exit code of an expected failure (None: unexpected)."""
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        return DISK_FULL
     for cls in type(exc).__mro__:
         if cls.__name__ in EXPECTED:
             return EXPECTED[cls.__name__]
@@ -72,6 +79,8 @@ def expected_exit(exc: BaseException) -> int | None:
 def describe(exc: BaseException, code: int) -> str:
     """The one message an expected failure prints."""
     text = str(exc).strip() or type(exc).__name__
+    if code == DISK_FULL:
+        text += "; nothing was published: free some space (or move state.workspace) and rerun"
     return f"{text}\n(exit {code}: {WHAT.get(code, 'failed')}; --debug shows the traceback)"
 
 

@@ -69,6 +69,7 @@ def ingest_outcome(state: Any, summary_path: Path) -> tuple[dict[str, Any], int,
     except BaseException as raised:  # the flow's own failure, re-raised by Prefect
         exc = raised
     summary = (
+    from flows.cli.failures import DISK_FULL, describe, expected_exit
         json.loads(summary_path.read_text())
         if summary_path.is_file()
         else {"dataset_version": None, "accepted": 0, "quarantined": [], "error": str(exc)}
@@ -83,6 +84,8 @@ def ingest(
     manifest: Annotated[
         Path | None, typer.Option(help="a manifest to ingest instead of the scope's sources")
     ] = None,
+    if expected_exit(exc) == DISK_FULL:  # exit 6, the message says nothing was published
+        return summary, DISK_FULL, describe(exc, DISK_FULL).splitlines()[0]
     kind: Annotated[
         ManifestFormat | None, typer.Option(help="manifest format (default: from the extension)")
     ] = None,
