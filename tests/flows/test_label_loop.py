@@ -6,6 +6,7 @@ version's WER on the labelled samples on the Evidently dashboard."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,26 @@ def labelled_wer_points(workspace_dir: Path) -> list[float | None]:
     return points
 
 
+def labelling_events(batch_id: str, timeout_s: float = 30.0) -> list[Any]:
+    """The `voicecycle.labelling.opened` events the Prefect server holds for this batch (the
+    client sends events in the background: wait for them to land)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    from tasks.monitoring import LABELLING_EVENT
+
+    deadline = time.monotonic() + timeout_s
+    found: list[Any] = []
+    while not found and time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            wanted = EventFilter(event=EventNameFilter(name=[LABELLING_EVENT]))
+            page = client.read_events(wanted, limit=50)  # the server's cap (the default: 100)
+        found = [e for e in page.events if e.payload.get("batch") == batch_id]
+        if not found:
+            time.sleep(1)
+    return found
+
+
 def test_drift_opens_a_batch_and_the_labels_start_the_retrain(tmp_path: Path) -> None:
     from prefect import Flow
     from prefect.client.orchestration import get_client
@@ -189,6 +210,8 @@ def test_drift_opens_a_batch_and_the_labels_start_the_retrain(tmp_path: Path) ->
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["labelling-batch"]))
         )
     assert any(first["labelling_batch"] in str(a.data) for a in artifacts)
+    [event] = labelling_events(str(first["labelling_batch"]))
+    assert event.payload["tasks"] == 30 and event.payload["link"].endswith("tasks.json")
     batch = scope.state.path("labelling_dir") / str(first["labelling_batch"])
     tasks = json.loads((batch / "tasks.json").read_text())
     assert len(tasks) == 30
