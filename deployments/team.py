@@ -28,6 +28,8 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -375,22 +377,27 @@ def start_replicas(scope: Scope, scope_path: Path, timeout_s: float = 180.0) -> 
 
 def team_up(scope: Scope, scope_path: Path | None = None, log: bool = True) -> dict[str, str]:
     """Start every team server the scope names (or keep the running ones); name -> address.
-    With the scope's file and a model in the store, also the service replicas after the first."""
+    PostgreSQL first, then Prefect, MLflow and Dask at once (each waits on its own start-up:
+    migrations, imports), then the Prefect workers. With the scope's file and a model in the
+    store, also the service replicas after the first."""
     ensure_credentials(scope)
     pg = postgres_target(scope)
-    steps = [
-        ("postgres", lambda: start_postgres(scope, pg), f"{pg.host}:{pg.port}"),
-        ("prefect", lambda: start_prefect(scope, pg), prefect_api_url(scope)),
-        ("mlflow", lambda: start_mlflow(scope, pg), scope.state.url("mlflow_tracking_uri")),
-        ("dask", lambda: start_dask(scope, _dask_n(scope)), str(scope.state.dask_scheduler)),
-        ("prefect workers", lambda: start_prefect_workers(scope), f"pool {WORK_POOL}"),
+    tiers = [
+        [("postgres", lambda: start_postgres(scope, pg), f"{pg.host}:{pg.port}")],
+        [
+            ("prefect", lambda: start_prefect(scope, pg), prefect_api_url(scope)),
+            ("mlflow", lambda: start_mlflow(scope, pg), scope.state.url("mlflow_tracking_uri")),
+            ("dask", lambda: start_dask(scope, _dask_n(scope)), str(scope.state.dask_scheduler)),
+        ],
+        [("prefect workers", lambda: start_prefect_workers(scope), f"pool {WORK_POOL}")],
     ]
     up = {}
-    for name, start, where in steps:
+    for tier in tiers:
         if log:
-            print(f"starting {name} ({where})", file=sys.stderr, flush=True)
-        start()
-        up[name] = where
+            for name, _, where in tier:
+                print(f"starting {name} ({where})", file=sys.stderr, flush=True)
+        _all_at_once([start for _, start, _ in tier])
+        up.update({name: where for name, _, where in tier})
     if scope_path is not None and replica_names(scope):
         from deployments.local import store_has_model
 
@@ -401,6 +408,16 @@ def team_up(scope: Scope, scope_path: Path | None = None, log: bool = True) -> d
     return up
 
 
+def _all_at_once(calls: list[Callable[[], object]]) -> list[object]:
+    """Run the calls in threads; every one finishes, then the first failure is raised."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        wait(futures)
+    return [f.result() for f in futures]
+
+
 def _dask_n(scope: Scope) -> int:
     from models.cores import available_cores
 
@@ -408,25 +425,34 @@ def _dask_n(scope: Scope) -> int:
 
 
 def team_status(scope: Scope) -> dict[str, bool]:
-    """Whether each team server answers."""
+    """Whether each team server answers, and each service replica (by its address)."""
+    from deployments.local import service_ready
+
     uri = scope.state.url("mlflow_tracking_uri")
-    return {
+    status = {
         "postgres": postgres_running(scope),
         "prefect": server_healthy(scope),
         "mlflow": uri.startswith("http") and mlflow_healthy(scope),
         "dask": dask_workers(scope) >= _dask_n(scope),
         "prefect workers": all(_alive(scope, n) for n in worker_names(scope)),
     }
+    for i, url in enumerate(replica_urls(scope)):
+        status[f"service {url}"] = service_ready(_on_port(scope, scope.serving.port + i))
+    return status
 
 
 def team_down(scope: Scope) -> list[str]:
-    """Stop what `team_up` started, clients first; the names of those that ran."""
+    """Stop what `team_up` started, clients first (each tier at once); the names that ran."""
+    tiers = [
+        ["service", *replica_names(scope), *worker_names(scope)],
+        ["dask-workers", "dask-scheduler", "mlflow-server", "prefect-server"],
+    ]
     stopped = []
-    names = ["service", *replica_names(scope), *worker_names(scope)]
-    names += ["dask-workers", "dask-scheduler", "mlflow-server"]
-    for name in [*names, "prefect-server"]:
-        if stop_pidfile(_run_file(scope, f"{name}.pid")):
-            stopped.append(name)
+    for tier in tiers:
+        ran = _all_at_once(
+            [functools.partial(stop_pidfile, _run_file(scope, f"{name}.pid")) for name in tier]
+        )
+        stopped += [name for name, was in zip(tier, ran, strict=True) if was]
     if stop_postgres(scope):
         stopped.append("postgres")
     return stopped

@@ -57,7 +57,13 @@ def join_process_group(device: str) -> Ranks:
         raise RuntimeError("expected to run under torchrun (no LOCAL_RANK in the environment)")
     where = pick_device(device)
     if where.type == "cuda":
-        where = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        local = int(os.environ["LOCAL_RANK"])
+        if local >= torch.cuda.device_count():
+            raise ValueError(
+                f"training.processes asks for a rank on GPU {local}, but torch sees "
+                f"{torch.cuda.device_count()} GPU(s): one process per GPU (or device cpu)"
+            )
+        where = torch.device("cuda", local)
         torch.cuda.set_device(where)
     dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
     return Ranks(dist.get_rank(), dist.get_world_size(), where)

@@ -51,14 +51,25 @@ def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> N
         f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
         f"  Voice-search page: {url}/ (POST {url}/transcribe; API docs: {url}/docs)\n"
         f"  Evidently UI (drift checks over time, project voicecycle): {evidently}\n"
-        f"  MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri "
-        f"{scope.state.url('mlflow_tracking_uri')} --host 127.0.0.1 --port 5000"
+        f"  MLflow UI: {mlflow_ui(scope.state.url('mlflow_tracking_uri'))}"
+    )
+
+
+def mlflow_ui(tracking_uri: str) -> str:
+    """Where to see MLflow: a tracking server's own address, else the command that opens a UI
+    on the local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return (
+        f"{sys.executable} -m mlflow ui --backend-store-uri {tracking_uri} "
+        "--host 127.0.0.1 --port 5000"
     )
 
 
 def ingest_outcome(state: Any, summary_path: Path) -> tuple[dict[str, Any], int, str]:
     """The ingest flow's summary, exit code (0 accepted, 1 rejected, 2 unusable input) and
     failure message."""
+    from flows.cli.failures import DISK_FULL, describe, expected_exit
     from tasks.ingestion import IngestionRejected
 
     if state.is_completed():
@@ -69,11 +80,12 @@ def ingest_outcome(state: Any, summary_path: Path) -> tuple[dict[str, Any], int,
     except BaseException as raised:  # the flow's own failure, re-raised by Prefect
         exc = raised
     summary = (
-    from flows.cli.failures import DISK_FULL, describe, expected_exit
         json.loads(summary_path.read_text())
         if summary_path.is_file()
         else {"dataset_version": None, "accepted": 0, "quarantined": [], "error": str(exc)}
     )
+    if expected_exit(exc) == DISK_FULL:  # exit 6, the message says nothing was published
+        return summary, DISK_FULL, describe(exc, DISK_FULL).splitlines()[0]
     return summary, 1 if isinstance(exc, IngestionRejected) else 2, str(exc)
 
 
@@ -84,8 +96,6 @@ def ingest(
     manifest: Annotated[
         Path | None, typer.Option(help="a manifest to ingest instead of the scope's sources")
     ] = None,
-    if expected_exit(exc) == DISK_FULL:  # exit 6, the message says nothing was published
-        return summary, DISK_FULL, describe(exc, DISK_FULL).splitlines()[0]
     kind: Annotated[
         ManifestFormat | None, typer.Option(help="manifest format (default: from the extension)")
     ] = None,

@@ -85,3 +85,41 @@ def test_secrets_come_from_the_credentials_file_then_the_environment(
 def test_team_up_refuses_a_sqlite_prediction_log(tmp_path: Path) -> None:
     with pytest.raises(TeamError, match="prediction_log_url must be a postgresql"):
         postgres_target(Scope().with_workspace(tmp_path))
+
+
+def test_the_mlflow_ui_line_names_a_tracking_server_by_its_address() -> None:
+    from flows.cli.stages import mlflow_ui
+
+    assert mlflow_ui("http://127.0.0.1:5055/") == "http://127.0.0.1:5055"
+    local = mlflow_ui("sqlite:////tmp/ws/mlflow/mlflow.db")
+    assert "mlflow ui --backend-store-uri sqlite:////tmp/ws/mlflow/mlflow.db" in local
+    assert "--host 127.0.0.1" in local
+
+
+def test_team_status_names_every_replica(tmp_path: Path) -> None:
+    from deployments.team import team_status
+
+    scope = load_scope(REPO / "scope.team.yaml").with_workspace(tmp_path / "ws")
+    free = _free_port_pair()
+    scope = scope.model_copy(update={"serving": scope.serving.model_copy(update={"port": free})})
+    status = team_status(scope)
+    replicas = {k: v for k, v in status.items() if k.startswith("service ")}
+    # no service runs on these ports: both replicas listed, neither ready
+    assert replicas == {
+        f"service http://127.0.0.1:{free}": False,
+        f"service http://127.0.0.1:{free + 1}": False,
+    }
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports")

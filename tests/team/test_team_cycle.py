@@ -1,7 +1,11 @@
 """The tiny cycle on the team profile, every server a real process on 127.0.0.1: PostgreSQL
 (created in the workspace), a Prefect server on it, an `mlflow server` on it with served
 artifacts, a Dask scheduler with two workers, two Prefect workers, and two service replicas
-sharing the prediction log on Postgres. `voicecycle run` and `monitor` run unchanged on it.
+sharing the prediction log on Postgres. `voicecycle run` (training as a 2-process DDP job)
+and `monitor` run unchanged on it; two promotions at once leave one champion.
+
+One `team up` serves every check (its servers are the expensive part): the cycle, the
+replicas, the log, the registry contest and monitoring run in sequence on it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ pytestmark = [pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 CONCURRENCY = 8
-PER_REPLICA = 24
+PER_REPLICA = 16  # 32 predictions: a monitoring window of 30
 
 
 def _free_ports(n: int) -> list[int]:
@@ -58,12 +62,17 @@ def _serving_port() -> int:
 
 
 def _team_scope(workspace: Path) -> Scope:
-    base = tiny_scope(workspace, n_utterances=32, n_voices=8)
+    base = tiny_scope(workspace, n_utterances=24, n_voices=6)
     prefect, mlflow, dask, pg = _free_ports(4)
     return base.model_copy(
         update={
             "training": base.training.model_copy(
-                update={"profile": "smoke", "max_minutes": 0.2, "eval_every_steps": 5}
+                update={
+                    "profile": "smoke",
+                    "max_minutes": 0.15,
+                    "eval_every_steps": 5,
+                    "processes": 2,  # the training step as a DDP job under torchrun (gloo)
+                }
             ),
             "serving": base.serving.model_copy(
                 update={"port": _serving_port(), "workers": 1, "reload_poll_seconds": 2.0}
@@ -162,9 +171,6 @@ def test_the_cycle_runs_unchanged_on_the_team_servers(team: tuple[Scope, Path]) 
     from deployments.team import replica_urls
 
     scope, scope_file = team
-    status = json.loads(_voicecycle(scope_file, "team", "status").stdout)
-    assert status == dict.fromkeys(status, True), status
-
     ran = _voicecycle(scope_file, "run")
     assert "temporary server" not in ran.stderr  # the scope's Prefect server, never a throwaway
     assert "The cycle finished." in ran.stdout
@@ -176,6 +182,9 @@ def test_the_cycle_runs_unchanged_on_the_team_servers(team: tuple[Scope, Path]) 
     assert f"service replicas: {urls[1]}" in again
     versions = {httpx.get(u + "/metadata", timeout=10).json()["model_version"] for u in urls}
     assert len(versions) == 1
+    status = json.loads(_voicecycle(scope_file, "team", "status").stdout)
+    assert status == dict.fromkeys(status, True), status
+    assert {f"service {u}" for u in urls} <= set(status)
 
     # two writers at concurrency 8: every answered request is in the Postgres log, once
     from data_contracts.prediction_store import PredictionStore
@@ -198,6 +207,15 @@ def test_the_cycle_runs_unchanged_on_the_team_servers(team: tuple[Scope, Path]) 
     assert len(logged) - before == len(answered) == PER_REPLICA * len(urls)
     assert set(answered) <= set(logged["request_id"])
     assert logged["request_id"].is_unique
+
+    # two promotions at once through the tracking server, serialised by a Postgres advisory
+    # lock on the team's cluster: one champion, the other version recorded with the reason
+    from tasks.registry import registry_lock_url
+    from tests.team.promotion_contest import assert_one_champion, contest
+
+    lock_url = registry_lock_url(scope)
+    assert lock_url.startswith("postgresql")
+    assert_one_champion(contest(scope.state.url("mlflow_tracking_uri"), lock_url, "contest"))
 
     # monitoring reads the Postgres log and the reference from the tracking server
     checked = _last_json(_voicecycle(scope_file, "monitor", "--no-trigger").stdout)
@@ -231,6 +249,18 @@ def _check_servers_hold_the_cycle(scope: Scope) -> None:
         runs = conn.execute("SELECT artifact_uri FROM runs").fetchall()
     assert ("champion",) in aliases
     assert runs and all(uri.startswith("mlflow-artifacts:") for (uri,) in runs)
+    with psycopg.connect(f"{conninfo} dbname={MLFLOW_DB}") as conn:
+        processes = conn.execute(
+            "SELECT value FROM params WHERE key = 'training.processes'"
+        ).fetchall()
+    assert processes == [("2",)]
+    # the training step ran as one DDP job whose two ranks ended with the same weights
+    from tasks.distributed import rank_digests
+
+    runs_dir = scope.state.path("runs_dir")
+    jobs = [rank_digests(d) for d in runs_dir.iterdir() if any(d.glob("ddp-rank*.json"))]
+    assert len(jobs) == 1 and set(jobs[0]) == {0, 1}, jobs
+    assert jobs[0][0] == jobs[0][1]
     served = scope.state.path("mlflow_artifacts").resolve()
     assert any(served.rglob("MLmodel")), "the tracking server stores the model's artifacts"
 
