@@ -29,17 +29,14 @@ from bench.harness import (
     stop_server,
     tree_rss,
 )
-from bench.kills import prefect_server_kill
+from bench.kills import disk_full_with_local_server, prefect_server_kill
 from bench.mutations import MUTATIONS, check_decoder, encode, mutated, seed_files
 from bench.report import write_results
 from data_contracts.scoping import AudioScope, DataRules, Scope
 from tasks.ingestion import RowJob, process_row
 
 ADMIN = {"Authorization": "Bearer real-server-token"}
-NOT_RUN = {
-    "disk_full_partial_versions": "not run here: tests/faults/test_disk_full.py runs ingest "
-    "and augment on a full tmpfs in CI (exit 6, no version, no staging, hashes unchanged)",
-}
+NOT_RUN: dict[str, str] = {}
 
 
 def fuzz_decoders(cases: int, probe_cases: int, seed: int = 0) -> dict[str, Any]:
@@ -245,6 +242,11 @@ def main(
                              f"{killed_server}")  # fmt: skip
     figures["kills_survived"] += int(killed_server["ok"])
     figures["partial_versions_after_kills"] = killed_server["partial_versions"]
+    full = disk_full_with_local_server(Path(tempfile.mkdtemp(prefix="bench-faults-disk-")))
+    figures["disk_full"] = {k: v for k, v in full.items() if k != "stderr"} | {
+        "messages": {k: v.strip().splitlines()[-2:] for k, v in full["stderr"].items()}
+    }
+    figures["disk_full_partial_versions"] = full["partial_versions"]
     for key in NOT_RUN:
         figures[key] = None
     figures["not_run"] = NOT_RUN | {

@@ -1,11 +1,14 @@
-"""The Prefect server SIGKILLed while `voicecycle ingest` runs on it, as an operator's machine
-would see it: what the command says, what is published, and whether a rerun completes.
+"""Faults an operator's machine meets, driven through the CLI: the Prefect server SIGKILLed
+while `voicecycle ingest` runs on it (what the command says, what is published, whether a
+rerun completes), and a full disk under the workspace during ingest and augment.
 
 Only the CLI and the workspace's folders are used (a phone or an operator has nothing else).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -36,7 +39,7 @@ def _tiny_scope(workspace: Path) -> Scope:
     return scope.model_copy(update={"state": scope.state.model_copy(update={"prefect_port": port})})
 
 
-def _cli(scope_file: Path, *args: str) -> subprocess.Popen[str]:
+def _cli(scope_file: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", *args, "--scope", str(scope_file)],
         cwd=REPO,
@@ -44,6 +47,7 @@ def _cli(scope_file: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -58,16 +62,21 @@ def _partial_versions(datasets: Path) -> list[str]:
     ]
 
 
-def prefect_server_kill(root: Path, timeout_s: float = 900) -> dict[str, Any]:
+def prefect_server_kill(
+    root: Path, timeout_s: float = 900, client_retries: int | None = None
+) -> dict[str, Any]:
     """Start the local Prefect server, run ingest on it, SIGKILL the server once ingestion is
-    probing clips, then restart it and ingest again."""
+    probing clips, then restart it and ingest again. `client_retries`: the Prefect client's
+    retries of the killed run (PREFECT_CLIENT_MAX_RETRIES; None: Prefect's default, which
+    takes minutes to give up)."""
     scope = _tiny_scope(root / "ws")
     scope_file = root / "scope.yaml"
     scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json"), sort_keys=False))
     datasets = scope.state.path("datasets_dir")
     started = _cli(scope_file, "server", "start")
     started.communicate(timeout=300)
-    ingest = _cli(scope_file, "ingest")
+    retries = {} if client_retries is None else {"PREFECT_CLIENT_MAX_RETRIES": str(client_retries)}
+    ingest = _cli(scope_file, "ingest", env=retries)
     deadline = time.monotonic() + timeout_s
     while not list(datasets.glob(".staging-*")) and ingest.poll() is None:
         if time.monotonic() > deadline:
@@ -98,7 +107,120 @@ def prefect_server_kill(root: Path, timeout_s: float = 900) -> dict[str, Any]:
     return {
         "after_kill": after_kill,
         "rerun_exit": rerun.returncode,
-        "rerun_last_line": (rerun_out.strip().splitlines() or [""])[-1][:200],
+        "rerun_version": next(iter(re.findall(r"dataset version (ds-[0-9a-f]+)", rerun_out)), None),
         "partial_versions": len(_partial_versions(datasets)),
         "ok": rerun.returncode == 0 and not _partial_versions(datasets),
     }
+
+
+# -- a full disk -----------------------------------------------------------------------------
+
+FILE_LIMIT = 40_000  # bytes: below one clip, above the scope and the CLI's small files
+
+
+def mount_small_disk(disk: Path, size: str = "64m") -> bool:
+    """A tmpfs of `size` at `disk` (as root); False where mounting is not allowed."""
+    disk.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def unmount(disk: Path) -> None:
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True, check=False)
+
+
+def fill(disk: Path, leave: int = 300_000) -> None:
+    """A ballast file that leaves `leave` bytes free on the filesystem of `disk`."""
+    stat = os.statvfs(disk)
+    remaining = stat.f_bavail * stat.f_frsize - leave
+    chunk = b"\0" * (1 << 20)
+    with (disk / "ballast").open("wb") as out:
+        while remaining > 0:
+            out.write(chunk[: min(len(chunk), remaining)])
+            remaining -= len(chunk)
+
+
+def _file_size_limited() -> None:
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write is EFBIG, not a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def disk_full(scope_file: Path, scope: Scope, disk: Path | None) -> dict[str, Any]:
+    """Ingest once with room, then ingest and augment again with the workspace's disk full
+    (`disk`: a mounted small filesystem to fill; None: each command under RLIMIT_FSIZE)."""
+
+    def run(*args: str, limit: Any = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args, "--scope", str(scope_file)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            preexec_fn=limit,
+            check=False,
+        )
+
+    first = run("ingest")
+    if first.returncode != 0:
+        raise RuntimeError(f"the first ingest (with room) failed:\n{first.stderr[-3000:]}")
+    datasets, augmented_dir = scope.state.path("datasets_dir"), scope.state.path("augmented_dir")
+    (stored,) = [p for p in datasets.iterdir() if p.name.startswith("ds-")]
+    before = _hashes(stored)
+    if disk is not None:
+        fill(disk)
+    limit = None if disk is not None else _file_size_limited
+    # the same sources again: the corpus is reused, the clips are probed into a new staging
+    runs = {
+        "ingest": run("ingest", limit=limit),
+        "augment": run("augment", "--dataset-version", stored.name, limit=limit),
+    }
+    extra = [p.name for p in datasets.iterdir() if p != stored]
+    if augmented_dir.is_dir():
+        extra += [p.name for p in augmented_dir.iterdir()]
+    return {
+        "how": "tmpfs" if disk is not None else f"RLIMIT_FSIZE={FILE_LIMIT}",
+        "exits": {name: done.returncode for name, done in runs.items()},
+        "stderr": {name: done.stderr[-2000:] for name, done in runs.items()},
+        "left_behind": extra,  # any version or staging folder the full-disk runs left
+        "stored_unchanged": _hashes(stored) == before,
+        "partial_versions": len(extra),
+    }
+
+
+def disk_full_with_local_server(root: Path) -> dict[str, Any]:
+    """`disk_full` on a small tmpfs (RLIMIT_FSIZE where mounting is not allowed), the local
+    Prefect server's home and logs kept off that disk."""
+    disk = root / "disk"
+    mounted = mount_small_disk(disk)
+    try:
+        scope = _tiny_scope((disk if mounted else root) / "ws")
+        state = scope.state.model_copy(
+            update={"prefect_home": root / "prefect-home", "run_dir": root / "run"}
+        )
+        scope = scope.model_copy(update={"state": state})
+        scope_file = root / "scope.yaml"
+        scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json"), sort_keys=False))
+        try:
+            return disk_full(scope_file, scope, disk if mounted else None)
+        finally:
+            _cli(scope_file, "server", "stop").communicate(timeout=120)
+    finally:
+        if mounted:
+            unmount(disk)

@@ -1,0 +1,27 @@
+"""The Prefect server SIGKILLed while `voicecycle ingest` runs on it (bench/kills.py, which
+`bench faults` runs with Prefect's default client retries): the command ends with one
+message and a non-zero exit, no dataset version is half-published (publishing is a rename of
+a finished staging folder), and once the server is back a rerun completes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.kills import prefect_server_kill
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_killed_prefect_server_leaves_no_partial_version_and_a_rerun_completes(
+    tmp_path: Path,
+) -> None:
+    outcome = prefect_server_kill(tmp_path, timeout_s=300, client_retries=0)
+    after = outcome["after_kill"]
+    assert after["exit"] != 0, outcome  # the run did not end as if nothing happened
+    assert "Traceback" not in after["last_line"], outcome
+    assert after["partial"] == [] and outcome["partial_versions"] == 0, outcome
+    assert outcome["rerun_exit"] == 0, outcome
+    assert outcome["rerun_version"] is not None, outcome  # the rerun published a version
+    assert set(after["versions"]) <= {outcome["rerun_version"]}, outcome
