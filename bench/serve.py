@@ -26,7 +26,10 @@ the server and the load generator are in bench/serve_harness.py):
 
 `serve.json` holds `p50/p95/p99_ms_c{N}`, `rps_c{N}`, `errors_c{N}`, `batch_sizes_c{N}`,
 `raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8`,
-`raw_rps_all_cores` and `http_over_raw_all_cores`, `wer_test_float/int8` and `errors` (the
+`raw_rps_all_cores`, `http_over_raw_all_cores` and `http_over_raw_all_cores_c8` (concurrency
+8 against the machine's ceiling), `server_cpu_ms_per_req_c{N}` (the server's process tree)
+and `model_cpu_ms_per_req_c{N}` (of which the model threads in `transcribe`, summed over the
+workers' /metadata; `workers_seen_c{N}` when not every worker answered), `wer_test_float/int8` and `errors` (the
 total over every level, valid input only: every error counts), and the scope's serving targets
 next to what was measured: `target_p95_latency_ms` against `p95_ms_c8` (`p95_target_met`) and
 `target_min_throughput_rps` against the best req/s (`throughput_target_met`). The load
@@ -53,12 +56,14 @@ from bench.report import write_results
 from bench.serve_harness import (
     batch_sizes,
     import_model,
+    model_cpu_ms,
     multipart_body,
     run_load,
     server_latencies,
     start_server,
     stop_server,
     tree_cpu_s,
+    worker_batching,
 )
 from data_contracts.scoping import Scope
 from models.audio import SAMPLE_RATE
@@ -287,15 +292,20 @@ def main(
             "load_avg_1m_before": round(load_avg, 2),
             "requests_per_level": requests,
         }
+        import httpx
+
+        workers = int(httpx.get(f"{url}/metadata", timeout=10).json().get("workers") or 1)
         errors = 0
         for concurrency in concurrencies:
             run_load(url, bodies, concurrency, max(16, 2 * concurrency))  # warm-up
-            before = batch_sizes(url)
+            before = worker_batching(url, workers)
             cpu_before, own_before = tree_cpu_s(process.pid), time.process_time()
             result = run_load(url, bodies, concurrency, requests)
             server_cpu = tree_cpu_s(process.pid) - cpu_before
             client_cpu = time.process_time() - own_before
-            formed = batch_sizes(url) - before
+            after = worker_batching(url, workers)
+            formed = batch_sizes(after) - batch_sizes(before)
+            model_cpu = model_cpu_ms(after) - model_cpu_ms(before)
             lat, statuses = result["latencies"], result["statuses"]
             failed = sum(n for status, n in statuses.items() if status != 200)
             errors += failed
@@ -311,12 +321,15 @@ def main(
                 # CPU per answered request: the server's process tree, and this load generator
                 f"server_cpu_ms_per_req_c{c}": round(server_cpu * 1000 / max(1, len(lat)), 1),
                 f"client_cpu_ms_per_req_c{c}": round(client_cpu * 1000 / max(1, len(lat)), 1),
+                # of which the model (the model threads in `transcribe`); the rest is HTTP,
+                # parsing, decoding, audio features, the log and the event loop
+                f"model_cpu_ms_per_req_c{c}": round(model_cpu / max(1, len(lat)), 1),
                 f"batch_sizes_c{c}": {str(k): v for k, v in sorted(formed.items())},
             }
+            if len(after) < workers or len(before) < workers:
+                figures[f"workers_seen_c{c}"] = min(len(before), len(after))
             if failed:
                 figures[f"statuses_c{c}"] = {str(k): v for k, v in sorted(statuses.items())}
-        import httpx
-
         meta = httpx.get(f"{url}/metadata", timeout=10).json()
         stop_server(process)
         process = None
@@ -344,6 +357,7 @@ def main(
         }
         if 8 in concurrencies:
             figures["http_over_raw_c8"] = round(figures["rps_c8"] / raw, 3)
+            figures["http_over_raw_all_cores_c8"] = round(figures["rps_c8"] / raw_all, 3)
         figures |= target_figures(scope, figures, concurrencies)
         figures |= int8_accuracy(scope, recognizer_dir)
         _print_table(figures, concurrencies)

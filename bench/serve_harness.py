@@ -229,12 +229,34 @@ def run_load(
     return {"latencies": latencies, "statuses": statuses, "wall_s": wall, "ids": request_ids}
 
 
-def batch_sizes(url: str) -> Counter[int]:
+def worker_batching(url: str, workers: int, tries_per_worker: int = 8) -> dict[int, Any]:
+    """Each worker's batching stats (GET /metadata, `batching`), by process id. A request
+    reaches whichever worker accepts its connection, so ask until every worker has answered
+    (or the tries run out)."""
     import httpx
 
-    meta = httpx.get(f"{url}/metadata", timeout=10).json()
-    sizes = meta.get("batching", {}).get("observed_batch_sizes", {})
-    return Counter({int(k): int(v) for k, v in sizes.items()})
+    seen: dict[int, Any] = {}
+    for _ in range(max(1, workers) * tries_per_worker):
+        with httpx.Client(timeout=10) as client:  # a new connection: maybe another worker
+            batching = client.get(f"{url}/metadata").json().get("batching", {})
+        seen[int(batching.get("pid", 0))] = batching
+        if len(seen) >= workers:
+            break
+    return seen
+
+
+def batch_sizes(stats: dict[int, Any]) -> Counter[int]:
+    """The batch sizes formed, summed over the workers' stats."""
+    total: Counter[int] = Counter()
+    for batching in stats.values():
+        sizes = batching.get("observed_batch_sizes", {})
+        total.update({int(k): int(v) for k, v in sizes.items()})
+    return total
+
+
+def model_cpu_ms(stats: dict[int, Any]) -> float:
+    """CPU the workers' model threads spent in `transcribe`, summed over the workers."""
+    return float(sum(float(b.get("model_cpu_ms", 0.0)) for b in stats.values()))
 
 
 def server_latencies(workspace: Path, ids: set[str]) -> list[float]:

@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -103,6 +104,7 @@ class Batcher:
         self._last_end = 0.0  # time.monotonic() when the last batch was answered
         self._full_batch_s = 0.0  # moving average of the time a (nearly) full batch takes
         self._sizes: Counter[int] = Counter()
+        self._model_cpu_s = 0.0  # CPU time of the model thread in `transcribe`, all batches
         self._thread = threading.Thread(target=self._run, name="asr-model", daemon=True)
         self._thread.start()
 
@@ -148,6 +150,9 @@ class Batcher:
                 "queued": len(self._queue),
                 "running": self._running,
                 "full_batch_ms": round(self._full_batch_s * 1000.0, 1),
+                # the model thread's own CPU (intra-op threads beyond it are not counted)
+                "model_cpu_ms": round(self._model_cpu_s * 1000.0, 1),
+                "pid": os.getpid(),  # which worker process these figures are of
             }
 
     def close(self, timeout: float = 30.0) -> None:
@@ -231,10 +236,11 @@ class Batcher:
                     Rejected(503, "not_ready", "no model is loaded yet; retry")
                 )
             return
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         results = served.recognizer.transcribe([w.samples for w in live])
         took = time.perf_counter() - started
         with self._cond:
+            self._model_cpu_s += time.thread_time() - cpu_started
             self._sizes[len(live)] += 1
             if 2 * len(live) >= self.max_batch_size:  # scaled up to a full batch
                 full = took * self.max_batch_size / len(live)

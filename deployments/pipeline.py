@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from data_contracts.prediction_store import PredictionStore
-from deployments.batcher import Batcher, Gauge, Recognition
+from deployments.batcher import Batcher, Recognition
 from deployments.errors import Rejected
 from models.audio import (
     SAMPLE_RATE,
@@ -170,15 +170,13 @@ class LogWriter:
 
 
 def decode_upload(
-    audio: Path, max_duration_s: float, batcher: Batcher, preparing: Gauge
+    audio: Path, max_duration_s: float, batcher: Batcher
 ) -> tuple[DecodedAudio, concurrent.futures.Future[Recognition]]:
-    """Decode the upload and queue its samples at the batcher. The caller entered `preparing`
-    (the batcher may wait for this clip); it is left here, whatever happens."""
+    """Decode the upload and queue its samples at the batcher (which may be waiting for it:
+    told at once when it is not coming after all)."""
     try:
         decoded = decode_audio(audio.read_bytes(), max_duration_s)
     except BaseException:
-        preparing.leave()
-        batcher.poke()  # not coming after all
+        batcher.poke()
         raise
-    preparing.leave()
     return decoded, batcher.submit(decoded.samples)
