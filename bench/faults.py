@@ -21,6 +21,7 @@ from bench.api_fuzz import fuzz_api
 from bench.harness import (
     Server,
     burst,
+    healthz_burst,
     kill_tree,
     locked_log,
     make_store,
@@ -208,7 +209,9 @@ def main(
             figures["schemathesis_examples"] = (api.five_xx + api.violations + admin.violations)[:5]
             bursts = [burst(server.url, wav, c, rounds=2) for c in (64, 256)]
             figures["overload_non_503_5xx"] = sum(b.non_503_5xx for b in bursts)
-            figures["overload"] = [b.summary() for b in bursts]
+            figures["overload"] = [
+                b.summary() | healthz_burst(server.url, b.concurrency) for b in bursts
+            ]
             killed = kill_worker_under_load(server, wav)
             figures["kills_survived"] = int(killed["ok"] and killed["lost"] == 0)
             figures["killed"] = [f"a service worker under load (SIGKILL): {killed}"]

@@ -300,6 +300,27 @@ def burst(url: str, wav: bytes, concurrency: int, rounds: int = 1) -> Burst:
     return result
 
 
+def healthz_burst(url: str, concurrency: int) -> dict[str, float]:
+    """The same crowd asking GET /healthz (no body, no admission, no model): what this client
+    and this machine add to any answer at that concurrency, for reading the 503 times."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    def get(client: httpx.Client) -> float:
+        started = time.perf_counter()
+        client.get(f"{url}/healthz")
+        return (time.perf_counter() - started) * 1000
+
+    with (
+        httpx.Client(timeout=120, limits=limits) as client,
+        ThreadPoolExecutor(concurrency) as pool,
+    ):
+        ms = list(pool.map(lambda _: get(client), range(concurrency)))
+    return {
+        "healthz_p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "healthz_p99_ms": round(float(np.percentile(ms, 99)), 1),
+    }
+
+
 @contextmanager
 def locked_log(workspace: Path) -> Iterator[None]:
     """The prediction log held by another writer (an exclusive SQLite transaction)."""
