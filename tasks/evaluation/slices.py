@@ -32,8 +32,9 @@ UNKNOWN = "unknown"
 
 
 def snr_bucket(condition: str, snr_db: float) -> str:
-    """Bucket label for one utterance's SNR; clean audio gets "clean"."""
-    if condition == "clean":
+    """Bucket label for one utterance's SNR; audio without added noise (clean, and the
+    telephone copies of clean clips) gets "clean"."""
+    if condition in ("clean", "telephone"):
         return "clean"
     if snr_db is None or pd.isna(snr_db):
         return UNKNOWN

@@ -196,6 +196,15 @@ def test_duration_bucket(duration: float, bucket: str) -> None:
     assert duration_bucket(duration) == bucket
 
 
+def test_telephone_copies_have_their_own_condition_slice() -> None:
+    rows = [_row(1), _row(2, utterance_id="u002+tel", condition="telephone", hypothesis="play")]
+    get = slice_metrics(_frame(rows)).set_index(["slice", "value"])
+    assert get.loc[("condition", "telephone"), "n"] == 1
+    assert get.loc[("condition", "telephone"), "wer"] == pytest.approx(2 / 3)
+    assert get.loc[("condition", "clean"), "wer"] == 0
+    assert get.loc[("snr_bucket", "clean"), "n"] == 2  # no noise was added to either
+
+
 def test_slice_metrics_counts_and_values() -> None:
     rows = [
         _row(1),
