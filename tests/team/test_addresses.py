@@ -27,6 +27,7 @@ def test_team_scope_is_valid_and_names_every_server() -> None:
     st = scope.state
     assert scope.runtime.task_runner == "dask"
     assert scope.runtime.prefect_workers == 2
+    assert scope.training.processes == 2  # training as a DDP job under torchrun
     assert st.prefect_api_url and st.prefect_api_url.startswith("http://127.0.0.1:")
     assert st.mlflow_tracking_uri.startswith("http://127.0.0.1:")
     assert st.dask_scheduler and st.dask_scheduler.startswith("tcp://127.0.0.1:")
