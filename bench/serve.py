@@ -26,14 +26,15 @@ the server and the load generator are in bench/serve_harness.py):
 
 `serve.json` holds `p50/p95/p99_ms_c{N}`, `rps_c{N}`, `errors_c{N}`, `batch_sizes_c{N}`,
 `raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8`,
-`raw_rps_all_cores`, `http_over_raw_all_cores` and `http_over_raw_all_cores_c8` (concurrency
-8 against the machine's ceiling), `server_cpu_ms_per_req_c{N}` (the server's process tree)
-and `model_cpu_ms_per_req_c{N}` (of which the model threads in `transcribe`, summed over the
-workers' /metadata; `workers_seen_c{N}` when not every worker answered), `wer_test_float/int8` and `errors` (the
-total over every level, valid input only: every error counts), and the scope's serving targets
-next to what was measured: `target_p95_latency_ms` against `p95_ms_c8` (`p95_target_met`) and
-`target_min_throughput_rps` against the best req/s (`throughput_target_met`). The load
-generator shares the machine's cores with the server, as a co-located client would.
+`raw_rps_all_cores`, `http_over_raw_all_cores` and `http_over_raw_all_cores_c8` (concurrency 8
+against the machine's ceiling), `server_cpu_ms_per_req_c{N}` (the server's process tree) and
+`model_cpu_ms_per_req_c{N}` (of which the model threads in `transcribe`, summed over the
+workers' /metadata; `workers_seen_c{N}` when not every worker answered), `wer_test_float/int8`
+and `errors` (the total over every level, valid input only: every error counts), and the
+scope's serving targets next to what was measured: `target_p95_latency_ms` against `p95_ms_c8`
+(`p95_target_met`) and `target_min_throughput_rps` against the best req/s
+(`throughput_target_met`). The load generator shares the machine's cores with the server, as a
+co-located client would.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Adaptive batching in one service process: one model thread, one `transcribe` per batch.
 
-A handler, in one worker-thread hop, decodes its upload, hands the 16 kHz samples to the
-batcher and computes the log's audio features while the model runs; then it awaits a future.
-When the model is free, the model thread takes what is queued (up to `max_batch_size`),
-waiting at most the batch window only for requests already being decoded (sequential traffic
-never waits). Under steady concurrent load the clients therefore split into cohorts that
-alternate: one batch runs while the other cohort's answers go out and its next requests
-arrive, so the model does not sit idle for a whole round trip. No HTTP hop, no JSON or
-base64: the samples go through as arrays. Because one thread makes every call, the beam
+A handler decodes its upload on the event loop and hands the 16 kHz samples to the batcher;
+after the model, the prediction-log writer (deployments/pipeline.py) computes the audio
+features and commits the rows. When the model is free, the model thread takes what is queued
+(up to `max_batch_size`), waiting at most the batch window only for requests already admitted
+and not yet queued (the service counts them from the upload gate on, before their bodies are
+read; sequential traffic never waits). Under steady concurrent load the clients therefore split
+into cohorts that alternate: one batch runs while the other cohort's answers go out and its
+next requests arrive, so the model does not sit idle for a whole round trip. No HTTP hop, no
+JSON or base64: the samples go through as arrays. Because one thread makes every call, the beam
 decoder (flashlight state, not thread-safe) is never used concurrently. A batch reads the
-served model once when it starts and keeps it: a reload swaps the reference for the next
-batch, while the batch in flight finishes on the model it started with.
+served model once when it starts and keeps it: a reload swaps the reference for the next batch,
+while the batch in flight finishes on the model it started with.
 
 Overload: `submit` answers 503 at once when the queue ahead of a clip would take longer than
 the budget (`serving.max_latency_ms`) to clear, estimated from recent full batches, and a
@@ -63,6 +64,13 @@ class Gauge:
         with self._lock:
             self.active -= 1
 
+    def __enter__(self) -> Gauge:
+        self.enter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.leave()
+
 
 @dataclass(eq=False)
 class _Waiting:
@@ -75,7 +83,7 @@ class Batcher:
     """Adaptive batching: `submit` queues a clip and returns a concurrent future.
 
     The model thread takes up to `max_batch_size` waiting clips; with fewer queued than are
-    queued plus `incoming()` (requests being decoded now), it waits for them, at most
+    queued plus `incoming()` (requests admitted, not yet queued), it waits for them, at most
     `window_s` (see `_take`). It reads the model once per batch (`model()`), so a reload
     applies from the next batch on.
     """

@@ -100,7 +100,7 @@ class VoiceSearchASR:
         )
         self.model = ModelSlot(settings.model_tag, settings.scope.state.path("hot_words_dir"))
         self.in_flight = InFlight(settings.max_in_flight)
-        self._submitted = Gauge()  # admitted requests past the batcher's submit
+        self._submitted = Gauge()  # admitted (at the upload gate) and queued at the batcher
         self._stop = threading.Event()
         self.metrics = service_metrics()
         import torch
@@ -114,7 +114,6 @@ class VoiceSearchASR:
             settings.batch_window_ms / 1000.0,
             settings.max_latency_ms / 1000.0,
             settings.torch_threads,
-            # admitted (at the upload gate, before the body is read), not yet queued
             incoming=lambda: self.in_flight.active - self._submitted.active,
             on_batch=self.metrics.batch,
         )
@@ -226,23 +225,19 @@ class VoiceSearchASR:
         client_meta = parse_client(client)
         check_upload_size(audio.stat().st_size, settings.max_upload_bytes)
         decoded, pending = decode_upload(audio, settings.scope.audio.max_duration_s, self.batcher)
-        self._submitted.enter()
-        try:
-            result = await asyncio.wrap_future(pending)
-        except BaseException:
-            pending.cancel()  # dropped from its batch if that has not started
-            self._submitted.leave()
-            raise
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        keep_audio = consent and settings.scope.serving.store_audio_with_consent
-        audio_path = settings.audio_dir / f"{request_id}.wav" if keep_audio else None
-        answer = Answer(
-            request_id, result, latency_ms, decoded.samples, client_meta, consent, audio_path
-        )
-        try:
-            logged = await asyncio.wrap_future(self.log.submit(answer))
-        finally:
-            self._submitted.leave()
+        with self._submitted:  # queued: the batcher no longer waits for it as incoming
+            try:
+                result = await asyncio.wrap_future(pending)
+            except BaseException:
+                pending.cancel()  # dropped from its batch if that has not started
+                raise
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            keep_audio = consent and settings.scope.serving.store_audio_with_consent
+            audio_path = settings.audio_dir / f"{request_id}.wav" if keep_audio else None
+            answer = Answer(
+                request_id, result, latency_ms, decoded.samples, client_meta, consent, audio_path
+            )
+            logged = await asyncio.wrap_future(self.log.submit(answer))  # after its commit
         return Transcript(
             transcript=result.text,
             confidence=logged.confidence,
