@@ -37,8 +37,10 @@ def tiny_scope(workspace: Path, n_utterances: int = 24, n_voices: int = 6) -> Sc
         synthetic=SyntheticCorpus(n_utterances=n_utterances, seed=5, n_voices=n_voices),
     )
     runtime = RuntimeScope(task_runner="threads")
-    # a small open vocabulary: the real background, without a 30,000-word trie per decoder
-    training = TrainingBudget(general_lexicon_words=2000)
+    # a small open vocabulary: the real background, without a 30,000-word trie per decoder;
+    # one torch thread: the suite runs two pytest processes on two cores, and torch's threads
+    # waiting for a busy core slow a step tenfold
+    training = TrainingBudget(general_lexicon_words=2000, threads=1)
     return Scope(sources=[source], runtime=runtime, training=training).with_workspace(workspace)
 
 

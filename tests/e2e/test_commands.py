@@ -57,7 +57,12 @@ def _tiny_scope_file(tmp_path: Path) -> Path:
                 update={"profile": "smoke", "max_minutes": 0.2, "eval_every_steps": 5}
             ),
             "serving": base.serving.model_copy(
-                update={"port": _free_port(), "workers": 1, "reload_poll_seconds": 2.0}
+                update={
+                    "port": _free_port(),
+                    "workers": 1,
+                    "torch_threads": 1,
+                    "reload_poll_seconds": 2.0,
+                }
             ),
             "monitoring": base.monitoring.model_copy(update={"window": 30, "min_window": 20}),
             "hot_words": base.hot_words.model_copy(update={"min_count": 1}),
@@ -72,6 +77,7 @@ def _tiny_scope_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.timeout(2400)  # the whole tour in one test: every command, servers included
 def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
     scope_file = _tiny_scope_file(tmp_path)
     scope = load_scope(scope_file)
