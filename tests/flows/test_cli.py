@@ -23,7 +23,7 @@ COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-def
 README_COMMANDS = {
     "run", "ingest", "augment", "train", "rollback", "package", "serve", "simulate",
     "monitor", "retrain", "story", "deploy", "validate-scope", "server", "bench",
-    "evaluate", "hot-words",
+    "evaluate", "hot-words", "label", "team",
 }  # fmt: skip
 
 
