@@ -2,131 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pandas as pd
-import psutil
 import pytest
 
-from data_contracts.prediction_store import PredictionStore
-from deployments.arguments import serve_arguments, serve_command
-from tests.service.conftest import StoredModel, write_admin_token, write_scope
+from bench.harness import Server, alive, kill_tree, process_tree, start_server, stop_server
+from tests.service.conftest import StoredModel
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 90.0
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    workspace: Path
-    log: Path
-
-    def logged(self) -> pd.DataFrame:
-        store = PredictionStore(f"sqlite:///{self.workspace.resolve() / 'predictions.db'}")
-        try:
-            return store.read()
-        finally:
-            store.close()
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def process_tree(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """`bentoml serve` and its workers. Circus setsid()s each worker into a session of its
-    own, so signalling the serve process group alone would leave the workers running."""
-    try:
-        root = psutil.Process(process.pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def kill_tree(processes: list[psutil.Process]) -> None:
-    for proc in reversed(processes):  # workers first: they hold the requests
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(processes, timeout=15)
-
-
-def start_server(stored_model: StoredModel, root: Path) -> Server:
-    workspace = root / "workspace"
-    # A wider batching budget than the default 1 s: these tests check that answers are
-    # logged, not how much a shared 2-core machine can take before it sheds load.
-    scope = write_scope(root / "scope.yaml", workspace, max_latency_ms=10_000)
-    write_admin_token(workspace, "real-server-token")
-    port = free_port()
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(stored_model.home),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "PYTHONPATH": str(REPO),
-    }
-    log = root / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            serve_command("127.0.0.1", port, serve_arguments(scope, workspace, None)),
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, workspace, log)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    stop_server(server)
-    pytest.fail(f"bentoml serve not ready after {READY_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
-
-
-def stop_server(server: Server) -> None:
-    """SIGTERM (graceful), then SIGKILL whatever of the tree is left."""
-    processes = process_tree(server.process)
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    kill_tree([p for p in processes if alive(p)])
-    server.process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
