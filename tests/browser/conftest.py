@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bench.harness import REPO, Server, start_server, stop_server
 from tests.service.conftest import METADATA, MODEL_NAME, StoredModel
-from tests.service.test_real_server import REPO, Server, start_server, stop_server
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import soundfile as sf
 
+from bench.harness import Server
 from tests.browser.conftest import QUERY
-from tests.service.test_real_server import Server
 
 pytestmark = pytest.mark.slow
 

@@ -14,15 +14,10 @@ import httpx
 import pytest
 import yaml
 
+from bench.harness import Server, free_port, start_server, stop_server
 from deployments.errors import ErrorBody
 from tests.service.conftest import StoredModel
-from tests.service.test_real_server import (
-    Server,
-    free_port,
-    post_clip,
-    start_server,
-    stop_server,
-)
+from tests.service.test_real_server import post_clip
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")
