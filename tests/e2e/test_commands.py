@@ -218,6 +218,6 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         assert ok("server", "status").stdout.strip() == "running"
     finally:
         stopped = voicecycle("server", "stop", timeout=120)
-    assert "stopped: service, worker, prefect server" in stopped.stdout
+    assert "stopped: service, worker, evidently ui, prefect server" in stopped.stdout
     down = voicecycle("server", "status", timeout=120)
     assert down.returncode == 1 and down.stdout.strip() == "not running"
