@@ -51,6 +51,13 @@ def _cli(scope_file: Path, *args: str, env: dict[str, str] | None = None) -> sub
     )
 
 
+def _versions(datasets: Path) -> list[str]:
+    """Published version folders (none where ingestion never made the folder)."""
+    if not datasets.is_dir():
+        return []
+    return sorted(d.name for d in datasets.iterdir() if not d.name.startswith("."))
+
+
 def _partial_versions(datasets: Path) -> list[str]:
     """Published version folders that lack a file a whole version has."""
     if not datasets.is_dir():
@@ -82,6 +89,7 @@ def prefect_server_kill(
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
+    ended_before_kill = ingest.poll() is not None
     pid = int((scope.state.path("run_dir") / "prefect-server.pid").read_text())
     server = psutil.Process(pid)
     tree = [server, *server.children(recursive=True)]
@@ -94,7 +102,10 @@ def prefect_server_kill(
         "exit": ingest.returncode,
         "seconds_to_exit": round(time.monotonic() - killed_at, 1),
         "last_line": (out.strip().splitlines() or [""])[-1][:200],
-        "versions": sorted(d.name for d in datasets.iterdir() if not d.name.startswith(".")),
+        # the kill must land mid-work: where ingest had already ended, say how
+        "ended_before_kill": ended_before_kill,
+        "output_tail": out.strip().splitlines()[-15:] if ended_before_kill else [],
+        "versions": _versions(datasets),
         "partial": _partial_versions(datasets),
         "staging_left": len(list(datasets.glob(".staging-*"))),
     }
