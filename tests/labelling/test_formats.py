@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
 from data_contracts.labels import FROM_NAME, ExportedTask, transcription_result
 from data_contracts.scoping import LabellingScope, Scope
@@ -25,27 +24,7 @@ from tasks.labelling import (
     open_labelling_batch,
 )
 from tasks.simulated_labeller import label_through_files, one_word_wrong
-
-
-def production_log(tmp_path: Path, n: int) -> pd.DataFrame:
-    audio = tmp_path / "prediction_audio"
-    audio.mkdir(exist_ok=True)
-    rows = []
-    for i in range(n):
-        path = audio / f"r{i}.wav"
-        sf.write(path, np.zeros(1600, dtype=np.float32), 16000)
-        rows.append(
-            {
-                "request_id": f"r{i}",
-                "ts": datetime.now(UTC),
-                "model_version": "3",
-                "transcript": f"play jazz {i}",
-                "confidence": [0.9, 0.2, 0.5, 0.7, 0.1][i % 5],
-                "consent": i != 3,
-                "audio_path": str(path),
-            }
-        )
-    return pd.DataFrame(rows)
+from tests.production_log import production_log
 
 
 def annotated(text: str, cancelled: bool = False) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from data_contracts.scoping import Scope
-from tests.labelling.test_formats import production_log
+from tests.production_log import production_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from data_contracts.labels import transcription_result
 from data_contracts.scoping import AugmentationPolicy, Scope
 from tasks.labelling import import_labels, open_labelling_batch
 from tasks.retraining import new_word_queries, next_policy, respeak_new_words, retrain_scope
-
-
-def _log(tmp_path: Path, n: int) -> pd.DataFrame:
-    audio = tmp_path / "prediction_audio"
-    audio.mkdir(exist_ok=True)
-    rows = []
-    for i in range(n):
-        path = audio / f"r{i}.wav"
-        sf.write(path, np.zeros(1600, dtype=np.float32), 16000)
-        rows.append(
-            {
-                "request_id": f"r{i}",
-                "ts": datetime.now(UTC),
-                "transcript": "play jazz",
-                "confidence": 0.9 - i * 0.1,
-                "consent": i != 1,
-                "audio_path": str(path),
-            }
-        )
-    return pd.DataFrame(rows)
+from tests.production_log import production_log
 
 
 def label(scope: Scope, log: pd.DataFrame, text: str = "who is zarina okonkwo") -> Path:
@@ -61,7 +39,7 @@ def test_next_policy_applies_only_known_keys() -> None:
 
 def test_retrain_scope_adds_labelled_batches(tmp_path: Path) -> None:
     scope = Scope().with_workspace(tmp_path)
-    label(scope, _log(tmp_path, 3))
+    label(scope, production_log(tmp_path, 3))
     next_scope, changes = retrain_scope.fn(scope)
     added = [s for s in next_scope.sources if s.name.startswith("labelled-")]
     assert len(added) == 1 and added[0].kind == "csv"
@@ -77,7 +55,7 @@ def test_new_word_queries_finds_unknown_words_once() -> None:
 
 def test_respeak_adds_a_source_for_labelled_new_words_and_keeps_it(tmp_path: Path) -> None:
     scope = Scope().with_workspace(tmp_path)
-    label(scope, _log(tmp_path, 4))
+    label(scope, production_log(tmp_path, 4))
     lexicon = {"who", "is", "play", "jazz"}
     next_scope, changes = respeak_new_words.fn(scope, lexicon)
     source = next(s for s in next_scope.sources if s.name == "respoken")
@@ -107,7 +85,7 @@ def test_respeak_also_speaks_listed_names_nobody_has_said_yet(tmp_path: Path) ->
     scope = scope.model_copy(
         update={"training": scope.training.model_copy(update={"hot_words_file": newsroom})}
     )
-    label(scope, _log(tmp_path, 4))
+    label(scope, production_log(tmp_path, 4))
     next_scope, changes = respeak_new_words.fn(scope, {"who", "is", "play", "jazz"})
     source = next(s for s in next_scope.sources if s.name == "respoken")
     assert source.synthetic.texts_file.read_text().splitlines() == [  # type: ignore[union-attr]
