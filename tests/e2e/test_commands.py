@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pandas as pd
@@ -26,6 +25,7 @@ import yaml
 
 from data_contracts.scoping import load_scope
 from tests.conftest import tiny_scope
+from tests.helpers import last_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -36,17 +36,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _last_json(text: str) -> Any:
-    """The JSON document a command printed last (flows may log and draw progress before)."""
-    lines = text.splitlines()
-    for start in reversed([i for i, line in enumerate(lines) if line in ("{", "[")]):
-        try:
-            return json.loads("\n".join(lines[start:]))
-        except json.JSONDecodeError:
-            continue
-    raise AssertionError(f"no JSON at the end of: {text[-2000:]}")
 
 
 def _tiny_scope_file(tmp_path: Path) -> Path:
@@ -113,10 +102,10 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
             p.name for p in run_dir.iterdir()
         }
 
-        sent = _last_json(ok("simulate", "--count", "30", "--concurrency", "2").stdout)
+        sent = last_json(ok("simulate", "--count", "30", "--concurrency", "2").stdout)
         assert sent["sent"] == sent["ok"] == 30 and sent["scenario"] == "stable"
         assert sent["model_versions"] == [first]  # responses name the version that served
-        checked = _last_json(ok("monitor", "--no-trigger").stdout)
+        checked = last_json(ok("monitor", "--no-trigger").stdout)
         # --no-trigger reports what the rule says and starts nothing
         assert checked["window"] == 30 and checked["retrain_flow_run"] is None
         assert 0.0 <= checked["drift_share"] <= 1.0
@@ -134,9 +123,9 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         augmented = ok("augment", "--dataset-version", summary["dataset_version"])
         augmented_version = augmented.stdout.strip().splitlines()[-1]
         assert augmented_version.startswith("aug-")
-        trained = _last_json(ok("train", "--augmented-version", augmented_version).stdout)
+        trained = last_json(ok("train", "--augmented-version", augmented_version).stdout)
         assert isinstance(trained["promoted"], bool) and trained["model_version"]
-        packaged = _last_json(ok("package", "--no-build").stdout)
+        packaged = last_json(ok("package", "--no-build").stdout)
         assert packaged["model_tag"].startswith(scope.registry.model_name + ":")
 
         assert ok("serve", "--stop").stdout.strip() == "stopped"
@@ -147,7 +136,7 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         assert "deployed retrain/retrain" in deployed and "deployed monitor/monitor" in deployed
         # people label a batch of production audio: out as Label Studio tasks, back as its
         # JSON export (one new name typed, the rest accepted from the model's pre-annotation)
-        exported = _last_json(ok("label", "export", "--reason", "tour").stdout)
+        exported = last_json(ok("label", "export", "--reason", "tour").stdout)
         assert exported["tasks"] > 0, exported
         tasks = json.loads(
             (scope.state.path("labelling_dir") / exported["batch"] / "tasks.json").read_text()
@@ -159,15 +148,15 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
             task["annotations"] = [{"result": result, "was_cancelled": False}]
         export_file = tmp_path / "label-studio-export.json"
         export_file.write_text(json.dumps(tasks))
-        imported = _last_json(ok("label", "import", str(export_file), "--no-trigger").stdout)
+        imported = last_json(ok("label", "import", str(export_file), "--no-trigger").stdout)
         assert imported["labelled"] + len(imported["quarantined"]) == len(tasks)
         assert imported["labelled"] > 0 and not imported["retrain"]
-        status = _last_json(ok("label", "status").stdout)
+        status = last_json(ok("label", "status").stdout)
         assert status["pending_labels"] == imported["labelled"]
         retrained = ok("retrain", "--reason", "tour of the commands", "--wait")
         assert "(Completed)" in retrained.stdout
         # the retrain took the labels and re-spoke the words the champion lacked
-        assert _last_json(ok("label", "status").stdout)["pending_labels"] == 0
+        assert last_json(ok("label", "status").stdout)["pending_labels"] == 0
         grown = max(
             scope.state.path("datasets_dir").glob("ds-*/manifest.csv"),
             key=lambda p: p.stat().st_mtime,
@@ -181,7 +170,7 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         names.write_text("Wendeline Quarrington\nHoratio Blixen\n")  # names never seen
         feed = tmp_path / "typed.txt"  # the tiny scope takes a name seen once (min_count 1)
         feed.write_text("Wendeline Quarrington\nHoratio Blixen\n")
-        hot = _last_json(ok("hot-words", "update", "--queries", str(feed)).stdout)
+        hot = last_json(ok("hot-words", "update", "--queries", str(feed)).stdout)
         assert "wendeline quarrington" in hot["phrases"] and hot["written"]
         for _ in range(30):  # the service picks the list up at its next poll (2 s here)
             meta = httpx.get(service + "/metadata", timeout=10).json()

@@ -19,7 +19,6 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -29,6 +28,7 @@ import yaml
 
 from data_contracts.scoping import Scope
 from tests.conftest import tiny_scope
+from tests.helpers import last_json
 
 pytestmark = [pytest.mark.slow]
 
@@ -144,16 +144,6 @@ def _voicecycle(scope_file: Path, *args: str) -> subprocess.CompletedProcess[str
     return done
 
 
-def _last_json(text: str) -> Any:
-    lines = text.splitlines()
-    for start in reversed([i for i, line in enumerate(lines) if line in ("{", "[")]):
-        try:
-            return json.loads("\n".join(lines[start:]))
-        except json.JSONDecodeError:
-            continue
-    raise AssertionError(f"no JSON at the end of: {text[-2000:]}")
-
-
 def _wav(seed: int) -> bytes:
     import io
 
@@ -218,7 +208,7 @@ def test_the_cycle_runs_unchanged_on_the_team_servers(team: tuple[Scope, Path]) 
     assert_one_champion(contest(scope.state.url("mlflow_tracking_uri"), lock_url, "contest"))
 
     # monitoring reads the Postgres log and the reference from the tracking server
-    checked = _last_json(_voicecycle(scope_file, "monitor", "--no-trigger").stdout)
+    checked = last_json(_voicecycle(scope_file, "monitor", "--no-trigger").stdout)
     assert checked["window"] == scope.monitoring.window
     assert (scope.state.path("reports_dir") / "drift" / "drift_report.html").is_file()
 
