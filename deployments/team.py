@@ -1,9 +1,8 @@
 """The team profile on one machine: the servers a team would share, each at the address the
 scope names, started as real processes on 127.0.0.1 and stopped again.
 
-- PostgreSQL: a cluster created in `state.postgres_dir` (initdb/pg_ctl from `pg_config
-  --bindir`), listening where `state.prediction_log_url` points. It holds three databases: the
-  prediction log (the URL's own), `prefect` and `mlflow`, owned by the URL's user.
+- PostgreSQL (deployments/postgres.py): a cluster in `state.postgres_dir`, where
+  `state.prediction_log_url` points, holding the prediction log, `prefect` and `mlflow`.
 - Prefect server on that Postgres (asyncpg) at `state.prefect_api_url`, and
   `runtime.prefect_workers` process workers on the work pool.
 - `mlflow server` with the Postgres backend store and served artifacts (under
@@ -12,29 +11,22 @@ scope names, started as real processes on 127.0.0.1 and stopped again.
   single-threaded workers.
 
 Secrets: the URLs name them as `{NAME}` placeholders; `team up` writes fresh ones into the
-scope's `state.credentials_file` (mode 0600, in the workspace) when it is missing. Pid files
-and logs are in `state.run_dir`, as for the local runtime; nothing runs at import.
+scope's `state.credentials_file` (mode 0600, in the workspace) when it is missing
+(deployments/addresses.py). Pid files and logs are in `state.run_dir`, as for the local
+runtime; nothing runs at import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import secrets
-import shutil
-import socket
-import string
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from data_contracts.scoping import Scope
+from deployments.addresses import TeamError, ensure_credentials, host_port, port_open
 from deployments.local import (
     WORK_POOL,
     _healthy,
@@ -46,191 +38,15 @@ from deployments.local import (
     service_url,
     stop_pidfile,
 )
-
-LOOPBACK = ("127.0.0.1", "localhost")
-PREFECT_DB = "prefect"
-MLFLOW_DB = "mlflow"
-
-
-class TeamError(RuntimeError):
-    """The team profile cannot start as the scope asks; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class Postgres:
-    """The cluster the prediction-log URL points at."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    def url(self, driver: str, database: str) -> str:
-        """A SQLAlchemy URL for one database of the cluster (driver: asyncpg, psycopg)."""
-        return (
-            f"postgresql+{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
-        )
-
-
-def ensure_credentials(scope: Scope) -> Path | None:
-    """Write fresh secrets for every `{NAME}` of the state URLs that neither the credentials
-    file nor the environment holds (file mode 0600); the file's path, None when not set."""
-    import yaml
-
-    st = scope.state
-    if st.credentials_file is None:
-        return None
-    path = st.path("credentials_file").resolve()
-    known = yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
-    wanted = set()
-    for name in ("prediction_log_url", "mlflow_tracking_uri", "prefect_api_url", "dask_scheduler"):
-        value = getattr(st, name)
-        if value:
-            wanted |= {f for _, f, _, _ in string.Formatter().parse(value) if f}
-    fresh = {n: secrets.token_urlsafe(18) for n in sorted(wanted - {"workspace"}) if n not in known}
-    fresh = {n: v for n, v in fresh.items() if n not in os.environ}
-    if fresh or not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(yaml.safe_dump({**known, **fresh}))
-    path.chmod(0o600)
-    return path
-
-
-def postgres_target(scope: Scope) -> Postgres:
-    """The Postgres cluster of `state.prediction_log_url`, which must be local to start."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(scope.state.url("prediction_log_url"))
-    if url.get_backend_name() != "postgresql":
-        raise TeamError(
-            "the team profile keeps the prediction log on PostgreSQL: state.prediction_log_url "
-            f"must be a postgresql+psycopg:// URL, got {url.render_as_string()!r}"
-        )
-    if url.host not in LOOPBACK or not url.username or not url.password or not url.database:
-        raise TeamError(
-            "state.prediction_log_url must name user, password, a 127.0.0.1 host and a "
-            f"database for `team up` to create the cluster, got {url.render_as_string()!r}"
-        )
-    return Postgres(url.host, url.port or 5432, url.username, url.password, url.database)
-
-
-def _host_port(address: str, field: str) -> tuple[str, int]:
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    if parts.hostname not in LOOPBACK or parts.port is None:
-        raise TeamError(f"state.{field} must be 127.0.0.1 with a port to start here: {address!r}")
-    return parts.hostname, parts.port
-
-
-def postgres_bindir() -> Path:
-    """The folder of initdb and pg_ctl: `pg_config --bindir`, else the PATH's initdb."""
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-        folder = Path(out.stdout.strip())
-        if (folder / "initdb").is_file():
-            return folder
-    initdb = shutil.which("initdb")
-    if initdb:
-        return Path(initdb).resolve().parent
-    raise TeamError(
-        "PostgreSQL is not installed (no pg_config or initdb on the PATH): "
-        "install Debian's `postgresql` package (apt-get install postgresql)"
-    )
-
-
-def _as_postgres_user(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
-    if os.geteuid() != 0:
-        return cmd
-    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *cmd]
-
-
-def _pg(
-    scope: Scope, tool: str, *args: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    cmd = _as_postgres_user([str(postgres_bindir() / tool), *args])
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd="/")
-    if check and done.returncode != 0:
-        raise TeamError(f"{tool} failed ({done.returncode}): {(done.stderr or done.stdout)[-800:]}")
-    return done
-
-
-def postgres_data_dir(scope: Scope) -> Path:
-    return scope.state.path("postgres_dir").resolve() / "data"
-
-
-def postgres_running(scope: Scope) -> bool:
-    data = postgres_data_dir(scope)
-    return (
-        data.is_dir()
-        and _pg(scope, "pg_ctl", "status", "-D", str(data), check=False).returncode == 0
-    )
-
-
-def start_postgres(scope: Scope, pg: Postgres) -> None:
-    """Create the cluster (once) and start it on pg.host:pg.port; create the databases."""
-    folder = scope.state.path("postgres_dir").resolve()
-    data = folder / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    if not (data / "PG_VERSION").is_file():
-        pwfile = folder / "initdb.pw"
-        pwfile.touch(mode=0o600)
-        pwfile.write_text(pg.password + "\n")
-        if os.geteuid() == 0:
-            shutil.chown(pwfile, "postgres", "postgres")
-        try:
-            _pg(scope, "initdb", "-D", str(data), "-U", pg.user, f"--pwfile={pwfile}",
-                "-A", "scram-sha-256", "-E", "UTF8", "--no-instructions")  # fmt: skip
-        except TeamError as exc:
-            raise TeamError(f"could not create the PostgreSQL cluster in {data}: {exc}") from exc
-        finally:
-            pwfile.unlink(missing_ok=True)
-    if not postgres_running(scope):
-        options = f"-c listen_addresses={pg.host} -p {pg.port} -c unix_socket_directories=''"
-        log = folder / "postgres.log"
-        _pg(scope, "pg_ctl", "start", "-w", "-t", "60", "-D", str(data), "-l", str(log),
-            "-o", options)  # fmt: skip
-    _wait_port(pg.host, pg.port, 60.0, "PostgreSQL")
-    _create_databases(pg, [pg.database, PREFECT_DB, MLFLOW_DB])
-
-
-def _create_databases(pg: Postgres, names: list[str]) -> None:
-    import psycopg
-
-    conninfo = (
-        f"host={pg.host} port={pg.port} user={pg.user} password={pg.password} dbname=postgres"
-    )
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        have = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-        for name in dict.fromkeys(names):
-            if name not in have:
-                conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def stop_postgres(scope: Scope) -> bool:
-    if not postgres_running(scope):
-        return False
-    _pg(scope, "pg_ctl", "stop", "-w", "-m", "fast", "-D", str(postgres_data_dir(scope)))
-    return True
-
-
-def _wait_port(host: str, port: int, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
-            return
-        time.sleep(0.5)
-    raise TeamError(f"{what} did not listen on {host}:{port} within {timeout_s:.0f} s")
-
-
-def _port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
-        return True
-    return False
+from deployments.postgres import (
+    MLFLOW_DB,
+    PREFECT_DB,
+    Postgres,
+    postgres_running,
+    postgres_target,
+    start_postgres,
+    stop_postgres,
+)
 
 
 def _env(scope: Scope) -> dict[str, str]:
@@ -242,7 +58,7 @@ def start_prefect(scope: Scope, pg: Postgres, timeout_s: float = 180.0) -> None:
     """The Prefect server on the team's Postgres, at state.prefect_api_url."""
     if scope.state.prefect_api_url is None:
         raise TeamError("the team profile needs state.prefect_api_url (http://127.0.0.1:PORT/api)")
-    host, port = _host_port(prefect_api_url(scope), "prefect_api_url")
+    host, port = host_port(prefect_api_url(scope), "prefect_api_url")
     if server_healthy(scope):
         return
     env = _env(scope)
@@ -261,7 +77,7 @@ def start_mlflow(scope: Scope, pg: Postgres, timeout_s: float = 180.0) -> None:
     uri = scope.state.url("mlflow_tracking_uri")
     if not uri.startswith("http://"):
         raise TeamError(f"the team profile needs an http:// state.mlflow_tracking_uri, got {uri!r}")
-    host, port = _host_port(uri, "mlflow_tracking_uri")
+    host, port = host_port(uri, "mlflow_tracking_uri")
     if mlflow_healthy(scope):
         return
     artifacts = scope.state.path("mlflow_artifacts").resolve()
@@ -277,7 +93,7 @@ def start_mlflow(scope: Scope, pg: Postgres, timeout_s: float = 180.0) -> None:
 def dask_workers(scope: Scope, timeout_s: float = 2.0) -> int:
     """Workers connected to the scope's Dask scheduler (0 when it does not answer)."""
     address = scope.state.address("dask_scheduler")
-    if not address or not _port_open(*_host_port(address, "dask_scheduler")):
+    if not address or not port_open(*host_port(address, "dask_scheduler")):
         return 0
     from distributed import Client
 
@@ -293,12 +109,12 @@ def start_dask(scope: Scope, n_workers: int, timeout_s: float = 120.0) -> None:
     address = scope.state.address("dask_scheduler")
     if not address:
         raise TeamError("the team profile needs state.dask_scheduler (tcp://127.0.0.1:PORT)")
-    host, port = _host_port(address, "dask_scheduler")
+    host, port = host_port(address, "dask_scheduler")
     env = _env(scope)
-    if not _port_open(host, port):
+    if not port_open(host, port):
         cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", host,
                "--port", str(port), "--no-dashboard"]  # fmt: skip
-        launch(scope, "dask-scheduler", cmd, env, lambda: _port_open(host, port), timeout_s)
+        launch(scope, "dask-scheduler", cmd, env, lambda: port_open(host, port), timeout_s)
     if dask_workers(scope) >= n_workers:
         return
     cmd = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--host", host,

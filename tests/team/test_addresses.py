@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from data_contracts.scoping import Scope, load_scope
+from deployments.addresses import TeamError, ensure_credentials
 from deployments.local import configure_environment, prefect_api_url, start_server
-from deployments.team import TeamError, ensure_credentials, postgres_target
+from deployments.postgres import postgres_target
 
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = "postgresql+psycopg://vc:{VC_DB_PASSWORD}@127.0.0.1:5999/predictions"

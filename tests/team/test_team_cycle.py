@@ -104,7 +104,8 @@ def _team_scope(workspace: Path) -> Scope:
 @pytest.fixture(scope="module")
 def team() -> Iterator[tuple[Scope, Path]]:
     """The team's servers up for the module's tests, stopped (and their state removed) after."""
-    from deployments.team import TeamError, postgres_bindir
+    from deployments.addresses import TeamError
+    from deployments.postgres import postgres_bindir
 
     try:
         postgres_bindir()
@@ -220,7 +221,7 @@ def _check_servers_hold_the_cycle(scope: Scope) -> None:
     from distributed import Client
     from sqlalchemy.engine import make_url
 
-    from deployments.team import MLFLOW_DB, PREFECT_DB
+    from deployments.postgres import MLFLOW_DB, PREFECT_DB
 
     log_url = make_url(scope.state.url("prediction_log_url"))
     conninfo = (
