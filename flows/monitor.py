@@ -19,6 +19,7 @@ from tasks.monitoring import (
     publish_drift,
     read_window,
     retrain_when_labelled,
+    served_reference,
 )
 from tasks.registry import CHAMPION, configure_mlflow
 from tasks.scoping import validate_scope
@@ -37,6 +38,15 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
     reports = st.path("reports_dir") / "drift"
     reference, lexicon, version = champion_reference(
         scope.registry.model_name, CHAMPION, reports / "reference"
+    )
+    # a retrained champion's reference: the first full window it served (tasks/monitoring.py)
+    reference = served_reference(
+        scope.registry.model_name,
+        version,
+        reference,
+        current,
+        st.path("monitoring_dir"),
+        mon.window,
     )
     result = drift_check(reference, current, lexicon, reports / "drift_report.html", mon)
     decision = drift_decision(result, mon, st.path("monitoring_dir"))

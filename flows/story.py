@@ -10,8 +10,11 @@ often from a car; monitoring notices the shift and opens a labelling batch; the 
 labeller (a separate actor, with a delay and some wrong labels) labels it through the
 labelling tool; the retrain starts when the labels are in, re-speaks the mined names and the
 labelled queries, and replaces the champion only if it is better, while a phone keeps
-sending requests through the switch. Nobody hands the retrain the list of new names. Writes
-story.json and monitor.json under `out_dir` and prints both tables.
+sending requests through the switch. Nobody hands the retrain the list of new names. After
+the switch the same shifted traffic goes on, served by the new champion, for `after_windows`
+checks: drift falls once the new champion's own served window is its reference. Every check
+adds a snapshot to the Evidently dashboard (the one after the labels carries their WER).
+Writes story.json and monitor.json under `out_dir` and prints both tables.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tasks.retraining import current_champion
 from tasks.scoping import validate_scope
 from tasks.simulation import render_traffic, send_traffic, service_base_url, traffic_voices
 from tasks.story import (
+    DriftSeries,
     StoryTally,
     decode_eval_set,
     hot_words_wer,
@@ -61,6 +65,7 @@ def story(
     names: list[str] | None = None,
     typed_queries: int = 1500,
     labelling_rounds: int = 5,
+    after_windows: int = 2,
 ) -> dict[str, Any]:
     """Stable traffic (false alarms); new names typed (hot words), then spoken from cars
     until monitoring opens a batch; labels, retrain, switch; new-names WER at each step."""
@@ -82,12 +87,12 @@ def story(
     wer_new_before = version_wer(name, before, names_eval, work)
     wer_launch_before = version_wer(name, before, launch_eval, work)
 
-    tally = StoryTally()
+    tally, shares = StoryTally(), DriftSeries()
     for w in range(stable_windows):
         clips = render_traffic("stable", scope.monitoring.window, voices, 100 + w)
         sent = send_traffic(endpoint, clips, "stable", ledger=ledger)
         check = monitor(scope, trigger=False)
-        tally = tally_stable(tally, check)
+        tally, shares = tally_stable(tally, check), shares.add("stable", check)
         print(
             f"story: stable window {w + 1}/{stable_windows}: {sent.ok}/{sent.sent} ok, "
             f"drift share {check['drift_share']:.2f}, drift={check['drift']}"
@@ -107,7 +112,7 @@ def story(
         clips = render_traffic("mixed", chunk, voices, 5000 + tally.shifted, names)
         send_traffic(endpoint, clips, "mixed", ledger=ledger)
         check = monitor(scope, trigger=True)
-        tally = tally_shifted(tally, check, chunk)
+        tally, shares = tally_shifted(tally, check, chunk), shares.add("shifted", check)
         print(f"story: {tally.shifted} shifted requests, drift share {check['drift_share']:.2f}")
 
     # people label what drift opened; the retrain starts once enough labels are in
@@ -126,7 +131,11 @@ def story(
             more = render_traffic("mixed", chunk, voices, 8000 + 100 * r, names)
             send_traffic(endpoint, more, "mixed", ledger=ledger)
             later = monitor(scope, trigger=True)  # it may start the retrain on what is in
+            shares = shares.add("shifted", later)
             retrain_run = str(later["retrain_flow_run"]) if later["retrain_flow_run"] else None
+
+    if labelled:  # a check once the labels are in: its snapshot carries their WER
+        shares = shares.add("labels_in", monitor(scope, trigger=False))
 
     # a phone keeps asking while the retrain runs and the service switches models
     phone = render_traffic("stable", 20, voices, 6001)
@@ -134,6 +143,17 @@ def story(
         scope, endpoint, service_url, phone, retrain_run, before, retrain_timeout_s
     )
     after, switch = outcome.champion, outcome.switch
+
+    # the same shifted traffic, now served by the new champion: does drift fall?
+    for w in range(after_windows):
+        clips = render_traffic("mixed", scope.monitoring.window, voices, 9500 + 1000 * w, names)
+        sent = send_traffic(endpoint, clips, "mixed", ledger=ledger)
+        check = monitor(scope, trigger=False)
+        shares = shares.add("after_retrain", check)
+        print(
+            f"story: after the retrain, window {w + 1}/{after_windows}: {sent.ok}/{sent.sent} "
+            f"ok, drift share {check['drift_share']:.2f}"
+        )
     wers = {
         "wer_new_names_before": wer_new_before,
         "wer_new_names_hotwords": wer_new_hot,
@@ -154,6 +174,7 @@ def story(
         "requests_during_switch": switch.sent,
         "versions_during_switch": switch.versions,
         "new_names": len(names),
+        **shares.figures(),
     }
     drift_seconds = time_drift_check(scope, work)
     figures = story_figures(

@@ -66,6 +66,50 @@ def champion_reference(
     )
 
 
+def retrained(model_name: str, version: str) -> bool:
+    """True when `version` came from a retrain (its training run names the version it started
+    from: `warm_start_from`, set on every retrain while training.warm_start is on)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(model_name, version).run_id
+    return bool(run_id and client.get_run(run_id).data.tags.get("warm_start_from"))
+
+
+@task(name="served-reference", retries=2, retry_delay_seconds=2)
+def served_reference(
+    model_name: str,
+    version: str,
+    held_out: pd.DataFrame,
+    current: pd.DataFrame,
+    monitoring_dir: Path,
+    window: int,
+) -> pd.DataFrame:
+    """The reference this check compares the window with.
+
+    A retrained champion was made for the production that drifted (its labels came from
+    there), yet its held-out predictions are still the synthetic evaluation mix: measured on
+    the story, the in-car share and SNR of the shifted traffic stay 1-2 reference deviations
+    from them after the retrain, so drift could never fall. So the first full window such a
+    champion serves alone becomes its reference (`monitoring_dir`/baselines/v<version>.csv),
+    and later checks measure drift from the traffic it was promoted into. That window itself
+    is still checked against the held-out predictions; the first model keeps them for good."""
+    from tasks.drift import LOG_COLUMNS
+
+    path = monitoring_dir / "baselines" / f"v{version}.csv"
+    if path.is_file():
+        served = pd.read_csv(path)
+        served["transcript"] = served["transcript"].fillna("")
+        return served
+    alone = current["model_version"].astype(str).eq(str(version)).all()
+    if len(current) >= window and alone and retrained(model_name, version):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        current[[*LOG_COLUMNS, "model_version"]].to_csv(partial, index=False)
+        partial.replace(path)  # whole or absent: a reader never sees half a reference
+    return held_out
+
+
 @task(name="drift-report")
 def drift_check(
     reference: pd.DataFrame,

@@ -49,6 +49,32 @@ class StoryTally:
     retrain_flow_run: str | None = None
 
 
+@dataclass(frozen=True)
+class DriftSeries:
+    """The drift share of every check the story ran, in order, by phase (stable, shifted,
+    labels_in, after_retrain): what the Evidently dashboard plots over time."""
+
+    checks: tuple[tuple[str, float], ...] = ()
+
+    def add(self, phase: str, check: dict[str, Any]) -> DriftSeries:
+        """This series with one more check."""
+        return DriftSeries((*self.checks, (phase, round(float(check["drift_share"]), 3))))
+
+    def figures(self) -> dict[str, Any]:
+        """story.json's keys: the series by phase, and where drift ended after the retrain."""
+        by_phase: dict[str, list[float]] = {}
+        for phase, share in self.checks:
+            by_phase.setdefault(phase, []).append(share)
+        after = by_phase.get("after_retrain", [])
+        before = [s for p, s in self.checks if p in ("shifted", "labels_in")]
+        return {
+            "drift_share_series": by_phase,
+            "drift_share_peak": max(before, default=None),
+            "drift_shares_after_retrain": after,
+            "drift_share_after_retrain": after[-1] if after else None,
+        }
+
+
 @task(name="decode-eval-set")
 def decode_eval_set(clips: list[Clip]) -> EvalSet:
     """Decode the WAV bytes of clips into a fixed evaluation set."""

@@ -87,9 +87,12 @@ def story(
     ] = 1500,
     names: NamesFile = None,
     out: Out = RESULTS,
+    after_windows: Annotated[
+        int, typer.Option(help="windows of shifted traffic checked after the retrain")
+    ] = 2,
 ) -> None:
     """Replay the story: stable traffic, new names typed (hot words) then spoken, drift,
-    labels, retrain (exit 1 if no retrain ran)."""
+    labels, retrain, drift after it (exit 1 if no retrain ran)."""
     from deployments.local import bring_up
 
     new_names = read_names(names)
@@ -110,6 +113,7 @@ def story(
         eval_clips=eval_clips,
         names=new_names,
         typed_queries=typed_queries,
+        after_windows=after_windows,
     )
     if not result["retrain_triggered"]:
         raise typer.Exit(1)

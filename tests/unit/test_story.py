@@ -9,10 +9,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tasks.simulation import Clip
 from tasks.story import (
+    DriftSeries,
     StoryTally,
     SwitchSender,
     labeller_retrain,
@@ -120,3 +123,103 @@ def test_the_switch_sender_counts_failures_and_the_versions_that_answered(
             time.sleep(0.02)
     assert sender.tally.sent >= 8 and sender.tally.failed == 1
     assert sender.tally.versions == ["1", "2"]
+
+
+def test_the_drift_series_keeps_each_phase_and_where_drift_ended() -> None:
+    shares = DriftSeries()
+    for phase, share in [
+        ("stable", 0.0),
+        ("stable", 0.09),
+        ("shifted", 0.45),
+        ("labels_in", 0.55),
+        ("after_retrain", 0.5),
+        ("after_retrain", 0.0909),
+    ]:
+        shares = shares.add(phase, {"drift_share": share, "drift": share > 0.3})
+    figures = shares.figures()
+    assert figures["drift_share_series"] == {
+        "stable": [0.0, 0.09],
+        "shifted": [0.45],
+        "labels_in": [0.55],
+        "after_retrain": [0.5, 0.091],
+    }
+    assert figures["drift_share_peak"] == 0.55
+    assert figures["drift_shares_after_retrain"] == [0.5, 0.091]
+    assert figures["drift_share_after_retrain"] == 0.091
+    assert DriftSeries().figures()["drift_share_after_retrain"] is None  # no check after
+
+
+def _log(rng: np.random.Generator, n: int, car: float, version: str) -> pd.DataFrame:
+    """A prediction-log window: `car` of it in-car (lower SNR, louder low band, less sure)."""
+    in_car = rng.random(n) < car
+    return pd.DataFrame(
+        {
+            "duration_s": rng.normal(2.0, 0.4, n),
+            "rms_dbfs": np.where(in_car, rng.normal(-18, 2, n), rng.normal(-23, 2, n)),
+            "snr_db_estimate": np.where(in_car, rng.normal(3, 3, n), rng.normal(25, 5, n)),
+            "spectral_centroid_hz": rng.normal(1500, 200, n),
+            "spectral_bandwidth_hz": rng.normal(1200, 150, n),
+            "spectral_rolloff_hz": rng.normal(3000, 300, n),
+            "low_band_share": np.where(in_car, rng.normal(0.6, 0.05, n), rng.normal(0.3, 0.05, n)),
+            "silence_share": rng.normal(0.2, 0.05, n),
+            "confidence": np.where(in_car, rng.normal(0.6, 0.1, n), rng.normal(0.9, 0.05, n)),
+            "n_words": rng.integers(2, 6, n).astype(float),
+            "transcript": ["play some jazz"] * n,
+            "model_version": version,
+        }
+    )
+
+
+def test_a_retrained_champion_measures_drift_from_its_first_served_window(tmp_path: Path) -> None:
+    """Held-out predictions are the evaluation mix; production moved to cars. The first model
+    keeps its held-out reference; a retrained one adopts its first full window served alone,
+    so the same shifted traffic stops drifting from the check after that window."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        _drift_from_the_served_window(tmp_path)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _drift_from_the_served_window(tmp_path: Path) -> None:
+    import mlflow
+
+    from tasks.drift import run_drift_report
+    from tasks.monitoring import served_reference
+
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("story", artifact_location=str(tmp_path / "art"))
+    client.create_registered_model("asr")
+    for tags in ({}, {"warm_start_from": "1"}):  # the first model, then a retrain of it
+        run = client.create_run(experiment, tags=tags)
+        client.create_model_version("asr", str(tmp_path / "art"), run.info.run_id)
+    rng = np.random.default_rng(0)
+    held_out, monitoring = _log(rng, 600, 0.5, "1"), tmp_path / "monitoring"
+
+    def drift_share(reference: pd.DataFrame, window: pd.DataFrame) -> float:
+        from tasks.drift import drift_features
+
+        lexicon = {"play", "some", "jazz"}
+        ref, cur = drift_features(reference, lexicon), drift_features(window, lexicon)
+        return run_drift_report(ref, cur, tmp_path / "r.html").drift_share
+
+    shifted = _log(rng, 200, 0.95, "1")
+    first = served_reference.fn("asr", "1", held_out, shifted, monitoring, 200)
+    assert first is held_out and not (monitoring / "baselines").exists()  # not a retrain
+
+    served = _log(rng, 200, 0.95, "2")
+    mixed_versions = pd.concat([shifted.tail(100), served.tail(100)], ignore_index=True)
+    assert served_reference.fn("asr", "2", held_out, mixed_versions, monitoring, 200) is held_out
+    assert not (monitoring / "baselines" / "v2.csv").exists()  # not served by v2 alone
+    reference = served_reference.fn("asr", "2", held_out, served, monitoring, 200)
+    assert reference is held_out  # this window is still checked against the held-out mix
+    assert drift_share(reference, served) > 0.3
+    assert (monitoring / "baselines" / "v2.csv").is_file()
+
+    later = _log(rng, 200, 0.95, "2")
+    reference = served_reference.fn("asr", "2", held_out, later, monitoring, 200)
+    assert len(reference) == 200 and drift_share(reference, later) < 0.3  # drift fell
+    assert drift_share(reference, _log(rng, 200, 0.5, "2")) > 0.3  # and rises on a new shift
