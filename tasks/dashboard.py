@@ -208,3 +208,20 @@ def record_check(
         labelled_wer=labelled_wer,
     )
     return add_snapshot(workspace_dir, figures)
+
+
+def read_checks(workspace_dir: Path) -> pd.DataFrame:
+    """Every snapshot of the project as a row (when, the serving version tag, and each figure
+    it carries; NaN where it had none, as labelled_wer before labels), oldest first."""
+    workspace, project = open_project(workspace_dir)
+    rows = []
+    for run_id in workspace.list_runs(project.id):
+        run = workspace.get_run(project.id, run_id)
+        row: dict[str, Any] = {"when": run.timestamp, "version": run.metadata.get("model_version")}
+        for result in run.metric_results.values():
+            column = result.metric_value_location.metric.params.get("column")
+            if column in FIGURES:
+                row[column] = float(result.value)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["when", "version", *FIGURES])
+    return table.sort_values("when", ignore_index=True)

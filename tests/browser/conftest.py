@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,34 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bench.browser import BROWSER_FLAGS, CHROMEDRIVER, CHROMIUM, missing_browser
 from bench.harness import REPO, Server, start_server, stop_server
 from tests.service.conftest import METADATA, MODEL_NAME, StoredModel
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
+__all__ = ["BROWSER_FLAGS", "CHROMEDRIVER", "CHROMIUM", "missing_browser"]
 QUERY = "weather in paris"
-BROWSER_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--window-size=900,1000",
-)
-
-
-def missing_browser() -> str | None:
-    """Why the browser tests cannot run here (None: they can)."""
-    if CHROMIUM is None:
-        return "Debian's chromium is not installed (apt-get install chromium)"
-    if CHROMEDRIVER is None:
-        return "chromedriver is not installed (apt-get install chromium-driver)"
-    return None
 
 
 @pytest.fixture(scope="session")

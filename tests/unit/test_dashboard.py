@@ -22,6 +22,7 @@ from tasks.dashboard import (
     labelled_production_wer,
     labelled_wer,
     open_project,
+    read_checks,
     record_check,
 )
 from tasks.drift import DriftResult
@@ -72,6 +73,15 @@ def test_two_checks_make_a_project_with_a_dashboard_and_two_snapshots(tmp_path: 
     assert first["mean_confidence"] == pytest.approx(0.85)
     assert second["oov_share"] == pytest.approx(0.25)  # "zelenskyy" of 2 + 0 of 1, halved
     assert "labelled_wer" not in first and second["labelled_wer"] == 0.25  # labels only then
+
+
+def test_the_checks_read_back_oldest_first_with_their_figures(tmp_path: Path) -> None:
+    add_two_checks(tmp_path / "evidently")
+    checks = read_checks(tmp_path / "evidently")
+    assert checks["version"].tolist() == ["1", "2"]
+    assert checks["drift_share"].tolist() == [0.0, 0.6]
+    assert math.isnan(checks["labelled_wer"].iloc[0]) and checks["labelled_wer"].iloc[1] == 0.25
+    assert checks["when"].iloc[1] - checks["when"].iloc[0] == timedelta(minutes=15)
 
 
 def test_a_version_that_is_not_a_number_is_kept_as_a_tag_only() -> None:
