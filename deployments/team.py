@@ -258,9 +258,10 @@ def team_status(scope: Scope) -> dict[str, bool]:
 
 
 def team_down(scope: Scope) -> list[str]:
-    """Stop what `team_up` started, clients first (each tier at once); the names that ran."""
+    """Stop what `team_up` started, and the service and Evidently UI `voicecycle run` adds,
+    clients first (each tier at once); the names that ran."""
     tiers = [
-        ["service", *replica_names(scope), *worker_names(scope)],
+        ["service", *replica_names(scope), *worker_names(scope), "evidently-ui"],
         ["dask-workers", "dask-scheduler", "mlflow-server", "prefect-server"],
     ]
     stopped = []

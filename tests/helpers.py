@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -15,3 +16,16 @@ def last_json(text: str) -> Any:
         except json.JSONDecodeError:
             continue
     raise AssertionError(f"no JSON at the end of: {text[-2000:]}")
+
+
+def processes_over(path: Path) -> list[str]:
+    """The command lines of running processes that name `path` (a workspace's folder): what a
+    stop left behind."""
+    import psutil
+
+    needle, found = str(path.resolve()), []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if needle in cmdline:
+            found.append(f"{proc.pid}: {cmdline}")
+    return found

@@ -25,7 +25,7 @@ import yaml
 
 from data_contracts.scoping import load_scope
 from tests.conftest import tiny_scope
-from tests.helpers import last_json
+from tests.helpers import last_json, processes_over
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -58,7 +58,9 @@ def _tiny_scope_file(tmp_path: Path) -> Path:
             "labelling": base.labelling.model_copy(
                 update={"respeak_voices": 2, "labeller_delay_s": 1.0}
             ),
-            "state": base.state.model_copy(update={"prefect_port": _free_port()}),
+            "state": base.state.model_copy(
+                update={"prefect_port": _free_port(), "evidently_port": _free_port()}
+            ),
         }
     )
     path = tmp_path / "scope.yaml"
@@ -208,5 +210,7 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
     finally:
         stopped = voicecycle("server", "stop", timeout=120)
     assert "stopped: service, worker, evidently ui, prefect server" in stopped.stdout
+    left = processes_over(scope.state.path("evidently_workspace"))  # the UI did not outlive it
+    assert not left, left
     down = voicecycle("server", "status", timeout=120)
     assert down.returncode == 1 and down.stdout.strip() == "not running"

@@ -28,7 +28,7 @@ import yaml
 
 from data_contracts.scoping import Scope
 from tests.conftest import tiny_scope
-from tests.helpers import last_json
+from tests.helpers import last_json, processes_over
 
 pytestmark = [pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def _serving_port() -> int:
 
 def _team_scope(workspace: Path) -> Scope:
     base = tiny_scope(workspace, n_utterances=24, n_voices=6)
-    prefect, mlflow, dask, pg = _free_ports(4)
+    prefect, mlflow, dask, pg, evidently = _free_ports(5)
     return base.model_copy(
         update={
             "training": base.training.model_copy(
@@ -95,6 +95,7 @@ def _team_scope(workspace: Path) -> Scope:
                     "prefect_api_url": f"http://127.0.0.1:{prefect}/api",
                     "mlflow_tracking_uri": f"http://127.0.0.1:{mlflow}",
                     "dask_scheduler": f"tcp://127.0.0.1:{dask}",
+                    "evidently_port": evidently,  # `voicecycle run` starts the UI
                 }
             ),
         }
@@ -129,8 +130,10 @@ def team() -> Iterator[tuple[Scope, Path]]:
             text=True,
             timeout=300,
         )
+        left = processes_over(scope.state.path("evidently_workspace"))
         shutil.rmtree(root, ignore_errors=True)
     assert down.returncode == 0 and "postgres" in down.stdout, down.stderr[-2000:]
+    assert "evidently-ui" in down.stdout and not left, left  # nothing of the team left
 
 
 def _voicecycle(scope_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
