@@ -7,6 +7,7 @@ Only the CLI and the workspace's folders are used (a phone or an operator has no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -110,7 +111,9 @@ def prefect_server_kill(
         "staging_left": len(list(datasets.glob(".staging-*"))),
     }
     restarted = _cli(scope_file, "server", "start")
-    restarted.communicate(timeout=300)
+    restart_out, _ = restarted.communicate(timeout=300)
+    api = f"http://127.0.0.1:{scope.state.prefect_port}/api"
+    after_restart = flow_runs(api)  # before the rerun: what the sweep left of the killed run
     rerun = _cli(scope_file, "ingest")
     rerun_out, _ = rerun.communicate(timeout=timeout_s)
     stop = _cli(scope_file, "server", "stop")
@@ -120,8 +123,38 @@ def prefect_server_kill(
         "rerun_exit": rerun.returncode,
         "rerun_version": next(iter(re.findall(r"dataset version (ds-[0-9a-f]+)", rerun_out)), None),
         "partial_versions": len(_partial_versions(datasets)),
-        "ok": rerun.returncode == 0 and not _partial_versions(datasets),
+        # the run the kill left Running, ended Crashed by the sweep at `server start`
+        "open_runs_after_restart": [r for r in after_restart if r["state"] in OPEN_STATES],
+        "crashed_after_restart": [r for r in after_restart if r["state"] == "CRASHED"],
+        "sweep_said": [
+            line for line in restart_out.splitlines() if "Crashed" in line or "sweep" in line
+        ],  # fmt: skip
+        "ok": rerun.returncode == 0
+        and not _partial_versions(datasets)
+        and not any(r["state"] in OPEN_STATES for r in after_restart),
     }
+
+
+OPEN_STATES = ("RUNNING", "PENDING")
+
+
+def flow_runs(api: str) -> list[dict[str, Any]]:
+    """Every flow run the Prefect server at `api` knows: name, flow, state type, message."""
+    import httpx
+
+    found = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30)
+    found.raise_for_status()
+    return [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "state": (r.get("state") or {}).get("type"),
+            "message": ((r.get("state") or {}).get("message") or "")[:200],
+            "parent_task_run_id": r.get("parent_task_run_id"),
+            "infrastructure_pid": r.get("infrastructure_pid"),
+        }
+        for r in found.json()
+    ]
 
 
 # -- a full disk -----------------------------------------------------------------------------
@@ -235,3 +268,108 @@ def disk_full_with_local_server(root: Path) -> dict[str, Any]:
     finally:
         if mounted:
             unmount(disk)
+
+
+# -- the Prefect worker during a retrain -----------------------------------------------------
+
+
+def _training_scope(workspace: Path) -> Scope:
+    """The tiny scope with a training budget of seconds that checkpoints every 2 steps."""
+    base = _tiny_scope(workspace)
+    training = base.training.model_copy(
+        update={"profile": "smoke", "max_minutes": 0.3, "eval_every_steps": 2,
+                "max_epochs": 400, "threads": 1, "general_lexicon_words": 2000}
+    )  # fmt: skip
+    return base.model_copy(update={"training": training})
+
+
+def registry_state(scope: Scope) -> dict[str, Any]:
+    """The champion, the registered versions without their metrics, the runs left RUNNING."""
+    import mlflow
+
+    mlflow.set_tracking_uri(scope.state.url("mlflow_tracking_uri"))
+    client = mlflow.MlflowClient()
+    name = scope.registry.model_name
+    versions = client.search_model_versions(f"name = '{name}'")
+    unmeasured = [
+        v.version
+        for v in versions
+        if not any(k.startswith("wer") for k in client.get_run(v.run_id).data.metrics)
+    ]
+    try:
+        champion: str | None = client.get_model_version_by_alias(name, "champion").version
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    experiment = client.get_experiment_by_name(scope.registry.experiment)
+    running = (
+        [r.info.run_id for r in client.search_runs(
+            [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'")]
+        if experiment is not None else []
+    )  # fmt: skip
+    return {"champion": champion, "versions": sorted(v.version for v in versions),
+            "versions_without_metrics": unmeasured, "mlflow_running": running}  # fmt: skip
+
+
+def worker_kill_during_retrain(root: Path, timeout_s: float = 900) -> dict[str, Any]:
+    """`voicecycle retrain` on the local worker; SIGKILL the worker and its flow-run process
+    once training has written a checkpoint; `server start` (its sweep), then a manual
+    `voicecycle retrain --wait` again."""
+    scope = _training_scope(root / "ws")
+    scope_file = root / "scope.yaml"
+    scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json"), sort_keys=False))
+    api = f"http://127.0.0.1:{scope.state.prefect_port}/api"
+    runs_dir, run_dir = scope.state.path("runs_dir"), scope.state.path("run_dir")
+    try:
+        _cli(scope_file, "server", "start").communicate(timeout=300)
+        before = registry_state(scope)
+        trigger_out, _ = _cli(scope_file, "retrain", "--reason", "fault: worker kill"
+                              ).communicate(timeout=300)  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while not list(runs_dir.glob("*/last.pt")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        checkpointed = bool(list(runs_dir.glob("*/last.pt")))
+        worker = psutil.Process(int((run_dir / "prefect-worker.pid").read_text()))
+        tree = [worker, *worker.children(recursive=True)]
+        for proc in reversed(tree):  # the flow-run process first, then its worker
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(tree, timeout=15)
+        killed = {"worker_pid": worker.pid, "processes_killed": len(tree),
+                  "killed_mid_training": checkpointed}  # fmt: skip
+        swept, _ = _cli(scope_file, "server", "start").communicate(timeout=300)
+        after_kill = flow_runs(api)
+        registry_after_kill = registry_state(scope)
+        rerun = _cli(scope_file, "retrain", "--reason", "rerun after a worker kill", "--wait")
+        rerun_out, _ = rerun.communicate(timeout=timeout_s)
+        registry_after_rerun = registry_state(scope)
+        final_runs = flow_runs(api)
+    finally:
+        _cli(scope_file, "server", "stop").communicate(timeout=120)
+    killed_runs = [r for r in after_kill if r["state"] == "CRASHED"]
+    outcome = {
+        **killed,
+        "triggered": trigger_out.strip().splitlines()[-1:],
+        "open_runs_after_restart": [r for r in after_kill if r["state"] in OPEN_STATES],
+        "crashed_runs": [{k: r[k] for k in ("name", "message")} for r in killed_runs],
+        "sweep_said": [line for line in swept.splitlines() if "marked Crashed" in line],
+        "champion_before": before["champion"],
+        "registry_after_kill": registry_after_kill,
+        "rerun_exit": rerun.returncode,
+        "rerun_said": rerun_out.strip().splitlines()[-1:],
+        "registry_after_rerun": registry_after_rerun,
+        "open_runs_at_end": [r for r in final_runs if r["state"] in OPEN_STATES],
+        "partial_versions": len(_partial_versions(scope.state.path("datasets_dir"))),
+    }
+    outcome["ok"] = bool(
+        checkpointed
+        and killed_runs
+        and not outcome["open_runs_after_restart"]
+        and registry_after_kill["champion"] == before["champion"]
+        and registry_after_kill["versions"] == before["versions"]
+        and not registry_after_rerun["versions_without_metrics"]
+        and not registry_after_rerun["mlflow_running"]
+        and rerun.returncode == 0
+        and not outcome["open_runs_at_end"]
+        and not outcome["partial_versions"]
+    )
+    return outcome

@@ -124,6 +124,7 @@ def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
                 f"the Prefect server at state.prefect_api_url ({prefect_api_url(scope)}) does "
                 "not answer; start it (`voicecycle team up` for the team profile)"
             )
+        sweep_orphaned_runs(scope)
         return prefect_ui_url(scope)
     if not server_healthy(scope):
         cmd = [
@@ -145,7 +146,25 @@ def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
             lambda: server_healthy(scope),
             timeout_s,
         )
+    sweep_orphaned_runs(scope)
     return prefect_ui_url(scope)
+
+
+def sweep_orphaned_runs(scope: Scope) -> list[str]:
+    """End Crashed the flow runs left Running or Pending by a process that is gone (a killed
+    CLI or worker child, a server killed under them); says which on stderr. A sweep that
+    cannot finish is a warning: the server itself is up."""
+    from deployments.flow_runs import crash_orphans
+
+    try:
+        orphans = crash_orphans(prefect_api_url(scope), WORK_POOL)
+    except Exception as exc:  # noqa: BLE001 (reported, the start goes on)
+        print(f"warning: the sweep of orphaned flow runs failed: {exc}", file=sys.stderr)
+        return []
+    for orphan in orphans:
+        print(f"flow run {orphan.name} ({orphan.run_id}) marked Crashed: {orphan.why}",
+              file=sys.stderr)  # fmt: skip
+    return [orphan.run_id for orphan in orphans]
 
 
 def stop_pidfile(pidfile: Path, grace_s: float = 15.0) -> bool:

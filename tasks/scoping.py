@@ -8,6 +8,7 @@ import yaml
 from prefect import task
 
 from data_contracts.scoping import Scope, ScopeError
+from tasks.flow_runs import record_flow_run_process
 
 
 def scope_problems(scope: Scope) -> list[str]:
@@ -33,6 +34,7 @@ def scope_problems(scope: Scope) -> list[str]:
 @task(name="validate-scope")
 def validate_scope(scope: Scope) -> Scope:
     """Fail before any work when the scope names missing files; log what it asks for."""
+    record_flow_run_process()  # every flow starts here: a later sweep can tell it died
     problems = scope_problems(scope)
     if problems:
         raise ScopeError("invalid scope:\n" + "\n".join(f"  - {p}" for p in problems))

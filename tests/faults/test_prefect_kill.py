@@ -1,7 +1,8 @@
 """The Prefect server SIGKILLed while `voicecycle ingest` runs on it (bench/kills.py, which
 `bench faults` runs with Prefect's default client retries): the command ends with one
 message and a non-zero exit, no dataset version is half-published (publishing is a rename of
-a finished staging folder), and once the server is back a rerun completes."""
+a finished staging folder), once the server is back the run the kill left Running ends
+Crashed (the sweep at `server start`), and a rerun completes."""
 
 from __future__ import annotations
 
@@ -28,3 +29,9 @@ def test_a_killed_prefect_server_leaves_no_partial_version_and_a_rerun_completes
     assert outcome["rerun_exit"] == 0, outcome
     assert outcome["rerun_version"] is not None, outcome  # the rerun published a version
     assert set(after["versions"]) <= {outcome["rerun_version"]}, outcome
+    # the run the kill left Running ends Crashed, with why, when the server is back
+    assert outcome["open_runs_after_restart"] == [], outcome
+    crashed = outcome["crashed_after_restart"]  # the ingest run and its corpus subflow
+    (top,) = [run for run in crashed if run["parent_task_run_id"] is None]
+    assert all("is gone" in run["message"] for run in crashed), outcome
+    assert any(top["id"] in line for line in outcome["sweep_said"]), outcome
