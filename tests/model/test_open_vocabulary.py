@@ -73,3 +73,19 @@ def test_the_general_lexicon_is_large_spellable_and_ranked() -> None:
     assert ranked[0] == "the" and words["the"] > words[ranked[-1]] > 0
     assert {"garden", "kitchen", "window", "bread"} <= set(words)
     assert general_lexicon(0) == {}
+
+
+def test_the_background_weight_sets_a_general_words_share() -> None:
+    """A word only the background knows scores by the weight (it takes none of the domain's
+    unseen-word mass, which a hot word keeps); 30,000 such words once each got that mass, and
+    the weight did nothing."""
+    low = WordLM.from_transcripts(LM_TEXTS, background=BACKGROUND, background_weight=0.01)
+    high = WordLM.from_transcripts(LM_TEXTS, background=BACKGROUND, background_weight=0.05)
+    closed = WordLM.from_transcripts(LM_TEXTS)
+    for word in ("garden", "zebra"):
+        gap = high.continuation_log_prob(word) - low.continuation_log_prob(word)
+        assert gap == pytest.approx(math.log(5), abs=1e-6)
+    # a word neither knows (a hot word) keeps the closed LM's unseen-word score
+    assert high.continuation_log_prob("zelensky") == pytest.approx(
+        closed.continuation_log_prob("zelensky") + math.log(0.95)
+    )
