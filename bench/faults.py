@@ -30,9 +30,10 @@ from bench.harness import (
     stop_server,
     tree_rss,
 )
-from bench.kills import disk_full_with_local_server, prefect_server_kill
+from bench.kills import disk_full_with_local_server, prefect_server_kill, worker_kill_during_retrain
 from bench.mutations import MUTATIONS, check_decoder, encode, mutated, seed_files
 from bench.report import write_results
+from bench.service_kill import service_kill_during_switch
 from data_contracts.scoping import AudioScope, DataRules, Scope
 from tasks.ingestion import RowJob, process_row
 
@@ -209,6 +210,10 @@ def main(
             figures["schemathesis_examples"] = (api.five_xx + api.violations + admin.violations)[:5]
             bursts = [burst(server.url, wav, c, rounds=2) for c in (64, 256)]
             figures["overload_non_503_5xx"] = sum(b.non_503_5xx for b in bursts)
+            for b in bursts:  # refusals (503) and admitted answers (200), client wall time
+                summary = b.summary()
+                figures[f"overload_refusal_p99_ms_{b.concurrency}"] = summary["refused_p99_ms"]
+                figures[f"overload_admitted_p99_ms_{b.concurrency}"] = summary["admitted_p99_ms"]
             figures["overload"] = [
                 b.summary() | healthz_burst(server.url, b.concurrency) for b in bursts
             ]
@@ -245,6 +250,17 @@ def main(
                              f"{killed_server}")  # fmt: skip
     figures["kills_survived"] += int(killed_server["ok"])
     figures["partial_versions_after_kills"] = killed_server["partial_versions"]
+    worker = worker_kill_during_retrain(Path(tempfile.mkdtemp(prefix="bench-faults-worker-")))
+    figures["killed"].append(f"the Prefect worker and its flow-run process during a retrain "
+                             f"(SIGKILL): {worker}")  # fmt: skip
+    figures["kills_survived"] += int(worker["ok"])
+    figures["partial_versions_after_kills"] += worker["partial_versions"] + len(
+        worker["registry_after_kill"]["versions_without_metrics"]
+    )
+    service = service_kill_during_switch(Path(tempfile.mkdtemp(prefix="bench-faults-switch-")))
+    figures["killed"].append(f"the whole service during a model switch (SIGKILL): {service}")
+    figures["kills_survived"] += int(service["ok"])
+    figures["acknowledged_lost"] += service["lost"]
     full = disk_full_with_local_server(Path(tempfile.mkdtemp(prefix="bench-faults-disk-")))
     figures["disk_full"] = {k: v for k, v in full.items() if k != "stderr"} | {
         "messages": {k: v.strip().splitlines()[-2:] for k, v in full["stderr"].items()}
@@ -254,8 +270,7 @@ def main(
         figures[key] = None
     figures["not_run"] = NOT_RUN | {
         "kills": "the trainer (kill -9 mid-epoch, then train --resume) is killed in CI "
-        "(tests/faults/test_trainer_kill.py), not here; the Prefect worker during a retrain "
-        "and the whole service during a model switch are not killed yet",
+        "(tests/faults/test_trainer_kill.py), not here",
     }
     write_results(out, "faults", figures)
     return figures
