@@ -27,14 +27,19 @@ def expected_points(checks: pd.DataFrame) -> dict[str, int]:
     return {title: n for title, n in counts.items() if n}
 
 
-def screenshot(workspace_dir: Path, out: Path, timeout_s: float = 120.0) -> pd.DataFrame:
-    """Save the dashboard of the workspace as `out`; the checks it shows."""
+def screenshot(
+    workspace_dir: Path, out: Path, timeout_s: float = 120.0
+) -> tuple[pd.DataFrame, dict[str, list[list[float]]]]:
+    """Save the dashboard of the workspace as `out`; the checks it shows, and each panel's
+    drawn points (SVG x, y: y grows downwards)."""
     from bench.browser import drawn_panels, evidently_ui, headless_chromium
     from tasks.dashboard import PROJECT, read_checks
 
+    if not workspace_dir.is_dir():
+        raise RuntimeError(f"no Evidently workspace at {workspace_dir}")
     checks = read_checks(workspace_dir)
     if checks.empty:
-        raise SystemExit(f"no drift checks in the Evidently workspace {workspace_dir}")
+        raise RuntimeError(f"no drift checks in the Evidently workspace {workspace_dir}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dashboard-shot-") as scratch:
         tmp = Path(scratch)
@@ -43,9 +48,9 @@ def screenshot(workspace_dir: Path, out: Path, timeout_s: float = 120.0) -> pd.D
             headless_chromium(tmp) as driver,
         ):
             driver.get(f"{url}/projects/{project}")
-            drawn_panels(driver, expected_points(checks), timeout_s)
+            panels = drawn_panels(driver, expected_points(checks), timeout_s)
             driver.save_screenshot(str(out))
-    return checks
+    return checks, panels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         scope = scope.with_workspace(args.workspace)
     workspace_dir = scope.state.path("evidently_workspace").resolve()
     try:
-        checks = screenshot(workspace_dir, args.out, args.timeout)
+        checks, _ = screenshot(workspace_dir, args.out, args.timeout)
     except (RuntimeError, TimeoutError) as exc:
         print(f"dashboard screenshot failed: {exc}", file=sys.stderr)
         return 1
