@@ -192,12 +192,17 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
             "--eval-clips", "4",
             "--names", str(names),
             "--typed-queries", "200",
+            "--after-windows", "1",
             "--out", str(results),
         )  # fmt: skip
         assert story.returncode in (0, 1), story.stderr[-3000:]
         figures = json.loads((results / "story.json").read_text())
         assert (story.returncode == 0) == figures["retrain_triggered"]
         assert figures["stable_windows"] == 1
+        # a check after the retrain, on the same shifted traffic (tests/unit/test_story.py)
+        after = figures["drift_share_series"]["after_retrain"]
+        assert len(after) == 1 and figures["drift_share_after_retrain"] == after[-1]
+        assert figures["drift_share_series"]["stable"] and figures["drift_share_peak"] is not None
         assert figures["newsroom_list"] is False and figures["new_names"] == 2
         assert figures["hot_words_version"] and "wer_new_names_hotwords" in figures
         assert json.loads((results / "monitor.json").read_text())["window"] == 30
