@@ -57,15 +57,23 @@ def service_kill_during_switch(root: Path, clients: int = 4) -> dict[str, Any]:
             t.start()
         time.sleep(2.0)
         before_switch = len(answered)
-        make_store(root, version=2)  # the new model in the store: the polls start loading it
+        # the new model lands in the store; the first answer from it means one worker has
+        # switched and the others are loading it or about to: kill then, a reload in flight
+        filling = threading.Thread(target=make_store, args=(root,), kwargs={"version": 2})
+        filling.start()
+        deadline = time.monotonic() + 120
+        while "2" not in answered.values() and time.monotonic() < deadline:
+            time.sleep(0.01)
         threading.Thread(target=reload, daemon=True).start()
-        time.sleep(0.3)  # mid-load: the poll and the admin reload read version 2 now
+        time.sleep(0.05)
+        mixed = sorted(set(list(answered.values())[-clients * 4 :]))  # the last answers
         tree = process_tree(server.process)
         kill_tree(tree)
         killed_at = time.monotonic()
         stop.set()
         for t in threads:
             t.join(timeout=60)
+        filling.join(timeout=120)
     finally:
         stop.set()
         stop_server(server)  # the tree is gone already; this reaps the arbiter
@@ -88,6 +96,7 @@ def service_kill_during_switch(root: Path, clients: int = 4) -> dict[str, Any]:
         "acknowledged_before_kill": len(acknowledged),
         "acknowledged_before_switch": before_switch,
         "versions_before_kill": sorted(set(acknowledged.values())),
+        "versions_answering_at_kill": mixed,  # ["1", "2"]: killed mid-switch
         "served_after_restart": served,
         "answers_after_restart": [r.status_code for r in after],
         "versions_after_restart": versions_after,

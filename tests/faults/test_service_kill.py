@@ -19,6 +19,7 @@ def test_a_service_killed_mid_switch_restarts_on_one_whole_model_and_lost_nothin
     outcome = service_kill_during_switch(tmp_path)
     assert outcome["processes_killed"] >= 2, outcome  # the arbiter and its workers
     assert outcome["acknowledged_before_kill"] > 0, outcome
+    assert "2" in outcome["versions_answering_at_kill"], outcome  # the switch had begun
     assert outcome["served_after_restart"] in {"1", "2"}, outcome
     assert outcome["answers_after_restart"] == [200] * 4, outcome
     assert outcome["versions_after_restart"] == [outcome["served_after_restart"]], outcome
