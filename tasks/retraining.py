@@ -149,6 +149,8 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
             n_voices=base.n_voices,
             texts_file=snapshot,
             engines=base.engines,  # the main corpus's catalogue request, hence its pin
+            # training data: the capped (slow, held-out) engines speak none of it
+            engine_utterances={e: 0 for e in base.engine_utterances},
         ),
     )
     sources = [s for s in scope.sources if s.name != RESPOKEN_SOURCE] + [source]

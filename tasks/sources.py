@@ -31,8 +31,11 @@ def corpus_dir_for(source: DataSource, corpus_root: Path, engines: Sequence[str]
     syn = source.synthetic
     assert syn is not None
     voices = f"-v{syn.n_voices}" if syn.n_voices else ""
-    # the corpus format is part of the name: a newer format never meets an older folder
-    voices += f"-f{CORPUS_FORMAT_VERSION}-{'+'.join(engines)}"
+    # the corpus format is part of the name: a newer format never meets an older folder; so is
+    # the cap of a capped engine ("kokoro40"), so changing it builds a corpus beside the old one
+    caps = syn.engine_utterances
+    named = [f"{e}{caps[e]}" if e in caps else e for e in engines]
+    voices += f"-f{CORPUS_FORMAT_VERSION}-{'+'.join(named)}"
     if syn.texts_file is not None:
         texts = hashlib.sha256(Path(syn.texts_file).read_bytes()).hexdigest()[:12]
         return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-t{texts}"
@@ -73,6 +76,7 @@ def plan_synthetic_corpus(source: DataSource, corpus_root: Path, n_shards: int) 
         # spoken texts beside the generated corpus: ids of their own ("respoken-000000")
         id_prefix="utt" if syn.texts_file is None else source.name,
         tables=load_tables(syn.templates_file, syn.entities_file),
+        engine_utterances=syn.engine_utterances,
     )
 
 

@@ -44,10 +44,12 @@ from tasks.synthesis.corpus_store import (
 from tasks.synthesis.dsp import render_utterance
 from tasks.synthesis.espeak import espeak_version
 from tasks.synthesis.festival import festival_synth_many
+from tasks.synthesis.kokoro import kokoro_synth_many, kokoro_version
 from tasks.synthesis.voices import (
     DEFAULT_VOICE_SEED,
     ENGINES,
     Voice,
+    assign_voices,
     check_voice,
     engine_of,
     list_voices,
@@ -61,9 +63,9 @@ CORPUS_SAMPLE_RATE = SAMPLE_RATE
 CORPUS_FORMAT_VERSION = 2
 # utterances rendered by one fresh process; part of a corpus's identity (see module docstring)
 BLOCK_SIZE = 24
-# engines spoken a shard at a time ahead of the blocks (start-up per call); their raw output
-# waits in the staging folder's SPOKEN_DIR until its block is rendered
-BATCHED_SYNTHESIZERS = frozenset({"festival", "festival-hts"})
+# engines spoken a shard at a time ahead of the blocks (start-up per call, a model to load);
+# their raw output waits in the staging folder's SPOKEN_DIR until its block is rendered
+BATCHED_SYNTHESIZERS = frozenset({"festival", "festival-hts", "kokoro"})
 SPOKEN_DIR = "spoken"
 
 
@@ -104,21 +106,13 @@ def _utterance_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, index)))
 
 
-def _assign_voices(n: int, n_voices: int, seed: int) -> list[int]:
-    """Voice index per utterance: shuffled rounds, so every voice gets its share."""
-    rng = np.random.default_rng([seed, 1])
-    order: list[int] = []
-    while len(order) < n:
-        order.extend(int(i) for i in rng.permutation(n_voices))
-    return order[:n]
-
-
 def _corpus_params(
     n_utterances: int,
     seed: int,
     era_weights: Mapping[str, float],
     voices: Sequence[Voice],
     texts: Sequence[str] | None = None,
+    engine_utterances: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The parameters that define a corpus (stored in corpus.json, compared on reuse)."""
     params: dict[str, Any] = {
@@ -131,6 +125,8 @@ def _corpus_params(
         "engines": catalogue_engines(voices),
         "voices": [asdict(v) for v in voices],
     }
+    if engine_utterances:  # only where a capped engine speaks: older corpora keep their params
+        params["engine_utterances"] = dict(engine_utterances)
     if texts is not None:
         params["texts_sha256"] = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     return params
@@ -169,8 +165,8 @@ def engine_versions(engines: Sequence[str]) -> dict[str, str]:
     """The version of each engine (recorded in corpus.json beside the catalogue)."""
     found = {}
     for engine in engines:
-        if engine == "espeak":
-            found["espeak"] = espeak_version()
+        if engine in ("espeak", "kokoro"):
+            found[engine] = espeak_version() if engine == "espeak" else kokoro_version()
             continue
         binary = shutil.which(engine)
         try:
@@ -195,12 +191,14 @@ def plan_corpus(
     texts: Sequence[str] | None = None,
     id_prefix: str = "utt",
     tables: QueryTables | None = None,
+    engine_utterances: Mapping[str, int] | None = None,
 ) -> CorpusPlan:
     """Check the inputs and the folder; cut the utterances into n_shards of whole blocks.
 
     With `texts`, those transcripts are spoken (cycled to `n_utterances`, each round by other
     voices) instead of generated queries, and `era_weights` is not used. A folder that already
     holds this corpus gives a plan with no shards; a staging folder is made otherwise.
+    `engine_utterances` caps what a slow engine's voices speak (Kokoro: a few test clips).
     """
     out_dir = Path(out_dir)
     if not isinstance(n_utterances, int) or n_utterances < 1:
@@ -213,12 +211,12 @@ def plan_corpus(
         queries = generate_queries(n_utterances, seed, era_weights, tables)
     else:
         queries = spoken_queries(texts, n_utterances)
-    params = _corpus_params(n_utterances, seed, era_weights, voices, texts)
+    assignment, capped = assign_voices(n_utterances, voices, seed, engine_utterances or {})
+    params = _corpus_params(n_utterances, seed, era_weights, voices, texts, capped)
     if id_prefix != "utt":
         params["id_prefix"] = id_prefix
     if texts is None and tables is not None and tables.sha256 != load_tables().sha256:
         params["tables_sha256"] = tables.sha256
-    assignment = _assign_voices(n_utterances, len(voices), seed)
     width = max(6, len(str(n_utterances - 1)))
     utterances = tuple(
         Utterance(
@@ -233,8 +231,8 @@ def plan_corpus(
     if check_existing(out_dir, params):
         logger.info("reusing corpus %s (same parameters)", out_dir)
         return CorpusPlan(out_dir, None, seed, CORPUS_SAMPLE_RATE, params, utterances)
-    for voice in voices:  # only rendering needs the engines: an existing corpus is reused
-        check_voice(voice)
+    for index in sorted(set(assignment)):  # only rendering needs the engines: a corpus is reused
+        check_voice(voices[index])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     (staging / "audio").mkdir(parents=True)
@@ -249,11 +247,15 @@ def _spoken_path(audio_dir: Path, item: Utterance) -> Path:
 
 
 def speak_batched(audio_dir: Path, utterances: Sequence[Utterance]) -> int:
-    """Speak a shard's festival utterances with one festival process; store the raw output."""
-    batch = [u for u in utterances if u.voice.synthesizer in BATCHED_SYNTHESIZERS]
+    """Speak a shard's festival utterances with one festival process and its Kokoro ones with
+    one loaded model; store the raw output."""
+    festival = [u for u in utterances if engine_of(u.voice.synthesizer) == "festival"]
+    kokoro = [u for u in utterances if engine_of(u.voice.synthesizer) == "kokoro"]
+    batch = festival + kokoro
     if not batch:
         return 0
-    spoken = festival_synth_many([(u.spoken, u.voice) for u in batch])
+    spoken = festival_synth_many([(u.spoken, u.voice) for u in festival])
+    spoken += kokoro_synth_many([(u.spoken, u.voice) for u in kokoro])
     (audio_dir.parent / SPOKEN_DIR).mkdir(exist_ok=True)
     for item, (audio, rate) in zip(batch, spoken, strict=True):
         sf.write(_spoken_path(audio_dir, item), audio, rate, subtype="FLOAT", format="WAV")
@@ -409,13 +411,24 @@ def build_corpus(
     texts: Sequence[str] | None = None,
     id_prefix: str = "utt",
     n_shards: int = 1,
+    engine_utterances: Mapping[str, int] | None = None,
 ) -> Path:
     """Synthesise (or reuse) a corpus: audio/<id>.wav + manifest.csv + corpus.json, shards in turn.
 
     The same as the ingest flow's synthesis without its fan-out; `n_shards` changes only how the
     work is cut, never the bytes written.
     """
-    plan = plan_corpus(out_dir, n_utterances, seed, era_weights, voices, n_shards, texts, id_prefix)
+    plan = plan_corpus(
+        out_dir,
+        n_utterances,
+        seed,
+        era_weights,
+        voices,
+        n_shards,
+        texts,
+        id_prefix,
+        engine_utterances=engine_utterances,
+    )
     try:
         for shard in plan.shards:
             synthesise_shard.fn(plan.audio_dir, plan.seed, plan.sample_rate, shard)

@@ -9,6 +9,7 @@ from models.audio import resample
 from tasks.synthesis.espeak import espeak_synth
 from tasks.synthesis.festival import festival_synth
 from tasks.synthesis.flite import flite_synth
+from tasks.synthesis.kokoro import kokoro_synth
 from tasks.synthesis.voices import Voice
 
 # realism of a rendered utterance
@@ -28,7 +29,8 @@ def synthesize(
 ) -> np.ndarray:
     """Speak `text` with `voice`: float32 mono samples in [-1, 1] at `sample_rate`.
 
-    `spoken` is the engine's output when it was rendered beforehand (festival, in batches).
+    `spoken` is the engine's output when it was rendered beforehand (festival and Kokoro, in
+    batches).
     espeak audio varies slightly with what this process spoke before (see tasks.synthesis.espeak).
     """
     if not isinstance(text, str) or not text.strip():
@@ -44,6 +46,8 @@ def synthesize(
         audio, rate = flite_synth(text, voice)
     elif voice.synthesizer in ("festival", "festival-hts"):
         audio, rate = festival_synth(text, voice)
+    elif voice.synthesizer == "kokoro":
+        audio, rate = kokoro_synth(text, voice)
     else:
         raise ValueError(f"unknown synthesizer {voice.synthesizer!r} of voice {voice.voice_id!r}")
     if audio.size == 0 or not np.any(audio):

@@ -29,6 +29,7 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _ENDPAUSE = 0x1000
 _PARAM_RATE, _PARAM_PITCH, _PARAM_RANGE = 1, 3, 4
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes: IPA (UTF-8) instead of espeak's own names
 
 
 @cache
@@ -89,6 +90,12 @@ class _Espeak:
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
         lib.espeak_Info.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_char_p),
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         data_path = espeak_data_path()
         rate = lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), _INITIALIZE_DONT_EXIT
@@ -148,6 +155,18 @@ class _Espeak:
         chunks, self._chunks = self._chunks, []
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
+    def ipa(self, text: str, language: str) -> str:
+        """The IPA espeak reads `text` as in `language` ("en-us"), clauses joined by spaces."""
+        if self._lib.espeak_SetVoiceByName(language.encode()) != 0:
+            raise ValueError(f"espeak has no voice for language {language!r}")
+        buffer = ctypes.c_char_p(text.encode("utf-8"))
+        pointer = ctypes.pointer(buffer)
+        clauses = []
+        while buffer.value:  # the call moves the pointer past each clause it reads
+            out = self._lib.espeak_TextToPhonemes(pointer, _CHARS_UTF8, _PHONEMES_IPA)
+            clauses.append((out or b"").decode("utf-8").strip())
+        return " ".join(c for c in clauses if c)
+
 
 _ENGINE: _Espeak | None = None
 _ENGINE_LOCK = threading.Lock()
@@ -160,6 +179,15 @@ def espeak_synth(text: str, voice: Voice) -> tuple[np.ndarray, int]:
         if _ENGINE is None:
             _ENGINE = _Espeak()
         return _ENGINE.synth(text, voice), _ENGINE.sample_rate
+
+
+def espeak_ipa(text: str, language: str = "en-us") -> str:
+    """The IPA phonemes espeak-ng reads `text` as (this process's engine, created on first use)."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = _Espeak()
+        return _ENGINE.ipa(text, language)
 
 
 def espeak_version() -> str:

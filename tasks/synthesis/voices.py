@@ -1,5 +1,5 @@
 """The voice catalogue: every English accent x voice variant espeak-ng offers, plus the voices
-of Debian's flite and festival, each with fixed prosody drawn from a seed.
+of Debian's flite and festival and Kokoro's neural voices, each with fixed prosody from a seed.
 
 The catalogue is a function of the seed and the engines asked for, never of what is installed:
 rendering checks that the engines are there (`check_voice`) and names the one that is missing.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,25 +23,34 @@ import numpy as np
 from tasks.synthesis.espeak import espeak_data_path
 from tasks.synthesis.festival import FESTIVAL_VOICES, festival_voices
 from tasks.synthesis.flite import FLITE_VOICES, flite_voices
+from tasks.synthesis.kokoro import INSTALL_HINT as KOKORO_HINT
+from tasks.synthesis.kokoro import KOKORO_VOICES, kokoro_voices
 
 # the engines a catalogue may use, in catalogue order; espeak-ng comes with the Python lock
-ENGINES: tuple[str, ...] = ("espeak", "flite", "festival")
+ENGINES: tuple[str, ...] = ("espeak", "flite", "festival", "kokoro")
 SYNTHESIZERS: dict[str, tuple[str, ...]] = {
     "espeak": ("espeak", "espeak-klatt"),
     "flite": ("flite",),
     "festival": ("festival", "festival-hts"),
+    "kokoro": ("kokoro",),
 }
-# the voices of the Debian engines: fixed, so a catalogue never depends on what is installed
+# the voices of the other engines: fixed, so a catalogue never depends on what is installed
 ENGINE_VOICES: dict[str, tuple[str, ...]] = {
     "flite": FLITE_VOICES,
     "festival": tuple(FESTIVAL_VOICES),
+    "kokoro": KOKORO_VOICES,
 }
 INSTALL_HINT = {
     "espeak": "pip: espeakng-loader",
     "flite": "apt: flite",
     "festival": "apt: festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+    "kokoro": KOKORO_HINT,
 }
 DEFAULT_N_ESPEAK_VOICES = 96
+# engines whose voices are spread over a pool after the Debian ones (added later: a catalogue
+# without them keeps the order it had), never among its first ESPEAK_FIRST voices
+LATE_ENGINES: tuple[str, ...] = ("kokoro",)
+ESPEAK_FIRST = 10
 DEFAULT_VOICE_SEED = 0  # the default voice pool is the same for every corpus
 # accent files that are not an accent of English read in Latin script
 _SKIPPED_ACCENTS = frozenset({"en-shaw"})
@@ -108,7 +117,7 @@ def espeak_variants() -> tuple[tuple[str, str], ...]:
 
 
 def engine_of(synthesizer: str) -> str:
-    """The engine ("espeak", "flite", "festival") a synthesizer label belongs to."""
+    """The engine ("espeak", "flite", "festival", "kokoro") a synthesizer label belongs to."""
     for engine, labels in SYNTHESIZERS.items():
         if synthesizer in labels:
             return engine
@@ -123,6 +132,8 @@ def installed_voices(engine: str) -> tuple[str, ...]:
         return flite_voices()
     if engine == "festival":
         return festival_voices()
+    if engine == "kokoro":
+        return kokoro_voices()
     raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
 
 
@@ -176,7 +187,7 @@ def _espeak_voice(seed: int, accent: str, variant: str, synthesizer: str) -> Voi
 
 
 def _other_voice(seed: int, engine: str, name: str) -> Voice:
-    """A flite or festival voice: only the speaking rate varies, pitch and range stay neutral."""
+    """A flite, festival or Kokoro voice: only the rate varies, pitch and range stay neutral."""
     voice_id = f"{engine}/{name}"
     rng = _prosody_rng(seed, voice_id)
     synthesizer = FESTIVAL_VOICES[name][1] if engine == "festival" else engine
@@ -201,7 +212,9 @@ def _espeak_order(seed: int) -> list[tuple[str, str, str]]:
 def _other_order(engines: Sequence[str]) -> list[tuple[str, str]]:
     """(engine, voice) of the non-espeak engines, interleaved so a prefix mixes engines."""
     columns = [
-        [(e, v) for v in ENGINE_VOICES[e]] for e in ENGINES if e != "espeak" and e in engines
+        [(e, v) for v in ENGINE_VOICES[e]]
+        for e in ENGINES
+        if e != "espeak" and e not in LATE_ENGINES and e in engines
     ]
     out = []
     for row in range(max((len(c) for c in columns), default=0)):
@@ -220,8 +233,8 @@ def _check_engines(engines: Sequence[str]) -> tuple[str, ...]:
 def list_voices(seed: int, n: int | None = None, engines: Sequence[str] = ENGINES) -> list[Voice]:
     """The voice catalogue of `engines`, deterministic whatever is installed.
 
-    n=None gives the default pool (96 espeak voices + every flite/festival voice of `engines`),
-    the other voices spread over it; the first 10 voices are always espeak ones.
+    n=None gives the default pool (96 espeak voices + every flite/festival/kokoro voice of
+    `engines`), the other voices spread over it; the first 10 voices are always espeak ones.
     """
     engines = _check_engines(engines)
     espeak = [_espeak_voice(seed, a, v, s) for a, v, s in _espeak_order(seed)]
@@ -230,15 +243,22 @@ def list_voices(seed: int, n: int | None = None, engines: Sequence[str] = ENGINE
     ordered = list(espeak)
     for k, voice in enumerate(others):
         ordered.insert(int((k + 1) * default_espeak / (len(others) + 1)) + k, voice)
+    late = [
+        _other_voice(seed, e, v) for e in LATE_ENGINES if e in engines for v in ENGINE_VOICES[e]
+    ]
+    pool = default_espeak + len(others)
+    for k, voice in enumerate(late):
+        spread = int((k + 1) * (pool - ESPEAK_FIRST) / (len(late) + 1))
+        ordered.insert(ESPEAK_FIRST + spread + k, voice)
     if n is None:
-        return ordered[: default_espeak + len(others)]
+        return ordered[: pool + len(late)]
     if not isinstance(n, int) or n < 1 or n > len(ordered):
         raise ValueError(f"expected n in 1..{len(ordered)} voices (or None), got {n!r}")
     return ordered[:n]
 
 
 def voice_from_id(voice_id: str, seed: int) -> Voice:
-    """The catalogue voice of an id ("espeak/en-us+m3", "flite/slt", "festival/ked_diphone").
+    """The catalogue voice of an id ("espeak/en-us+m3", "flite/slt", "kokoro/jf_alpha", ...).
 
     A dataset version names its voices; this gives them back with their prosody for the seed,
     whatever the engines installed now (rendering checks those).
@@ -261,3 +281,49 @@ def is_catalogue_voice(voice_id: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _rounds(n: int, pool: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """n picks from pool in shuffled rounds, so every member gets its share."""
+    order: list[int] = []
+    while len(order) < n:
+        order.extend(int(pool[i]) for i in rng.permutation(len(pool)))
+    return order[:n]
+
+
+def assign_voices(
+    n: int, voices: Sequence[Voice], seed: int, engine_utterances: Mapping[str, int]
+) -> tuple[list[int], dict[str, int]]:
+    """Voice index per utterance, and the utterance count of each capped engine present.
+
+    Without a capped engine among `voices` (engine_utterances names the slow ones, Kokoro),
+    every voice gets its share in shuffled rounds, as always. With one, its voices speak
+    min(cap, their fair share) utterances at random places and the other voices the rest.
+    """
+    engines = [engine_of(v.synthesizer) for v in voices]
+    capped = {
+        e: [i for i, engine in enumerate(engines) if engine == e]
+        for e in engine_utterances
+        if e in engines
+    }
+    if not capped:
+        return _rounds(n, range(len(voices)), np.random.default_rng([seed, 1])), {}
+    free = [i for i, engine in enumerate(engines) if engine not in capped]
+    if not free:
+        raise ValueError(f"expected voices beside the capped engines {sorted(capped)}, got none")
+    counts = {
+        e: min(engine_utterances[e], n * len(idx) // len(voices)) for e, idx in capped.items()
+    }
+    rng = np.random.default_rng([seed, 4])
+    places = [int(p) for p in rng.permutation(n)]
+    assignment = [-1] * n
+    start = 0
+    for engine, pool in capped.items():
+        taken = sorted(places[start : start + counts[engine]])
+        start += counts[engine]
+        for place, voice in zip(taken, _rounds(len(taken), pool, rng), strict=True):
+            assignment[place] = voice
+    rest = [p for p in range(n) if assignment[p] < 0]
+    for place, voice in zip(rest, _rounds(len(rest), free, rng), strict=True):
+        assignment[place] = voice
+    return assignment, counts

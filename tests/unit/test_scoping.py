@@ -12,7 +12,7 @@ from tasks.scoping import scope_problems
 
 REPO = Path(__file__).resolve().parents[2]
 # what scope.yaml sets on purpose to something other than the code's default
-DELIBERATE = {"split.held_out_synthesizers": ["espeak-klatt", "festival-hts"]}
+DELIBERATE = {"split.held_out_synthesizers": ["espeak-klatt", "festival-hts", "kokoro"]}
 
 
 def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -33,6 +33,7 @@ _MAPPING_FIELDS = {
     "augmentation.noise_weights.",
     "monitoring.column_thresholds.",
     "sources.0.synthetic.era_weights.",
+    "sources.0.synthetic.engine_utterances.",
 }
 
 
