@@ -28,7 +28,7 @@ import torch
 
 from bench.report import write_results
 from data_contracts.scoping import Scope
-from models.decoder import BeamDecoder, GreedyDecoder, WordLM
+from models.decoder import BeamDecoder, BeamSettings, GreedyDecoder, WordLM
 from models.recognizer import Recognizer
 
 GENERAL_ENGLISH_CLIPS = 80  # as bench/train.py
@@ -225,15 +225,31 @@ def measure(
     recognizer: Recognizer,
     story_clips: int = STORY_EVAL_CLIPS,
     general_clips: int = GENERAL_ENGLISH_CLIPS,
+    scope_settings: bool = False,
 ) -> dict[str, Any]:
-    """Every decoder figure of one recogniser (see the module docstring)."""
+    """Every decoder figure of one recogniser (see the module docstring); `scope_settings`:
+    with the scope's beam settings (training.beam_size/_token, hot_words.decoder) instead of
+    those saved with the model and its list (what the defaults would give this model)."""
     if not isinstance(recognizer.decoder, BeamDecoder):
         raise SystemExit("bench decoding: the champion decodes greedily; nothing to measure")
     beam = recognizer.decoder
+    if scope_settings:
+        wider = {"beam_size": scope.training.beam_size}
+        wider["beam_size_token"] = scope.training.beam_size_token
+        settings = BeamSettings.from_dict({**beam.settings.to_dict(), **wider})
+        beam = BeamDecoder(beam.lm, beam.hot_words, settings)
+    # the story's clips first: this process's espeak engine keeps state between utterances,
+    # so the same clips come out otherwise once another set was spoken (108 of 120 lengths
+    # differ after general English; the story speaks them first in its process)
+    story = {s.name: s for s in story_sets(scope, recognizer, story_clips)}
     split, test_voices, test_source = test_split_sets(scope, version, recognizer)
     sets = {s.name: s for s in split}
     sets["general_english"] = general_english(test_voices, recognizer, general_clips)
-    figures: dict[str, Any] = {"model_version": version, "test_split": test_source}
+    figures: dict[str, Any] = {
+        "model_version": version,
+        "test_split": test_source,
+        "settings": "the scope's" if scope_settings else "saved with the model and its list",
+    }
     for key in ("wer_clean", "wer_car", "wer_telephone", "greedy_wer_clean", "greedy_wer_car"):
         figures[key] = None  # stays None where the workspace lacks the test split
     greedy = GreedyDecoder()
@@ -247,7 +263,8 @@ def measure(
             figures[f"greedy_cer_{name}"] = round(gc, 4)
             spent.append(ms)
     listed, origin = hot_word_list(scope, version, recognizer)
-    story = {s.name: s for s in story_sets(scope, recognizer, story_clips)}
+    if scope_settings:
+        listed = listed.model_copy(update={"decoder": dict(scope.hot_words.decoder)})
     w_before, _, ms_story = scored(beam, story["new_names"])
     w_launch_before = scored(beam, story["launch_names"])[0]
     hot = beam.with_hot_words(listed.phrases, listed.context, listed.decoder)
@@ -281,6 +298,7 @@ def main(
     story_clips: int = STORY_EVAL_CLIPS,
     general_clips: int = GENERAL_ENGLISH_CLIPS,
     version: str | None = None,
+    scope_settings: bool = False,
 ) -> dict[str, Any]:
     """Measure the champion's (or `version`'s) decoder figures; write out_dir/decoding.json
     and print a table."""
@@ -296,7 +314,7 @@ def main(
         )
         dest = scope.state.workspace / "bench" / "decoding"
         version, recognizer = registered(scope, version, dest)
-        figures = measure(scope, version, recognizer, story_clips, general_clips)
+        figures = measure(scope, version, recognizer, story_clips, general_clips, scope_settings)
     finally:
         torch.set_num_threads(threads)
     write_results(out_dir, "decoding", figures)
