@@ -12,7 +12,13 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from data_contracts.scoping import AugmentationPolicy, DataSource, Scope, SyntheticCorpus
+from data_contracts.scoping import (
+    MIN_CORPUS_UTTERANCES,
+    AugmentationPolicy,
+    DataSource,
+    Scope,
+    SyntheticCorpus,
+)
 from models.recognizer import Recognizer
 from tasks.artifacts import publish_markdown
 from tasks.labelling import labelled_batches
@@ -144,7 +150,8 @@ def respeak_new_words(scope: Scope, lexicon: set[str]) -> tuple[Scope, list[str]
         kind="synthetic",
         name=RESPOKEN_SOURCE,
         synthetic=SyntheticCorpus(
-            n_utterances=len(texts) * voices,
+            # each text by `voices` voices, and never under a corpus's minimum of 4 clips
+            n_utterances=max(MIN_CORPUS_UTTERANCES, len(texts) * voices),
             seed=base.seed,
             n_voices=base.n_voices,
             texts_file=snapshot,

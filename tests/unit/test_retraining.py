@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_contracts.labels import transcription_result
-from data_contracts.scoping import AugmentationPolicy, Scope
+from data_contracts.scoping import MIN_CORPUS_UTTERANCES, AugmentationPolicy, Scope
 from tasks.labelling import import_labels, open_labelling_batch
 from tasks.retraining import new_word_queries, next_policy, respeak_new_words, retrain_scope
 from tests.production_log import production_log
@@ -93,3 +93,17 @@ def test_respeak_also_speaks_listed_names_nobody_has_said_yet(tmp_path: Path) ->
         "oriane kolawole",  # listed and unknown; "play jazz" is known: not spoken
     ]
     assert "oriane" in changes[0]
+
+
+def test_one_text_by_two_voices_still_makes_a_corpus(tmp_path: Path) -> None:
+    """A retrain with one new query and respeak_voices 2 (the command tour's scope) re-speaks
+    it as a corpus of the smallest allowed size, not an invalid one of 2 clips."""
+    scope = Scope().with_workspace(tmp_path)
+    scope = scope.model_copy(
+        update={"labelling": scope.labelling.model_copy(update={"respeak_voices": 2})}
+    )
+    label(scope, production_log(tmp_path, 4))
+    next_scope, _ = respeak_new_words.fn(scope, {"who", "is", "play", "jazz"})
+    source = next(s for s in next_scope.sources if s.name == "respoken")
+    assert source.synthetic is not None
+    assert source.synthetic.n_utterances == MIN_CORPUS_UTTERANCES
