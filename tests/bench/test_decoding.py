@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
+from tests.champions import register_champion
 from tests.conftest import tiny_scope
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
@@ -26,34 +26,6 @@ KEYS = (
 )
 
 
-def _register_champion(scope, augmented: str, folder: Path) -> None:  # type: ignore[no-untyped-def]
-    """A small random recogniser with a beam decoder, registered as the champion; its run
-    names the augmented version it was (not) trained on, as a training run does."""
-    import mlflow
-
-    from models.ctc import AcousticModelConfig, CTCAcousticModel
-    from models.decoder import BeamDecoder, WordLM
-    from models.recognizer import Recognizer
-    from tasks.registry import configure_mlflow, promote, register_model
-
-    configure_mlflow(
-        scope.state.url("mlflow_tracking_uri"),
-        scope.registry.experiment,
-        scope.state.path("mlflow_artifacts"),
-    )
-    torch.manual_seed(0)
-    model = CTCAcousticModel(AcousticModelConfig(conv_channels=32, rnn_hidden=32, rnn_layers=1))
-    lm = WordLM.from_transcripts(["play jazz music", "what is the weather in denver"])
-    Recognizer(model.eval(), BeamDecoder(lm), int8=True).save(folder)
-    experiment = mlflow.get_experiment_by_name(scope.registry.experiment)
-    client = mlflow.MlflowClient()
-    run = client.create_run(experiment.experiment_id, tags={"augmented_version": augmented})
-    client.set_terminated(run.info.run_id)
-    name = scope.registry.model_name
-    version = register_model.fn(run.info.run_id, folder, name, {}).version
-    promote.fn(name, version, "test champion")
-
-
 def test_bench_decoding_writes_its_figures(tmp_path: Path) -> None:
     from bench.decoding import main
     from flows.augment import augment
@@ -61,7 +33,14 @@ def test_bench_decoding_writes_its_figures(tmp_path: Path) -> None:
 
     scope = tiny_scope(tmp_path / "ws")
     augmented = augment(scope, ingest(scope))
-    _register_champion(scope, augmented, tmp_path / "rec")
+    # a small random champion; its run names the augmented version it was (not) trained on
+    register_champion(
+        scope,
+        tmp_path / "rec",
+        ["play jazz music", "what is the weather in denver"],
+        int8=True,
+        tags={"augmented_version": augmented},
+    )
     out = tmp_path / "results"
 
     figures = main(scope, out, story_clips=6, general_clips=4)

@@ -7,38 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
+from tests.champions import register_champion
 from tests.conftest import tiny_scope
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
-
-
-def _champion(scope, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
-    """A small recogniser registered and promoted in the scope's MLflow; its folder."""
-    import mlflow
-
-    from models.ctc import AcousticModelConfig, CTCAcousticModel
-    from models.decoder import BeamDecoder, WordLM
-    from models.recognizer import Recognizer
-    from tasks.registry import configure_mlflow, promote, register_model
-
-    configure_mlflow(
-        scope.state.url("mlflow_tracking_uri"),
-        scope.registry.experiment,
-        scope.state.path("mlflow_artifacts"),
-    )
-    torch.manual_seed(0)
-    model = CTCAcousticModel(AcousticModelConfig(conv_channels=32, rnn_hidden=32, rnn_layers=1))
-    folder = tmp_path / "rec"
-    lm = WordLM.from_transcripts(["play jazz music", "call mom"])
-    Recognizer(model.eval(), BeamDecoder(lm)).save(folder)
-    experiment = mlflow.get_experiment_by_name(scope.registry.experiment)
-    run = mlflow.MlflowClient().create_run(experiment.experiment_id)
-    name = scope.registry.model_name
-    version = register_model.fn(run.info.run_id, folder, name, {}).version
-    promote.fn(name, version, "test champion")
-    return folder
 
 
 def _manifest(tmp_path: Path) -> Path:
@@ -68,7 +41,8 @@ def test_evaluate_scores_the_champion_on_usable_rows_only(tmp_path: Path) -> Non
     from tasks.ingestion import load_dataset
 
     scope = tiny_scope(tmp_path / "ws")
-    folder = _champion(scope, tmp_path)
+    folder = tmp_path / "rec"
+    register_champion(scope, folder, ["play jazz music", "call mom"])
     manifest = _manifest(tmp_path)
     summary = evaluate(scope, manifest)
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 from data_contracts.scoping import Scope
+from tests.champions import register_champion
 from tests.conftest import tiny_scope
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
@@ -41,25 +41,9 @@ def features(rng: np.random.Generator, production: bool) -> dict[str, float]:
     return values
 
 
-def register_champion(scope: Scope, tmp_path: Path) -> str:
+def launch_champion(scope: Scope, tmp_path: Path) -> str:
     """A small recogniser promoted to champion, its run holding a drift reference of launch
     traffic (what the train flow's error analysis logs); its version."""
-    import mlflow
-
-    from models.ctc import AcousticModelConfig, CTCAcousticModel
-    from models.decoder import BeamDecoder, WordLM
-    from models.recognizer import Recognizer
-    from tasks.registry import configure_mlflow, promote, register_model
-
-    configure_mlflow(
-        scope.state.url("mlflow_tracking_uri"),
-        scope.registry.experiment,
-        scope.state.path("mlflow_artifacts"),
-    )
-    torch.manual_seed(0)
-    model = CTCAcousticModel(AcousticModelConfig(conv_channels=32, rnn_hidden=32, rnn_layers=1))
-    folder = tmp_path / "rec"
-    Recognizer(model.eval(), BeamDecoder(WordLM.from_transcripts(LAUNCH))).save(folder)
     rng = np.random.default_rng(1)
     rows = []
     for i in range(80):
@@ -71,15 +55,9 @@ def register_champion(scope: Scope, tmp_path: Path) -> str:
     reference["condition"] = "clean"
     (tmp_path / "error_analysis").mkdir()
     reference.to_csv(tmp_path / "error_analysis" / "drift_reference.csv", index=False)
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(scope.registry.experiment)
-    assert experiment is not None
-    run = client.create_run(experiment.experiment_id)
-    client.log_artifacts(run.info.run_id, str(tmp_path / "error_analysis"), "error_analysis")
-    name = scope.registry.model_name
-    version = register_model.fn(run.info.run_id, folder, name, {}).version
-    promote.fn(name, version, "test champion")
-    return str(version)
+    return register_champion(
+        scope, tmp_path / "rec", LAUNCH, artifacts={"error_analysis": tmp_path / "error_analysis"}
+    )
 
 
 def log_production(scope: Scope, version: str, n: int) -> dict[str, str]:
@@ -198,7 +176,7 @@ def test_drift_opens_a_batch_and_the_labels_start_the_retrain(tmp_path: Path) ->
             "labelling": scope.labelling.model_copy(update={"min_labels": 5}),
         }
     )
-    version = register_champion(scope, tmp_path)
+    version = launch_champion(scope, tmp_path)
     said = log_production(scope, version, 30)
 
     first = monitor(scope)
