@@ -70,7 +70,6 @@ class DriftSeries:
         return {
             "drift_share_series": by_phase,
             "drift_share_peak": max(before, default=None),
-            "drift_shares_after_retrain": after,
             "drift_share_after_retrain": after[-1] if after else None,
         }
 

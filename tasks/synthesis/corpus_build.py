@@ -163,10 +163,11 @@ def catalogue_engines(voices: Sequence[Voice]) -> list[str]:
 
 def engine_versions(engines: Sequence[str]) -> dict[str, str]:
     """The version of each engine (recorded in corpus.json beside the catalogue)."""
+    in_process = {"espeak": espeak_version, "kokoro": kokoro_version}  # libraries, no binary
     found = {}
     for engine in engines:
-        if engine in ("espeak", "kokoro"):
-            found[engine] = espeak_version() if engine == "espeak" else kokoro_version()
+        if engine in in_process:
+            found[engine] = in_process[engine]()
             continue
         binary = shutil.which(engine)
         try:
