@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.learning_curve import curve_figures, plot_curves
 from bench.report import write_results
 from data_contracts.scoping import Scope
 
@@ -28,6 +29,7 @@ UNSEEN_ENGINE = "festival-hts"  # the held-out engine closest to human speech
 TELEPHONE_CLIPS = 120
 GENERAL_ENGLISH_CLIPS = 80
 TELEPHONE_RATE = 8000
+TARGET_WER_CLEAN = 0.04  # the benchmark's target for wer_clean (what "capacity" is read against)
 
 
 def pocketsphinx_transcribe(waves: list[np.ndarray]) -> list[str]:
@@ -265,6 +267,11 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
         "test_clips": int(len(test)),
         "promoted": bool(trained["promoted"]),
     }
+    import mlflow
+
+    figures |= curve_figures(
+        mlflow.MlflowClient(), str(trained["run_id"]), trained, TARGET_WER_CLEAN, prefix
+    )
     train_json = out_dir / "train.json"  # one file holds both profiles' keys
     merged = {}
     if train_json.is_file():
@@ -275,4 +282,5 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
         }
     merged.update(figures)
     write_results(out_dir, "train", merged)
+    plot_curves(merged, out_dir / "train-learning-curves.png")
     return figures
