@@ -246,12 +246,14 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
         "unseen_engine_clips_per_condition": UNSEEN_ENGINE_CLIPS,
         "telephone_clips": int(len(phone_rows)),
         "general_english_clips": GENERAL_ENGLISH_CLIPS,
-        "peer_wer_clean": round(peer["clean"], 4),
-        "peer_wer_car": round(peer["car"], 4),
-        "ours_wer_clean_on_peer_sample": round(ours_on_sample["clean"], 4),
-        "ours_wer_car_on_peer_sample": round(ours_on_sample["car"], 4),
-        "peer_over_ours_clean": round(peer["clean"] / max(ours_on_sample["clean"], 1e-9), 2),
-        "peer_over_ours_car": round(peer["car"] / max(ours_on_sample["car"], 1e-9), 2),
+        f"{prefix}peer_wer_clean": round(peer["clean"], 4),
+        f"{prefix}peer_wer_car": round(peer["car"], 4),
+        f"{prefix}ours_wer_clean_on_peer_sample": round(ours_on_sample["clean"], 4),
+        f"{prefix}ours_wer_car_on_peer_sample": round(ours_on_sample["car"], 4),
+        f"{prefix}peer_over_ours_clean": round(
+            peer["clean"] / max(ours_on_sample["clean"], 1e-9), 2
+        ),
+        f"{prefix}peer_over_ours_car": round(peer["car"] / max(ours_on_sample["car"], 1e-9), 2),
         "peer_clips_per_condition": PEER_CLIPS_PER_CONDITION,
         f"{prefix}rtf_one_core": round(rtf, 4),
         f"{prefix}wer_new_names": round(wer_names, 4),
@@ -260,12 +262,14 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
             float(trained["train_utterances_per_second"]), 1
         ),
         f"{prefix}train_seconds": round(float(trained["train_seconds"]), 1),
-        "model_parameters": int(sum(p.numel() for p in recognizer.float_model.parameters())),
-        "model_size_mb": round(
+        f"{prefix}model_parameters": int(
+            sum(p.numel() for p in recognizer.float_model.parameters())
+        ),
+        f"{prefix}model_size_mb": round(
             sum(f.stat().st_size for f in (workspace / "champion").rglob("weights.pt")) / 1e6, 2
         ),
-        "test_clips": int(len(test)),
-        "promoted": bool(trained["promoted"]),
+        f"{prefix}test_clips": int(len(test)),
+        f"{prefix}promoted": bool(trained["promoted"]),
     }
     import mlflow
 
