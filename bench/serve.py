@@ -6,8 +6,9 @@ the server and the load generator are in bench/serve_harness.py):
 
 1. the recogniser: the registry's champion if the workspace's MLflow has one, else a random-init
    `Recognizer` (default `AcousticModelConfig`, beam decoder with a bigram LM over the clips'
-   transcripts), imported into a scratch BentoML home (in a child process: this process's
-   BentoML home, if any, is left alone);
+   transcripts, int8 as `training.int8_inference` says, as a trained one runs), imported
+   into a scratch BentoML home (in a child process: this process's BentoML home, if any, is
+   left alone);
 2. 3-s clips: synthesised voice-search queries (16 kHz mono PCM-16 WAV), padded or cut to 3 s;
    speech-shaped noise where speech synthesis is unavailable;
 3. `bentoml serve` on 127.0.0.1 and a free port, with BENTOML_HOME and the service's template
@@ -22,7 +23,15 @@ the server and the load generator are in bench/serve_harness.py):
    thread count the server reported, as the server runs it (int8 if the saved recogniser
    says so) and, for reference, in float; and the machine's ceiling, one such process per
    core at once (the server runs `serving.workers` processes, one per core by default);
-6. what int8 costs: test WER in float and in int8 on the newest augmented test split.
+6. what int8 costs: test WER in float and in int8 on the newest augmented test split;
+7. where the server's CPU per request goes (`profile_c8`; py-spy, a measuring tool in the
+   lock, samples the server: `{"skipped": ...}` where it is missing): a last load at
+   concurrency 8, after the timed ones, every thread of the server sampled
+   (bench/serve_harness.py `profile_load`), each thread's CPU split over what its samples
+   were doing (HTTP and multipart parsing, upload decoding, the model, beam decoding, the
+   batcher, audio features, the prediction log, metrics, the response, the middlewares, the
+   event loop); `ms_per_req` as profiled and
+   `ms_per_req_timed` (the shares times the timed load's server CPU per request).
 
 `serve.json` holds `p50/p95/p99_ms_c{N}`, `rps_c{N}`, `errors_c{N}`, `batch_sizes_c{N}`,
 `raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8`,
@@ -59,6 +68,7 @@ from bench.serve_harness import (
     import_model,
     model_cpu_ms,
     multipart_body,
+    profile_load,
     run_load,
     server_latencies,
     start_server,
@@ -74,6 +84,8 @@ REQUESTS = 200
 CLIP_SECONDS = 3.0
 N_CLIPS = 16
 RAW_PASSES = 3
+PROFILE_CONCURRENCY = 8
+PROFILE_REQUESTS = 1000
 INT8_CHECK_CLIPS = 400
 CLIP_SEED = 17
 FALLBACK_TEXTS = (
@@ -111,7 +123,9 @@ def _champion(scope: Scope, dest: Path) -> tuple[Path, dict[str, Any]] | None:
     }
 
 
-def _random_recognizer(dest: Path, texts: Sequence[str]) -> tuple[Path, dict[str, Any]]:
+def _random_recognizer(dest: Path, texts: Sequence[str], int8: bool) -> tuple[Path, dict[str, Any]]:
+    """A random-init recogniser that runs as a trained one would (`int8`: the scope's
+    training.int8_inference)."""
     import torch
 
     from models.ctc import AcousticModelConfig, CTCAcousticModel
@@ -120,7 +134,7 @@ def _random_recognizer(dest: Path, texts: Sequence[str]) -> tuple[Path, dict[str
 
     torch.manual_seed(0)
     decoder = BeamDecoder(WordLM.from_transcripts(texts))
-    Recognizer(CTCAcousticModel(AcousticModelConfig()), decoder).save(dest)
+    Recognizer(CTCAcousticModel(AcousticModelConfig()), decoder, int8=int8).save(dest)
     return dest, {"registry_version": "bench", "source": "random-init"}
 
 
@@ -261,11 +275,13 @@ def main(
     service: str | None = None,
     pythonpath: Sequence[Path] = (),
     name: str = "serve",
+    profile: bool = True,
 ) -> dict[str, Any]:
     """Run the serving benchmark; write out_dir/<name>.json and return the figures.
 
     `service` and `pythonpath` serve A/B comparisons (another service import string, and
-    where to import it from, e.g. another checkout).
+    where to import it from, e.g. another checkout). With `profile` (and py-spy installed),
+    a last load at concurrency 8, after the timed ones, is sampled: `profile_c8`.
     """
     scratch = (scope.state.workspace / "bench" / "serve").resolve()
     shutil.rmtree(scratch, ignore_errors=True)
@@ -275,7 +291,9 @@ def main(
         load_avg = os.getloadavg()[0]
         wavs, texts, clip_kind = make_clips(seed=CLIP_SEED)
         found = _champion(scope, scratch / "download")
-        recognizer_dir, metadata = found or _random_recognizer(scratch / "model", texts)
+        recognizer_dir, metadata = found or _random_recognizer(
+            scratch / "model", texts, scope.training.int8_inference
+        )
         home = scratch / "bentoml"
         tag = import_model(recognizer_dir, scope.registry.model_name, metadata, home)
         workspace = scratch / "workspace"
@@ -331,6 +349,10 @@ def main(
                 figures[f"workers_seen_c{c}"] = min(len(before), len(after))
             if failed:
                 figures[f"statuses_c{c}"] = {str(k): v for k, v in sorted(statuses.items())}
+        if profile:
+            figures[f"profile_c{PROFILE_CONCURRENCY}"] = _profile(
+                figures, url, process.pid, bodies, scratch
+            )
         meta = httpx.get(f"{url}/metadata", timeout=10).json()
         stop_server(process)
         process = None
@@ -374,6 +396,25 @@ def main(
             pass
 
 
+def _profile(
+    figures: dict[str, Any],
+    url: str,
+    server_pid: int,
+    bodies: Sequence[tuple[bytes, str]],
+    scratch: Path,
+) -> dict[str, Any]:
+    """`profile_load` at PROFILE_CONCURRENCY, its shares also applied to the server CPU per
+    request of the timed (unprofiled) load at that concurrency, if it ran."""
+    c = PROFILE_CONCURRENCY
+    profiled = profile_load(url, server_pid, bodies, c, PROFILE_REQUESTS, scratch)
+    timed = figures.get(f"server_cpu_ms_per_req_c{c}")
+    if "share" in profiled and timed is not None:
+        profiled["ms_per_req_timed"] = {
+            k: round(share * timed, 2) for k, share in profiled["share"].items()
+        }
+    return profiled
+
+
 def target_figures(
     scope: Scope, figures: dict[str, Any], concurrencies: Sequence[int]
 ) -> dict[str, Any]:
@@ -412,6 +453,20 @@ def _print_table(figures: dict[str, Any], concurrencies: Sequence[int]) -> None:
         f"{figures['raw_rps_all_cores']} clips/s with one process per core "
         f"(HTTP over that {figures['http_over_raw_all_cores']})"
     )
+    profiled = figures.get(f"profile_c{PROFILE_CONCURRENCY}", {})
+    if "ms_per_req" in profiled:
+        print(
+            f"where the server's CPU per request goes at concurrency {PROFILE_CONCURRENCY} "
+            f"(py-spy, {profiled['requests']} requests at {profiled['rps_profiled']} req/s): "
+            f"{profiled['server_cpu_ms_per_req']} ms"
+        )
+        timed = profiled.get("ms_per_req_timed", {})
+        for category, ms in sorted(profiled["ms_per_req"].items(), key=lambda kv: -kv[1]):
+            share = 100 * profiled["share"][category]
+            scaled = f"  ({timed[category]:.2f} ms of the timed load)" if category in timed else ""
+            print(f"  {category:<20} {ms:>6.2f} ms {share:>5.1f} %{scaled}")
+    elif profiled:
+        print(f"profile skipped: {profiled.get('skipped')}")
     level = figures["target_level"]
     print(
         f"targets: p95 at concurrency {level} {figures[f'p95_ms_c{level}']} ms <= "
