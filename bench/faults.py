@@ -20,8 +20,6 @@ import httpx
 from bench.api_fuzz import fuzz_api
 from bench.harness import (
     Server,
-    burst,
-    healthz_burst,
     kill_tree,
     locked_log,
     make_store,
@@ -32,6 +30,7 @@ from bench.harness import (
 )
 from bench.kills import disk_full_with_local_server, prefect_server_kill, worker_kill_during_retrain
 from bench.mutations import MUTATIONS, check_decoder, encode, mutated, seed_files
+from bench.overload import measure as measure_overload
 from bench.report import write_results
 from bench.service_kill import service_kill_during_switch
 from data_contracts.scoping import AudioScope, DataRules, Scope
@@ -208,15 +207,7 @@ def main(
             figures["schemathesis_5xx"] = len(api.five_xx) + len(admin.five_xx)
             figures["schema_violations"] = len(api.violations) + len(admin.violations)
             figures["schemathesis_examples"] = (api.five_xx + api.violations + admin.violations)[:5]
-            bursts = [burst(server.url, wav, c, rounds=2) for c in (64, 256)]
-            figures["overload_non_503_5xx"] = sum(b.non_503_5xx for b in bursts)
-            for b in bursts:  # refusals (503) and admitted answers (200), client wall time
-                summary = b.summary()
-                figures[f"overload_refusal_p99_ms_{b.concurrency}"] = summary["refused_p99_ms"]
-                figures[f"overload_admitted_p99_ms_{b.concurrency}"] = summary["admitted_p99_ms"]
-            figures["overload"] = [
-                b.summary() | healthz_burst(server.url, b.concurrency) for b in bursts
-            ]
+            figures |= measure_overload(server, wav)  # bench/overload.py, the same keys
             killed = kill_worker_under_load(server, wav)
             figures["kills_survived"] = int(killed["ok"] and killed["lost"] == 0)
             figures["killed"] = [f"a service worker under load (SIGKILL): {killed}"]

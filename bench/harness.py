@@ -9,11 +9,13 @@ process) is never pointed at it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -231,6 +233,33 @@ def tree_rss(server: Server) -> int:
 # -- load ----------------------------------------------------------------------------------------
 
 
+# Where a 503 "overloaded" came from, told by its words (deployments/admission.py and
+# deployments/batcher.py): the upload gate before the body is read, or the batcher after it
+# (a full queue ahead, or a clip that waited past the budget).
+REFUSAL_KINDS = {
+    "requests in the service": "gate",
+    "clips are ahead": "batcher_queue",
+    "for the recogniser, past the": "batcher_wait",
+}
+
+
+def refusal_kind(response: httpx.Response) -> str:
+    """Which layer refused a 503 (see REFUSAL_KINDS; its code otherwise, e.g. not_ready)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "not_json"
+    words = str(body.get("error", ""))
+    for marker, kind in REFUSAL_KINDS.items():
+        if marker in words:
+            return kind
+    return str(body.get("code", "unknown"))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
 @dataclass
 class Burst:
     concurrency: int
@@ -238,6 +267,7 @@ class Burst:
     retry_after_missing: int = 0  # 503s without Retry-After
     admitted_ms: list[float] = field(default_factory=list)  # wall time of each 200
     refused_ms: list[float] = field(default_factory=list)  # wall time of each 503
+    refused_by: dict[str, list[float]] = field(default_factory=dict)  # the 503s by kind
     answered_ids: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)  # the transport errors, in words
 
@@ -246,18 +276,19 @@ class Burst:
         return sum(n for status, n in self.statuses.items() if status >= 500 and status != 503)
 
     def summary(self) -> dict[str, object]:
-        def p(values: list[float], q: float) -> float | None:
-            return round(float(np.percentile(values, q)), 1) if values else None
-
         return {
             "concurrency": self.concurrency,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "non_503_5xx": self.non_503_5xx,
             "retry_after_missing": self.retry_after_missing,
-            "admitted_p50_ms": p(self.admitted_ms, 50),
-            "admitted_p99_ms": p(self.admitted_ms, 99),
-            "refused_p50_ms": p(self.refused_ms, 50),
-            "refused_p99_ms": p(self.refused_ms, 99),
+            "admitted_p50_ms": percentile(self.admitted_ms, 50),
+            "admitted_p99_ms": percentile(self.admitted_ms, 99),
+            "refused_p50_ms": percentile(self.refused_ms, 50),
+            "refused_p99_ms": percentile(self.refused_ms, 99),
+            "refused_by": {
+                kind: {"n": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
+                for kind, ms in sorted(self.refused_by.items())
+            },
             "unanswered_examples": sorted(set(self.unanswered))[:3],
         }
 
@@ -295,12 +326,13 @@ def burst(url: str, wav: bytes, concurrency: int, rounds: int = 1) -> Burst:
                     result.answered_ids.append(response.json()["request_id"])
                 elif status == 503:
                     result.refused_ms.append(ms)
+                    result.refused_by.setdefault(refusal_kind(response), []).append(ms)
                     if "retry-after" not in response.headers:
                         result.retry_after_missing += 1
     return result
 
 
-def healthz_burst(url: str, concurrency: int) -> dict[str, float]:
+def healthz_burst(url: str, concurrency: int) -> dict[str, float | None]:
     """The same crowd asking GET /healthz (no body, no admission, no model): what this client
     and this machine add to any answer at that concurrency, for reading the 503 times."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -315,10 +347,49 @@ def healthz_burst(url: str, concurrency: int) -> dict[str, float]:
         ThreadPoolExecutor(concurrency) as pool,
     ):
         ms = list(pool.map(lambda _: get(client), range(concurrency)))
-    return {
-        "healthz_p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "healthz_p99_ms": round(float(np.percentile(ms, 99)), 1),
-    }
+    return {"healthz_p50_ms": percentile(ms, 50), "healthz_p99_ms": percentile(ms, 99)}
+
+
+@contextmanager
+def healthz_probe(url: str, every_s: float = 0.02) -> Iterator[list[float]]:
+    """GET /healthz on a new connection every `every_s` while the block runs (the times, in
+    ms, fill the list): how long a worker's event loop takes to accept and answer a request
+    that needs nothing, during the load the block puts on it."""
+    times: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.wait(every_s):
+            started = time.perf_counter()
+            try:
+                httpx.get(f"{url}/healthz", timeout=30, headers={"connection": "close"})
+            except httpx.TransportError:
+                continue
+            times.append((time.perf_counter() - started) * 1000)
+
+    thread = threading.Thread(target=probe, name="healthz-probe", daemon=True)
+    thread.start()
+    try:
+        yield times
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+# BentoML's access log line of a request: "... (status=503,...) 1.234ms", the time from its
+# access-log middleware taking the request to the response's last byte being handed on.
+_ACCESS = re.compile(rb"path=/transcribe[^)]*\) \(status=(\d+)[^)]*\) ([\d.]+)ms")
+
+
+def server_times(log: Path, offset: int) -> dict[int, list[float]]:
+    """The server-side times of /transcribe by status, from the access log after `offset`."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        text = f.read()
+    times: dict[int, list[float]] = {}
+    for status, ms in _ACCESS.findall(text):
+        times.setdefault(int(status), []).append(float(ms))
+    return times
 
 
 @contextmanager
