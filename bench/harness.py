@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import pandas as pd
 import psutil
 import yaml
 
+from bench.crowd import Answer, get_request, upload_request, waves
 from data_contracts.prediction_store import PredictionStore
 from data_contracts.scoping import Scope
 from deployments.arguments import serve_arguments, serve_command
@@ -243,7 +243,7 @@ REFUSAL_KINDS = {
 }
 
 
-def refusal_kind(response: httpx.Response) -> str:
+def refusal_kind(response: Answer | httpx.Response) -> str:
     """Which layer refused a 503 (see REFUSAL_KINDS; its code otherwise, e.g. not_ready)."""
     try:
         body = response.json()
@@ -293,60 +293,32 @@ class Burst:
         }
 
 
-def post(
-    client: httpx.Client, url: str, wav: bytes
-) -> tuple[httpx.Response | None, float, str | None]:
-    started = time.perf_counter()
-    try:
-        response = client.post(f"{url}/transcribe", files={"audio": ("q.wav", wav, "audio/wav")})
-    except httpx.TransportError as exc:
-        return None, (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"
-    return response, (time.perf_counter() - started) * 1000, None
-
-
 def burst(url: str, wav: bytes, concurrency: int, rounds: int = 1) -> Burst:
-    """`rounds` waves of `concurrency` simultaneous uploads; every answer counted."""
+    """`rounds` waves of `concurrency` simultaneous uploads from a light crowd (bench/crowd.py:
+    one event loop, raw keep-alive connections); every answer counted."""
     result = Burst(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    with (
-        httpx.Client(timeout=120, limits=limits) as client,
-        ThreadPoolExecutor(concurrency) as pool,
-    ):
-        for _ in range(rounds):
-            for response, ms, error in pool.map(
-                lambda _: post(client, url, wav), range(concurrency)
-            ):
-                status = response.status_code if response is not None else 0
-                result.statuses[status] = result.statuses.get(status, 0) + 1
-                if response is None:
-                    result.unanswered.append(str(error)[:160])
-                    continue
-                if status == 200:
-                    result.admitted_ms.append(ms)
-                    result.answered_ids.append(response.json()["request_id"])
-                elif status == 503:
-                    result.refused_ms.append(ms)
-                    result.refused_by.setdefault(refusal_kind(response), []).append(ms)
-                    if "retry-after" not in response.headers:
-                        result.retry_after_missing += 1
+    for outcome in waves(url, upload_request(url, wav), concurrency, rounds):
+        response, ms = outcome.answer, outcome.ms
+        status = response.status_code if response is not None else 0
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        if response is None:
+            result.unanswered.append(str(outcome.error)[:160])
+            continue
+        if status == 200:
+            result.admitted_ms.append(ms)
+            result.answered_ids.append(response.json()["request_id"])
+        elif status == 503:
+            result.refused_ms.append(ms)
+            result.refused_by.setdefault(refusal_kind(response), []).append(ms)
+            if "retry-after" not in response.headers:
+                result.retry_after_missing += 1
     return result
 
 
 def healthz_burst(url: str, concurrency: int) -> dict[str, float | None]:
     """The same crowd asking GET /healthz (no body, no admission, no model): what this client
     and this machine add to any answer at that concurrency, for reading the 503 times."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    def get(client: httpx.Client) -> float:
-        started = time.perf_counter()
-        client.get(f"{url}/healthz")
-        return (time.perf_counter() - started) * 1000
-
-    with (
-        httpx.Client(timeout=120, limits=limits) as client,
-        ThreadPoolExecutor(concurrency) as pool,
-    ):
-        ms = list(pool.map(lambda _: get(client), range(concurrency)))
+    ms = [o.ms for o in waves(url, get_request(url, "/healthz"), concurrency) if o.answer]
     return {"healthz_p50_ms": percentile(ms, 50), "healthz_p99_ms": percentile(ms, 99)}
 
 
