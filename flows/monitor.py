@@ -58,4 +58,5 @@ def monitor(scope: Scope, trigger: bool = True) -> dict[str, object]:
         labels = retrain_when_labelled(scope, trigger)
     wer = labelled_production_wer(st.path("labelling_dir"), st.url("prediction_log_url"), version)
     record_check(st.path("evidently_workspace"), result, version, current, lexicon, wer)
-    return monitor_summary(result, decision, opened["batch"] if opened else None, labels)
+    batch = opened["batch"] if opened else None
+    return monitor_summary(result, decision, batch, labels, str(version), wer)

@@ -12,8 +12,11 @@ labelling tool; the retrain starts when the labels are in, re-speaks the mined n
 labelled queries, and replaces the champion only if it is better, while a phone keeps
 sending requests through the switch. Nobody hands the retrain the list of new names. After
 the switch the same shifted traffic goes on, served by the new champion, for `after_windows`
-checks: drift falls once the new champion's own served window is its reference. Every check
-adds a snapshot to the Evidently dashboard (the one after the labels carries their WER).
+checks: drift falls once the new champion's own served window is its reference. Then people
+label a batch of what the new champion served (`voicecycle label export`, as an operator
+checks a new model); those labels wait for the next retrain. Every check adds a snapshot to
+the Evidently dashboard; the one after each batch's labels carries the serving version's WER
+on them, so the labelled-WER panel shows the old champion's and the new one's.
 Writes story.json and monitor.json under `out_dir` and prints both tables.
 """
 
@@ -27,6 +30,7 @@ from prefect import flow
 
 from data_contracts.scoping import Scope
 from flows.hot_words import hot_words
+from flows.label import label_export
 from flows.monitor import monitor
 from tasks.monitoring import reset_cooldown
 from tasks.retraining import current_champion
@@ -46,6 +50,7 @@ from tasks.story import (
     tally_stable,
     time_drift_check,
     typed_query_feed,
+    version_labelled_wer,
     version_wer,
     wait_for_hot_words,
     write_story_results,
@@ -134,8 +139,11 @@ def story(
             shares = shares.add("shifted", later)
             retrain_run = str(later["retrain_flow_run"]) if later["retrain_flow_run"] else None
 
+    labelled_wers: dict[str, float | None] = {}  # the serving version's, on its labels
     if labelled:  # a check once the labels are in: its snapshot carries their WER
-        shares = shares.add("labels_in", monitor(scope, trigger=False))
+        check = monitor(scope, trigger=False)
+        shares = shares.add("labels_in", check)
+        labelled_wers |= version_labelled_wer(check)
 
     # a phone keeps asking while the retrain runs and the service switches models
     phone = render_traffic("stable", 20, voices, 6001)
@@ -154,6 +162,21 @@ def story(
             f"story: after the retrain, window {w + 1}/{after_windows}: {sent.ok}/{sent.sent} "
             f"ok, drift share {check['drift_share']:.2f}"
         )
+
+    # people label a batch of what the new champion served; the labels wait for the next
+    # retrain, and the check after them carries the new champion's labelled WER
+    checked = 0
+    if labelled and outcome.served_new:
+        opened = label_export(scope, reason="checking the new champion")
+        if opened["batch"] is not None:
+            result = simulated_labeller(
+                scope, ledger, labeller.labeller_delay_s, labeller.labeller_error_rate, 77, False
+            )
+            checked = int(result["labelled"])
+            check = monitor(scope, trigger=False)
+            shares = shares.add("labels_checked", check)
+            labelled_wers |= version_labelled_wer(check)
+            print(f"story: {checked} labels of the new champion's answers, {labelled_wers}")
     wers = {
         "wer_new_names_before": wer_new_before,
         "wer_new_names_hotwords": wer_new_hot,
@@ -170,6 +193,8 @@ def story(
         "labeller_error_rate": labeller.labeller_error_rate,
         "labels": labelled,
         "labels_wrong": wrong,
+        "labels_after_retrain": checked,
+        "labelled_wer_by_version": labelled_wers,
         "failed_requests_during_switch": switch.failed,
         "requests_during_switch": switch.sent,
         "versions_during_switch": switch.versions,

@@ -351,10 +351,16 @@ def monitor_summary(
     decision: DriftDecision,
     labelling_batch: str | None,
     labels: dict[str, object],
+    model_version: str | None = None,
+    labelled_wer: float | None = None,
 ) -> dict[str, object]:
     """What one monitoring run found and did, as the flow returns it: `labelling_batch` is
-    the batch drift opened this run, `retrain` whether a retrain started this run."""
+    the batch drift opened this run, `retrain` whether a retrain started this run,
+    `labelled_wer` the serving version's WER on its labelled production samples (None: none
+    of its answers is labelled yet)."""
     return {
+        "model_version": model_version,
+        "labelled_wer": labelled_wer,
         "drift": decision.drift,
         "reason": decision.reason,
         "drift_share": result.drift_share,

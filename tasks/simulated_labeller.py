@@ -108,23 +108,29 @@ def label_through_api(
 
 @task(name="simulated-labeller")
 def label_open_batches(
-    scope: Scope, ledger: Path, delay_s: float, error_rate: float, seed: int
+    scope: Scope,
+    ledger: Path,
+    delay_s: float,
+    error_rate: float,
+    seed: int,
+    trigger: bool = True,
 ) -> dict[str, Any]:
     """After `delay_s`, label every open batch from the ledger's true transcripts (a share
     `error_rate` with one word wrong) through Label Studio or an export file, then import as
-    `voicecycle label import` does; what it did and what the import returned."""
+    `voicecycle label import` does (`trigger=False`: without starting the retrain); what it
+    did and what the import returned."""
     from tasks.monitoring import import_labelled
 
     time.sleep(delay_s)
     truth = read_ledger(ledger)
     if scope.labelling.label_studio_url:
         labelled, wrong = label_through_api(scope, truth, error_rate, seed)
-        imported = import_labelled.fn(scope)
+        imported = import_labelled.fn(scope, None, trigger)
     else:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         out = ledger.parent / f"label-studio-export-{stamp}-{seed}.json"
         path, labelled, wrong = label_through_files(scope, truth, error_rate, seed, out)
-        imported = import_labelled.fn(scope, path)
+        imported = import_labelled.fn(scope, path, trigger)
     return {
         "labelled": labelled,
         "wrong": wrong,

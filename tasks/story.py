@@ -123,13 +123,26 @@ def typed_query_feed(names: list[str], count: int, seed: int, path: Path) -> Pat
 
 @task(name="simulated-labeller")
 def simulated_labeller(
-    scope: Scope, ledger: Path, delay_s: float, error_rate: float, seed: int
+    scope: Scope,
+    ledger: Path,
+    delay_s: float,
+    error_rate: float,
+    seed: int,
+    trigger: bool = True,
 ) -> dict[str, Any]:
     """The labeller labels the open batches through the labelling tool (after its delay, with
-    one word wrong in `error_rate` of its labels); what it did and what the import started."""
+    one word wrong in `error_rate` of its labels); what it did and what the import started
+    (`trigger=False`: the import starts no retrain, the labels wait for the next)."""
     from tasks.simulated_labeller import label_open_batches
 
-    return dict(label_open_batches.fn(scope, ledger, delay_s, error_rate, seed))
+    return dict(label_open_batches.fn(scope, ledger, delay_s, error_rate, seed, trigger))
+
+
+def version_labelled_wer(check: dict[str, Any]) -> dict[str, float | None]:
+    """{serving version: its WER on its labelled production samples} of a monitoring check
+    (None: none of its answers labelled yet)."""
+    wer = check.get("labelled_wer")
+    return {str(check["model_version"]): None if wer is None else round(float(wer), 4)}
 
 
 def labeller_retrain(result: dict[str, Any]) -> str | None:

@@ -205,6 +205,12 @@ def test_every_readme_command_on_a_tiny_scope(tmp_path: Path) -> None:
         assert figures["drift_share_series"]["stable"] and figures["drift_share_peak"] is not None
         assert figures["newsroom_list"] is False and figures["new_names"] == 2
         assert figures["hot_words_version"] and "wer_new_names_hotwords" in figures
+        if figures["labels"] and figures["service_serves_new_champion"]:
+            # a batch of the new champion's answers labelled too: both versions' labelled WER
+            assert figures["labels_after_retrain"] > 0
+            by_version = figures["labelled_wer_by_version"]
+            assert set(by_version) == {figures["champion_before"], figures["champion_after"]}
+            assert all(wer is not None for wer in by_version.values()), by_version
         assert json.loads((results / "monitor.json").read_text())["window"] == 30
 
         # a benchmark measures apart from the servers (the train benchmark starts its own)

@@ -22,6 +22,7 @@ from tasks.story import (
     story_figures,
     tally_shifted,
     tally_stable,
+    version_labelled_wer,
     write_story_results,
 )
 
@@ -146,6 +147,13 @@ def test_the_drift_series_keeps_each_phase_and_where_drift_ended() -> None:
     assert figures["drift_share_peak"] == 0.55
     assert figures["drift_share_after_retrain"] == 0.091
     assert DriftSeries().figures()["drift_share_after_retrain"] is None  # no check after
+
+
+def test_each_version_keeps_its_own_labelled_wer() -> None:
+    wers: dict[str, float | None] = {}
+    wers |= version_labelled_wer({"model_version": "1", "labelled_wer": 0.312345})
+    wers |= version_labelled_wer({"model_version": 2, "labelled_wer": None})  # none labelled
+    assert wers == {"1": 0.3123, "2": None}
 
 
 def _log(rng: np.random.Generator, n: int, car: float, version: str) -> pd.DataFrame:
