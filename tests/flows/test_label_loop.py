@@ -60,7 +60,7 @@ def launch_champion(scope: Scope, tmp_path: Path) -> str:
     )
 
 
-def log_production(scope: Scope, version: str, n: int) -> dict[str, str]:
+def log_production(scope: Scope, version: str, n: int, first: int = 0) -> dict[str, str]:
     """`n` answered requests after the shift (new names, from cars) in the prediction log,
     with their consented audio, as the service writes them; request id -> transcript."""
     from data_contracts.prediction_store import PredictionStore
@@ -71,7 +71,7 @@ def log_production(scope: Scope, version: str, n: int) -> dict[str, str]:
     store = PredictionStore(scope.state.url("prediction_log_url"))
     said = {}
     try:
-        for i in range(n):
+        for i in range(first, first + n):
             rid = f"req-{i:03d}"
             transcript = ["who is zelda", "call mom", "news about kolawole"][i % 3]
             path = audio_dir / f"{rid}.wav"
@@ -160,7 +160,7 @@ def test_drift_opens_a_batch_and_the_labels_start_the_retrain(tmp_path: Path) ->
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from deployments.local import REPO_ROOT, WORK_POOL, ensure_work_pool
-    from flows.label import label_import, label_status
+    from flows.label import label_export, label_import, label_status
     from flows.monitor import monitor
     from tasks.evaluation.metrics import wer
 
@@ -222,3 +222,25 @@ def test_drift_opens_a_batch_and_the_labels_start_the_retrain(tmp_path: Path) ->
     assert expected > 0
     points = labelled_wer_points(scope.state.path("evidently_workspace"))
     assert points[0] is None and points[-1] == pytest.approx(expected)
+    assert second["model_version"] == version
+    assert second["labelled_wer"] == pytest.approx(expected)
+
+    # an operator opens a batch of newer traffic by hand (as the story does after a switch,
+    # to check the new champion); its labels come in without starting a retrain
+    later = log_production(scope, version, 30, first=30)
+    opened = label_export(scope, reason="checking the champion")
+    assert opened["batch"] is not None and opened["tasks"] == 30
+    checked = json.loads(
+        (scope.state.path("labelling_dir") / str(opened["batch"]) / "tasks.json").read_text()
+    )
+    assert {t["data"]["request_id"] for t in checked} == set(later)  # none labelled twice
+    truth |= {rid: "who is zelenskyy" for rid in later}
+    export.write_text(json.dumps(export_of(checked[:5], truth)))
+    quiet = label_import(scope, export, trigger=False)
+    assert quiet["labelled"] == 5 and quiet["labels_ready"] and not quiet["retrain"]
+    third = monitor(scope, trigger=False)
+    assert not third["retrain"] and third["pending_labels"] == 7  # for the next retrain
+    labelled += [t["data"]["request_id"] for t in checked[:5]]
+    said |= later
+    expected = wer([truth[r] for r in labelled], [said[r] for r in labelled])
+    assert third["labelled_wer"] == pytest.approx(expected)
