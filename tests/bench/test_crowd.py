@@ -62,7 +62,10 @@ def tiny_server(answers: list[bytes]) -> Iterator[tuple[str, list[bytes], list[i
         loop.close()
 
 
-OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n\r\n{"request_id":"a"}'
+OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 18\r\n"
+    b'\r\n{"request_id":"a"}'
+)
 REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nTransfer-Encoding: chunked\r\n"
     b'\r\n7\r\n{"code"\r\nC\r\n:"overload"}\r\n0\r\n\r\n'
