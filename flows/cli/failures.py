@@ -9,6 +9,8 @@ Exit codes (also in `voicecycle --help` and the README):
   3  a server could not be reached (the Prefect API, the service, MLflow)
   4  nothing to work on (no champion in the registry)
   5  a port the scope names is taken by another program
+  6  the disk is full (nothing published)
+  7  the workspace is busy: another run, story or retrain holds it (tasks/workspace_lock.py)
   70 an unexpected error (a bug: the traceback is printed)
 
 Expected failures are recognised by the name of their class (or a base class), so this module
@@ -26,6 +28,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 the work ran and the answer is no (data rejected); 2 invalid usage, "
     "scope or input; 3 a server could not be reached; 4 nothing to work on (no champion); "
     "5 a port is taken by another program; 6 the disk is full (nothing published); "
+    "7 the workspace is busy (another run, story or retrain holds it); "
     "70 unexpected error (traceback printed). --debug shows the traceback of expected failures "
     "too."
 )
@@ -44,6 +47,7 @@ EXPECTED: dict[str, int] = {
     "ConnectionError": 3,  # requests, and the builtin (refused, reset)
     "NoChampion": 4,
     "PortInUse": 5,
+    "WorkspaceBusy": 7,
 }
 WHAT = {
     1: "rejected",
@@ -52,6 +56,7 @@ WHAT = {
     4: "nothing to work on",
     5: "port in use",
     6: "disk full",
+    7: "workspace busy",
 }
 DISK_FULL = 6
 # a write refused for lack of room: no space, a quota, a file-size limit (errno values)

@@ -37,16 +37,19 @@ def validate_scope(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace =
 
 @app.command()
 def run(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
-    """Run the full cycle against the local Prefect server, then deploy and serve."""
+    """Run the full cycle against the local Prefect server, then deploy and serve (one cycle
+    at a time on a workspace: a second run, story or retrain refuses, exit 7)."""
     from deployments.local import bring_up, start_evidently_ui
+    from tasks.workspace_lock import cycle_lock
 
     scope = load(scope_file, workspace)
-    ui = prepare(scope)
-    from flows.full_cycle import full_cycle
+    with cycle_lock(scope, "voicecycle run"):
+        ui = prepare(scope)
+        from flows.full_cycle import full_cycle
 
-    print_json(full_cycle(scope))
-    url = bring_up(scope, scope_file)
-    evidently = start_evidently_ui(scope)
+        print_json(full_cycle(scope))
+        url = bring_up(scope, scope_file)
+        evidently = start_evidently_ui(scope)
     print(
         f"\nThe cycle finished.\n  Prefect UI (runs and artifacts): {ui}\n"
         f"  Voice-search page: {url}/ (POST {url}/transcribe; API docs: {url}/docs)\n"
@@ -208,19 +211,22 @@ def retrain(
     wait: Annotated[bool, typer.Option(help="wait for the retrain to finish")] = False,
     local: Annotated[bool, typer.Option(help="run in this process, not the worker")] = False,
 ) -> None:
-    """Trigger the retrain deployment (or run it here with --local)."""
+    """Trigger the retrain deployment (or run it here with --local); refused (exit 7) while
+    a run or story works on the workspace, and a retrain waits for the one before it."""
     from deployments.local import deploy_all, run_deployment_now, start_worker
+    from tasks.workspace_lock import cycle_lock
 
     scope = load(scope_file, workspace)
-    ui = prepare(scope)
-    if local:
-        from flows.retrain import retrain as retrain_flow
+    with cycle_lock(scope, "voicecycle retrain"):
+        ui = prepare(scope)
+        if local:
+            from flows.retrain import retrain as retrain_flow
 
-        print_json(retrain_flow(scope, reason))
-        return
-    deploy_all(scope)
-    start_worker(scope)
-    run_id, state = run_deployment_now("retrain/retrain", {"reason": reason}, wait)
+            print_json(retrain_flow(scope, reason))
+            return
+        deploy_all(scope)
+        start_worker(scope)
+        run_id, state = run_deployment_now("retrain/retrain", {"reason": reason}, wait)
     print(f"retrain flow run {run_id} ({state}): {ui}/runs/flow-run/{run_id}")
     if wait and state != "Completed":
         raise typer.Exit(1)

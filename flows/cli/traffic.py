@@ -92,28 +92,31 @@ def story(
     ] = 2,
 ) -> None:
     """Replay the story: stable traffic, new names typed (hot words) then spoken, drift,
-    labels, retrain, drift after it (exit 1 if no retrain ran)."""
+    labels, retrain, drift after it (exit 1 if no retrain ran; 7 while a run, story or
+    retrain works on the workspace)."""
     from deployments.local import bring_up
+    from tasks.workspace_lock import cycle_lock
 
     new_names = read_names(names)
     scope = load(scope_file, workspace)
-    prepare(scope)
-    from flows.full_cycle import full_cycle
-    from flows.story import story as story_flow
+    with cycle_lock(scope, "voicecycle story"):
+        prepare(scope)
+        from flows.full_cycle import full_cycle
+        from flows.story import story as story_flow
 
-    full_cycle(scope, unless_champion=True)
-    url = bring_up(scope, scope_file)
-    result = story_flow(
-        scope,
-        url,
-        out,
-        stable_windows=windows,
-        chunk=chunk,
-        max_shifted=max_shifted,
-        eval_clips=eval_clips,
-        names=new_names,
-        typed_queries=typed_queries,
-        after_windows=after_windows,
-    )
+        full_cycle(scope, unless_champion=True)
+        url = bring_up(scope, scope_file)
+        result = story_flow(
+            scope,
+            url,
+            out,
+            stable_windows=windows,
+            chunk=chunk,
+            max_shifted=max_shifted,
+            eval_clips=eval_clips,
+            names=new_names,
+            typed_queries=typed_queries,
+            after_windows=after_windows,
+        )
     if not result["retrain_triggered"]:
         raise typer.Exit(1)
