@@ -31,6 +31,8 @@ def test_a_window_below_the_minimum_is_not_checked_and_gives_no_decision(tmp_pat
     labels = {"labels_ready": False, "labels_reason": "no new labels", "pending_labels": 0}
     summary = monitor_summary.fn(result, decision, None, labels)
     assert summary == {
+        "model_version": None,
+        "labelled_wer": None,
         "drift": False,
         "reason": decision.reason,
         "drift_share": 0.0,
