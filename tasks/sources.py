@@ -15,11 +15,12 @@ from tasks.manifests import read_manifest
 from tasks.synthesis import (
     CORPUS_FORMAT_VERSION,
     CorpusPlan,
+    engine_of,
     finish_corpus,
     list_voices,
     plan_corpus,
 )
-from tasks.synthesis.catalogue import pinned_engines
+from tasks.synthesis.catalogue import engines_gone, pinned_engines
 
 
 def corpus_dir_for(source: DataSource, corpus_root: Path, engines: Sequence[str]) -> Path:
@@ -65,12 +66,23 @@ def plan_synthetic_corpus(source: DataSource, corpus_root: Path, n_shards: int) 
     if syn is None:
         raise ValueError(f"source {source.name!r} is not synthetic")
     engines = pinned_engines(corpus_root, syn.engines)
+    voices = list_voices(seed=syn.seed, n=syn.n_voices, engines=engines)
+    out_dir = corpus_dir_for(source, corpus_root, engines)
+    # the engines whose voices this corpus would hear
+    speaking = {engine_of(v.synthesizer) for v in voices} - {
+        e for e, n in syn.engine_utterances.items() if n == 0
+    }
+    gone = [] if out_dir.exists() else engines_gone(sorted(speaking), f"corpus {source.name!r}")
+    if gone:  # to be rendered: a pinned engine removed since speaks none of it
+        caps = {**syn.engine_utterances, **dict.fromkeys(gone, 0)}
+        syn = syn.model_copy(update={"engine_utterances": caps})
+        out_dir = corpus_dir_for(source.model_copy(update={"synthetic": syn}), corpus_root, engines)
     return plan_corpus(
-        corpus_dir_for(source, corpus_root, engines),
+        out_dir,
         syn.n_utterances,
         syn.seed,
         era_weights=syn.era_weights,
-        voices=list_voices(seed=syn.seed, n=syn.n_voices, engines=engines),
+        voices=voices,
         n_shards=n_shards,
         texts=read_texts(syn.texts_file) if syn.texts_file is not None else None,
         # spoken texts beside the generated corpus: ids of their own ("respoken-000000")

@@ -5,10 +5,13 @@ workspace resolves that request against this machine: an engine that is not inst
 out, with one printed line saying what is missing. The result is pinned in the corpus root
 (`catalogue-<engines>.json`), and every later corpus of the same request (a retrain's
 re-spoken queries, the same corpus after an engine was installed or removed) uses the pinned
-catalogue, never "whatever is installed right now": an existing corpus is reused as it is, and
-an engine the pin names that has gone missing is a clear error once something must be rendered
-with it. Asking for other engines is another pin, so a new catalogue gets a new corpus beside
-the old one; deleting a pin file (a few bytes, no data) resolves its request afresh.
+catalogue, never "whatever is installed right now": an existing corpus is reused as it is.
+A corpus that must be rendered anew (a retrain's re-spoken queries) while an engine the pin
+names has gone missing is rendered with that engine's voices capped at 0 clips (`engines_gone`;
+"flite0" in its folder name, so it never passes for the full one), with one printed line, and
+a retrain keeps running on a machine that lost an engine. Asking for other engines is another
+pin, so a new catalogue gets a new corpus beside the old one; deleting a pin file (a few bytes,
+no data) resolves its request afresh.
 """
 
 from __future__ import annotations
@@ -82,3 +85,17 @@ def pinned_engines(corpus_root: Path, requested: Sequence[str]) -> tuple[str, ..
         tmp.unlink()
     logger.info("voice catalogue pinned in %s: %s", path, ", ".join(engines))
     return engines
+
+
+def engines_gone(engines: Sequence[str], corpus: str) -> list[str]:
+    """The pinned `engines` this machine can no longer speak with (espeak is in the lock),
+    with one printed line when a new corpus (`corpus`) is to be rendered without them."""
+    missing = missing_engines([e for e in engines if e != "espeak"])
+    if missing:
+        print(
+            f"voice catalogue: {corpus} is rendered with no clips of "
+            f"{'; '.join(missing.values())}: pinned for this workspace but not installed now "
+            "(existing corpora are reused as they are; install it again to speak new corpora "
+            "with it)"
+        )
+    return list(missing)

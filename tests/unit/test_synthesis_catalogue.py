@@ -16,6 +16,7 @@ from data_contracts.scoping import DataSource, SyntheticCorpus
 from tasks.synthesis import (
     ENGINES,
     build_corpus,
+    discard_partial,
     finish_corpus,
     list_voices,
     plan_corpus,
@@ -103,6 +104,38 @@ def test_installing_an_engine_reuses_the_existing_corpus(
     other = plan_synthetic_corpus.fn(_source(20, engines=["espeak", "flite"]), root, 1)
     assert other.out_dir != first.out_dir and other.out_dir.parent == root
     assert "flite" in other.params["engines"]
+
+
+def test_a_new_corpus_after_an_engine_was_removed_is_spoken_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tasks.sources import plan_synthetic_corpus
+
+    root = tmp_path / "corpus"
+    syn = SyntheticCorpus(n_utterances=17, seed=5, n_voices=17, engines=["espeak", "flite"])
+    source = DataSource(kind="synthetic", name="synthetic", synthetic=syn)  # 17th voice: flite
+    full = plan_synthetic_corpus.fn(source, root, 1)  # pins espeak+flite
+    assert any(u.voice.synthesizer == "flite" for u in full.utterances)
+    discard_partial(full)
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _uninstall(m, "flite")
+        without = plan_synthetic_corpus.fn(source, root, 1)
+        line = capsys.readouterr().out
+    # rendered, not refused: flite's voice speaks none of it, and the folder says so
+    assert "rendered with no clips of flite" in line and line.count("\n") == 1
+    assert not any(u.voice.synthesizer == "flite" for u in without.utterances)
+    assert without.out_dir.name.endswith("espeak+flite0-" + full.out_dir.name.split("flite-")[1])
+    assert without.out_dir != full.out_dir
+    # the other voices keep their order and prosody: the pool is the pinned one
+    assert without.params["voices"] == full.params["voices"]
+    for shard in without.shards:
+        synthesise_shard.fn(without.audio_dir, without.seed, without.sample_rate, shard)
+    finish_corpus.fn(without)
+    # installed again: that corpus is still there as it was, a new one hears flite again
+    assert plan_synthetic_corpus.fn(source, root, 1).out_dir == full.out_dir
+    assert capsys.readouterr().out == ""
+    assert (without.out_dir / "manifest.csv").is_file()
 
 
 def test_an_existing_corpus_is_reused_without_its_engine_and_a_new_one_names_it(
