@@ -33,7 +33,8 @@ def open_batch(scope: Scope, window: pd.DataFrame, reason: str) -> dict[str, Any
     """Open a batch from `window` (Label Studio project and tasks when a server is set) and
     announce it; its id, task count, project and link (None: nothing to label)."""
     labelling_dir = scope.state.path("labelling_dir")
-    batch = open_labelling_batch(window, labelling_dir, scope.labelling, reason)
+    audio_dir = scope.state.path("prediction_audio_dir")
+    batch = open_labelling_batch(window, labelling_dir, scope.labelling, audio_dir, reason)
     if batch is None:
         return None
     project = None

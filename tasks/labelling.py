@@ -118,12 +118,28 @@ def _to_label_row(request_id: str, model_transcript: str) -> dict[str, str]:
     }
 
 
+def stored_audio(logged: str, audio_dir: Path) -> Path | None:
+    """The file of a logged audio path: as logged (relative: under `audio_dir`), else by its
+    name in `audio_dir` (the workspace moved since); None when neither exists (purged)."""
+    for path in (audio_dir / logged, audio_dir / Path(logged).name):
+        if path.is_file():
+            return path
+    return None
+
+
 @task(name="open-labelling-batch")
 def open_labelling_batch(
-    log: pd.DataFrame, labelling_dir: Path, settings: LabellingScope, reason: str = ""
+    log: pd.DataFrame,
+    labelling_dir: Path,
+    settings: LabellingScope,
+    audio_dir: Path,
+    reason: str = "",
 ) -> Batch | None:
     """Copy the selected samples' audio into a new batch folder with its Label Studio tasks
-    (tasks.json), a CSV to fill by hand (to_label.csv) and its state (batch.json)."""
+    (tasks.json), a CSV to fill by hand (to_label.csv) and its state (batch.json).
+
+    `audio_dir` is where the service keeps consented audio (`state.prediction_audio_dir`):
+    a logged path is found there by its file name too, so a moved workspace keeps its audio."""
     rows = select_for_labelling(log, exported_ids(labelling_dir), settings.max_batch)
     if rows.empty:
         return None
@@ -133,8 +149,8 @@ def open_labelling_batch(
     (batch / "audio").mkdir(parents=True)
     tasks, records = [], []
     for row in rows.itertuples(index=False):
-        src = Path(str(row.audio_path))
-        if not src.is_file():
+        src = stored_audio(str(row.audio_path), audio_dir)
+        if src is None:
             continue  # purged by retention since it was logged
         shutil.copy2(src, batch / "audio" / f"{row.request_id}.wav")
         model_version = str(getattr(row, "model_version", ""))

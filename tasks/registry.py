@@ -25,6 +25,7 @@ from prefect import task
 
 from data_contracts.scoping import Scope
 from models.audio import SAMPLE_RATE
+from tasks.mlflow_store import rebase_moved_store
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -49,6 +50,7 @@ def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: Path) ->
     """Point MLflow at the tracking store; create the experiment with artifacts in the workspace."""
     import mlflow
 
+    rebase_moved_store(tracking_uri, experiment, artifact_root)  # the workspace moved
     mlflow.set_tracking_uri(tracking_uri)
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

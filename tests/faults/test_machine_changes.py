@@ -1,6 +1,7 @@
 """The machine changes under the cycle (issue 14, item 7): a speech engine is removed and
-installed again between retrains. Every retrain still runs, the versions made before keep
-their bytes, and no voice changes split, so the held-out sets stay held out.
+installed again between retrains, and the workspace moves to another folder. Every retrain
+still runs, the versions made before keep their bytes, and no voice changes split, so the
+held-out sets stay held out.
 
 The engine is removed for real: the PATH the flows run with holds every program of this
 machine but `flite` (a folder of links), and installing it again links it back. A scheduled
@@ -142,7 +143,15 @@ def test_removing_and_installing_an_engine_between_retrains_breaks_nothing(
     assert any("re-spoke" in c for c in second["changes"])  # type: ignore[attr-defined]
 
     machine.install_flite()
-    third = retrain(scope, "flite installed again")
+    moved = tmp_path / "moved" / "ws"  # and the workspace moves to another folder
+    moved.parent.mkdir()
+    shutil.move(scope.state.workspace, moved)
+    scope = _scope(moved)
+    caplog.clear()
+    third = retrain(scope, "flite installed again, the workspace moved")
+    # the registry followed the workspace: the champion was found and its lexicon read
+    assert any("the workspace moved from" in r.getMessage() for r in caplog.records)
+    assert any("re-spoke" in c for c in third["changes"])  # type: ignore[attr-defined]
     m3 = _manifest(scope, str(third["dataset_version"]))
     respoken = m3[m3["source"] == "respoken"]
     assert "flite" in set(respoken["synthesizer"])  # a new corpus hears it again

@@ -4,6 +4,7 @@ labels (bad tasks quarantined with reasons), the retrain rule, claims and the la
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,10 @@ def annotated(text: str, cancelled: bool = False) -> list[dict[str, Any]]:
 def opened(tmp_path: Path) -> tuple[Scope, list[dict[str, Any]]]:
     scope = Scope().with_workspace(tmp_path)
     batch = open_labelling_batch.fn(
-        production_log(tmp_path, 5), scope.state.path("labelling_dir"), scope.labelling
+        production_log(tmp_path, 5),
+        scope.state.path("labelling_dir"),
+        scope.labelling,
+        scope.state.path("prediction_audio_dir"),
     )
     assert batch is not None and batch.n_tasks == 4
     return scope, json.loads((batch.path / "tasks.json").read_text())
@@ -54,9 +58,28 @@ def test_a_batch_goes_out_as_label_studio_tasks_least_confident_first(
     assert tasks[0]["data"]["audio"] == f"/data/local-files/?d={batch_id}/audio/r4.wav"
     served = scope.labelling.model_copy(update={"audio_base_url": "http://127.0.0.1:9/l/"})
     again = open_labelling_batch.fn(
-        production_log(scope.state.workspace, 5), scope.state.path("labelling_dir"), served
+        production_log(scope.state.workspace, 5),
+        scope.state.path("labelling_dir"),
+        served,
+        scope.state.path("prediction_audio_dir"),
     )
     assert again is None  # nothing is exported twice
+
+
+def test_a_moved_workspace_still_finds_the_logged_audio(tmp_path: Path) -> None:
+    log = production_log(tmp_path / "ws", 5)  # the log holds absolute paths under ws/
+    shutil.move(tmp_path / "ws", tmp_path / "moved")
+    scope = Scope().with_workspace(tmp_path / "moved")
+    batch = open_labelling_batch.fn(
+        log,
+        scope.state.path("labelling_dir"),
+        scope.labelling,
+        scope.state.path("prediction_audio_dir"),
+    )
+    assert batch is not None and batch.n_tasks == 4  # none taken for purged
+    assert sorted(p.name for p in (batch.path / "audio").iterdir()) == [
+        "r0.wav", "r1.wav", "r2.wav", "r4.wav",
+    ]  # fmt: skip
 
 
 def test_the_export_comes_back_as_labels_with_bad_tasks_quarantined(

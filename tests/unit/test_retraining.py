@@ -18,7 +18,8 @@ def label(scope: Scope, log: pd.DataFrame, text: str = "who is zarina okonkwo") 
     """Open a batch from `log` and import a Label Studio export that labels every task but
     the third; the label file."""
     labelling_dir = scope.state.path("labelling_dir")
-    batch = open_labelling_batch.fn(log, labelling_dir, scope.labelling)
+    audio_dir = scope.state.path("prediction_audio_dir")
+    batch = open_labelling_batch.fn(log, labelling_dir, scope.labelling, audio_dir)
     assert batch is not None
     tasks = json.loads((batch.path / "tasks.json").read_text())
     for i, t in enumerate(tasks):
