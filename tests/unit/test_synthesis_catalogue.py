@@ -176,3 +176,21 @@ def test_simulated_held_out_voices_are_those_of_the_dataset_version(
     assert production_voices(tmp_path, 13) == held
     assert [v.voice_id for v in held] == ["espeak/en-us+m3", "flite/slt"]
     assert held[1] == voice_from_id("flite/slt", 13)
+
+
+def test_an_engine_upgrade_keeps_the_existing_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine versions are recorded beside a corpus, not part of what it is: after an
+    upgrade the corpus is reused as it is (its record still names the version it was built
+    with), and only a new corpus records the new version."""
+    voices = list_voices(seed=3, n=2, engines=("espeak",))
+    out = build_corpus(tmp_path / "c", 2, 3, voices=voices)
+    built = json.loads((out / "corpus.json").read_text())["engine_versions"]["espeak"]
+    monkeypatch.setattr("tasks.synthesis.corpus_build.espeak_version", lambda: "espeak-ng 9.99")
+    assert plan_corpus(out, 2, 3, voices=voices).reused
+    assert json.loads((out / "corpus.json").read_text())["engine_versions"]["espeak"] == built
+    fresh = build_corpus(tmp_path / "d", 2, 3, voices=voices)
+    assert json.loads((fresh / "corpus.json").read_text())["engine_versions"] == {
+        "espeak": "espeak-ng 9.99"
+    }
