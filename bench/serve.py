@@ -2,7 +2,8 @@
 the raw in-process throughput of the same recogniser on the same clips.
 
 What it does, all under a scratch folder (`state.workspace/bench/serve`, removed at the end;
-the server and the load generator are in bench/serve_harness.py):
+the server and the load generator are in bench/serve_harness.py, the model and the clips in
+bench/serve_clips.py):
 
 1. the recogniser: the registry's champion if the workspace's MLflow has one, else a random-init
    `Recognizer` (default `AcousticModelConfig`, beam decoder with a bigram LM over the clips'
@@ -27,7 +28,7 @@ the server and the load generator are in bench/serve_harness.py):
 7. where the server's CPU per request goes (`profile_c8`; py-spy, a measuring tool in the
    lock, samples the server: `{"skipped": ...}` where it is missing): a last load at
    concurrency 8, after the timed ones, every thread of the server sampled
-   (bench/serve_harness.py `profile_load`), each thread's CPU split over what its samples
+   (bench/serve_profile.py `profile_load`), each thread's CPU split over what its samples
    were doing (HTTP and multipart parsing, upload decoding, the model, beam decoding, the
    batcher, audio features, the prediction log, metrics, the response, the middlewares, the
    event loop); `ms_per_req` as profiled and
@@ -63,12 +64,12 @@ import soundfile as sf
 import yaml
 
 from bench.report import write_results
+from bench.serve_clips import CLIP_SECONDS, CLIP_SEED, champion, make_clips, random_recognizer
 from bench.serve_harness import (
     batch_sizes,
     import_model,
     model_cpu_ms,
     multipart_body,
-    profile_load,
     run_load,
     server_latencies,
     start_server,
@@ -76,106 +77,15 @@ from bench.serve_harness import (
     tree_cpu_s,
     worker_batching,
 )
+from bench.serve_profile import profile_load
 from data_contracts.scoping import Scope
-from models.audio import SAMPLE_RATE
 
 CONCURRENCIES = (1, 8, 32)
 REQUESTS = 200
-CLIP_SECONDS = 3.0
-N_CLIPS = 16
 RAW_PASSES = 3
 PROFILE_CONCURRENCY = 8
 PROFILE_REQUESTS = 1000
 INT8_CHECK_CLIPS = 400
-CLIP_SEED = 17
-FALLBACK_TEXTS = (
-    "weather in paris",
-    "what time does the market close",
-    "directions to the nearest gas station",
-    "play some jazz music",
-    "call mom",
-)
-
-
-# -- the model and the clips -------------------------------------------------------------------
-
-
-def _champion(scope: Scope, dest: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The champion's recogniser folder and lineage, if the workspace's MLflow has one."""
-    uri = scope.state.url("mlflow_tracking_uri")
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return None  # no tracking store: do not create one just to find it empty
-    try:
-        from tasks.registry import CHAMPION, alias_version, configure_mlflow, download_recognizer
-
-        configure_mlflow(uri, scope.registry.experiment, scope.state.path("mlflow_artifacts"))
-        version = alias_version(scope.registry.model_name, CHAMPION)
-        if version is None:
-            return None
-        folder = download_recognizer(scope.registry.model_name, version, dest)
-    except Exception as exc:  # a broken registry: benchmark the random-init model instead
-        print(f"serve bench: no usable champion ({exc}); using a random-init model")
-        return None
-    return folder, {
-        "registry_version": version,
-        "model_name": scope.registry.model_name,
-        "source": f"champion v{version}",
-    }
-
-
-def _random_recognizer(dest: Path, texts: Sequence[str], int8: bool) -> tuple[Path, dict[str, Any]]:
-    """A random-init recogniser that runs as a trained one would (`int8`: the scope's
-    training.int8_inference)."""
-    import torch
-
-    from models.ctc import AcousticModelConfig, CTCAcousticModel
-    from models.decoder import BeamDecoder, WordLM
-    from models.recognizer import Recognizer
-
-    torch.manual_seed(0)
-    decoder = BeamDecoder(WordLM.from_transcripts(texts))
-    Recognizer(CTCAcousticModel(AcousticModelConfig()), decoder, int8=int8).save(dest)
-    return dest, {"registry_version": "bench", "source": "random-init"}
-
-
-def _fit(audio: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Centre `audio` in n samples (cut or padded with a faint noise floor)."""
-    if audio.size >= n:
-        start = (audio.size - n) // 2
-        return audio[start : start + n]
-    out = (rng.standard_normal(n) * 1e-4).astype(np.float32)
-    start = (n - audio.size) // 2
-    out[start : start + audio.size] += audio
-    return out
-
-
-def _wav(audio: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
-def make_clips(seed: int, n: int = N_CLIPS) -> tuple[list[bytes], list[str], str]:
-    """n 3-s WAVs (16 kHz mono PCM-16), their transcripts, and what they are."""
-    rng = np.random.default_rng(seed)
-    samples = int(CLIP_SECONDS * SAMPLE_RATE)
-    try:
-        from tasks.simulation import SCENARIOS
-        from tasks.simulation import make_clips as traffic_clips
-        from tasks.synthesis import list_voices
-
-        clips = traffic_clips(SCENARIOS["stable"], n, list_voices(seed=seed, n=4), seed=seed)
-        waves = [sf.read(io.BytesIO(c.wav_bytes), dtype="float32")[0] for c in clips]
-        texts = [c.reference for c in clips]
-        kind = "synthesised speech"
-    except Exception as exc:  # no speech synthesiser here: speech-shaped noise
-        print(f"serve bench: speech synthesis unavailable ({exc}); using shaped noise")
-        t = np.arange(samples) / SAMPLE_RATE
-        envelope = 0.1 * (1 + np.sin(2 * np.pi * 4.0 * t))
-        waves = [(rng.standard_normal(samples) * envelope).astype(np.float32) for _ in range(n)]
-        texts = list(FALLBACK_TEXTS)
-        kind = "speech-shaped noise"
-    return [_wav(_fit(w, samples, rng)) for w in waves], texts, kind
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -290,8 +200,8 @@ def main(
     try:
         load_avg = os.getloadavg()[0]
         wavs, texts, clip_kind = make_clips(seed=CLIP_SEED)
-        found = _champion(scope, scratch / "download")
-        recognizer_dir, metadata = found or _random_recognizer(
+        found = champion(scope, scratch / "download")
+        recognizer_dir, metadata = found or random_recognizer(
             scratch / "model", texts, scope.training.int8_inference
         )
         home = scratch / "bentoml"

@@ -1,5 +1,5 @@
 """The serving benchmark's profile: which part of the server a sampled stack is in, and how
-each thread's CPU is split over its samples (bench/serve_harness.py)."""
+each thread's CPU is split over its samples (bench/serve_profile.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.serve_harness import PROFILE_CATEGORIES, _read_samples, attribute_cpu, classify_stack
+from bench.serve_profile import PROFILE_CATEGORIES, _read_samples, attribute_cpu, classify_stack
 
 SITE = "/venv/lib/python3.11/site-packages"
 STDLIB = "/usr/lib/python3.11"
