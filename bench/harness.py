@@ -73,9 +73,11 @@ class Server:
     process: subprocess.Popen[bytes]
     workspace: Path
     log: Path
+    log_url: str = ""  # the prediction log's URL; "": the default SQLite file in the workspace
 
     def logged(self) -> pd.DataFrame:
-        store = PredictionStore(f"sqlite:///{self.workspace.resolve() / 'predictions.db'}")
+        url = self.log_url or f"sqlite:///{self.workspace.resolve() / 'predictions.db'}"
+        store = PredictionStore(url)
         try:
             return store.read()
         finally:
@@ -128,10 +130,13 @@ def make_store(root: Path, version: int = 1, corrupt: bool = False) -> StoredMod
     return StoredModel(home, done.stdout.strip().splitlines()[-1], recognizer)
 
 
-def write_scope(path: Path, workspace: Path, **serving: object) -> Path:
-    """A scope YAML rooted at `workspace`, with serving settings overridden."""
+def write_scope(
+    path: Path, workspace: Path, state: dict[str, object] | None = None, **serving: object
+) -> Path:
+    """A scope YAML rooted at `workspace`, with serving (and state) settings overridden."""
     data = Scope().with_workspace(workspace).model_dump(mode="json")
     data["serving"].update(serving)
+    data["state"].update(state or {})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -144,11 +149,14 @@ def write_admin_token(workspace: Path, token: str = ADMIN_TOKEN) -> Path:
     return path
 
 
-def start_tuned(stored: StoredModel, root: Path, **serving: object) -> Server:
+def start_tuned(
+    stored: StoredModel, root: Path, state: dict[str, object] | None = None, **serving: object
+) -> Server:
     """`bentoml serve` on a free port with the scope's serving settings overridden (e.g. a
-    small in-flight limit: `max_batch_size=2, workers=1` admits 8 requests at once)."""
+    small in-flight limit: `max_batch_size=2, workers=1` admits 8 requests at once), and its
+    state settings (`state`: a prediction log on PostgreSQL, say)."""
     workspace = root / "workspace"
-    scope = write_scope(root / "scope.yaml", workspace, **serving)
+    scope = write_scope(root / "scope.yaml", workspace, state, **serving)
     write_admin_token(workspace)
     port = free_port()
     log = root / "server.log"
@@ -161,7 +169,8 @@ def start_tuned(stored: StoredModel, root: Path, **serving: object) -> Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, workspace, log)
+    log_url = str((state or {}).get("prediction_log_url", ""))
+    server = Server(f"http://127.0.0.1:{port}", process, workspace, log, log_url)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
