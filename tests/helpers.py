@@ -29,3 +29,23 @@ def processes_over(path: Path) -> list[str]:
         if needle in cmdline:
             found.append(f"{proc.pid}: {cmdline}")
     return found
+
+
+def postgres_folder(prefix: str) -> Path:
+    """A fresh folder for a PostgreSQL cluster: reachable by the `postgres` user, which runs
+    it when the tests run as root. Skips, naming what is missing, where PostgreSQL is not
+    installed (never on these machines or in CI: the setup installs it)."""
+    import tempfile
+
+    import pytest
+
+    from deployments.addresses import TeamError
+    from deployments.postgres import postgres_bindir
+
+    try:
+        postgres_bindir()
+    except TeamError as exc:
+        pytest.skip(str(exc))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o711)
+    return root

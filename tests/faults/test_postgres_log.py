@@ -7,11 +7,9 @@ when it is back the service logs again by itself, with no restart or reload."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,8 +18,8 @@ from bench.faults import kill_worker_under_load
 from bench.harness import Server, free_port, make_store, start_tuned, stop_server
 from bench.mutations import encode
 from data_contracts.scoping import Scope
-from deployments.addresses import TeamError
-from deployments.postgres import postgres_bindir, postgres_target, start_postgres, stop_postgres
+from deployments.postgres import postgres_target, start_postgres, stop_postgres
+from tests.helpers import postgres_folder
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +38,7 @@ class TeamLog:
 
 @pytest.fixture(scope="module")
 def team_log() -> Iterator[TeamLog]:
-    try:
-        postgres_bindir()
-    except TeamError as exc:  # never on this machine or in CI: PostgreSQL is installed there
-        pytest.skip(str(exc))
-    # PostgreSQL runs as the `postgres` user when the tests run as root: it must reach the folder
-    root = Path(tempfile.mkdtemp(prefix="voicecycle-team-log-"))
-    root.chmod(0o711)
+    root = postgres_folder("voicecycle-team-log-")
     url = f"postgresql+psycopg://vc:log-pw@127.0.0.1:{free_port()}/predictions"
     state = {"prediction_log_url": url, "postgres_dir": str(root / "postgres")}
     scope = Scope.model_validate({"state": {"workspace": str(root / "workspace"), **state}})

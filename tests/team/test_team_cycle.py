@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +27,7 @@ import yaml
 
 from data_contracts.scoping import Scope
 from tests.conftest import tiny_scope
-from tests.helpers import last_json, processes_over
+from tests.helpers import last_json, postgres_folder, processes_over
 
 pytestmark = [pytest.mark.slow]
 
@@ -105,16 +104,7 @@ def _team_scope(workspace: Path) -> Scope:
 @pytest.fixture(scope="module")
 def team() -> Iterator[tuple[Scope, Path]]:
     """The team's servers up for the module's tests, stopped (and their state removed) after."""
-    from deployments.addresses import TeamError
-    from deployments.postgres import postgres_bindir
-
-    try:
-        postgres_bindir()
-    except TeamError as exc:  # never on this machine or in CI: PostgreSQL is installed there
-        pytest.skip(str(exc))
-    # PostgreSQL runs as the `postgres` user when the tests run as root: it must reach the folder
-    root = Path(tempfile.mkdtemp(prefix="voicecycle-team-"))
-    root.chmod(0o711)
+    root = postgres_folder("voicecycle-team-")
     scope = _team_scope(root / "ws")
     scope_file = root / "scope.team.yaml"
     scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json")))
