@@ -58,8 +58,10 @@ cycle: setup ## set up, start the local Prefect server and run the full cycle
 	$(BIN)/voicecycle run
 
 # the tests `make test` runs in a second process beside the rest (about half the wall time)
+# test_machine_changes packages in-process (its retrains run as flows here), which resolves
+# BentoML's home: it must not share a process with tests/service
 BESIDE := tests/e2e tests/team/test_team_cycle.py tests/faults/test_prefect_kill.py \
-  tests/faults/test_worker_kill.py
+  tests/faults/test_worker_kill.py tests/faults/test_machine_changes.py
 
 test: setup labelstudio lint ## set up, lint (ruff, mypy, import contracts) and run the whole test suite (what CI runs)
 	@# The end-to-end tour and the longest server-bound tests (mostly waiting on their own
