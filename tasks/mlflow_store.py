@@ -11,12 +11,9 @@ opens the store, and says so in one line. Stores behind a tracking server are th
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 # (table, column) holding URIs that start with the old location
 _PREFIXED = (
