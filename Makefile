@@ -57,20 +57,27 @@ setup: $(VENV)/.installed ## create .venv, install the locked dependencies and t
 cycle: setup ## set up, start the local Prefect server and run the full cycle
 	$(BIN)/voicecycle run
 
-# the tests `make test` runs in a second process beside the rest (about half the wall time)
-# test_machine_changes packages in-process (its retrains run as flows here), which resolves
-# BentoML's home: it must not share a process with tests/service
-BESIDE := tests/e2e tests/team/test_team_cycle.py tests/faults/test_prefect_kill.py \
-  tests/faults/test_worker_kill.py tests/faults/test_machine_changes.py
+# the long tests `make test` runs beside the rest: one process per group (groups apart by
+# spaces, a group's files by commas). They mostly wait on servers of their own, so the groups
+# overlap the suite's CPU-bound part. test_machine_changes packages in-process (its retrains
+# run as flows there), which resolves BentoML's home: it must not share a process with
+# tests/service
+comma := ,
+BESIDE_GROUPS := tests/e2e,tests/faults/test_machine_changes.py tests/team/test_team_cycle.py \
+  tests/faults/test_prefect_kill.py,tests/faults/test_worker_kill.py
+BESIDE := $(subst $(comma), ,$(BESIDE_GROUPS))
 
 test: setup labelstudio lint ## set up, lint (ruff, mypy, import contracts) and run the whole test suite (what CI runs)
-	@# The end-to-end tour and the longest server-bound tests (mostly waiting on their own
-	@# servers) run in a process of their own beside the rest of the suite; its output
-	@# follows the suite's.
-	@log=$$(mktemp); $(BIN)/python -m pytest -q $(BESIDE) >$$log 2>&1 & beside=$$!; \
-	$(BIN)/python -m pytest -q $(addprefix --ignore=,$(BESIDE)); rest=$$?; \
-	wait $$beside; tour=$$?; echo "--- $(BESIDE)"; cat $$log; rm -f $$log; \
-	exit $$(( rest != 0 || tour != 0 ))
+	@# The end-to-end tour and the longest server-bound tests run in processes of their own
+	@# beside the rest of the suite; their output follows the suite's, each under its files.
+	@dir=$$(mktemp -d); pids=""; i=0; \
+	for group in $(BESIDE_GROUPS); do i=$$((i + 1)); echo "$$group" >$$dir/$$i.files; \
+	  $(BIN)/python -m pytest -q --durations=5 $$(echo $$group | tr , ' ') >$$dir/$$i.log 2>&1 & \
+	  pids="$$pids $$!"; done; \
+	$(BIN)/python -m pytest -q --durations=25 $(addprefix --ignore=,$(BESIDE)); rest=$$?; \
+	beside=0; i=0; for pid in $$pids; do i=$$((i + 1)); wait $$pid || beside=1; \
+	  echo "--- beside: $$(cat $$dir/$$i.files)"; cat $$dir/$$i.log; done; rm -rf $$dir; \
+	exit $$(( rest != 0 || beside != 0 ))
 
 test-fast: setup ## the suite without slow tests
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -74,15 +74,47 @@ def prefect_server_kill(
     root: Path, timeout_s: float = 900, client_retries: int | None = None
 ) -> dict[str, Any]:
     """Start the local Prefect server, run ingest on it, SIGKILL the server once ingestion is
-    probing clips, then restart it and ingest again. `client_retries`: the Prefect client's
-    retries of the killed run (PREFECT_CLIENT_MAX_RETRIES; None: Prefect's default, which
-    takes minutes to give up)."""
+    probing clips, then restart it (`server start`) and ingest again. `client_retries`: the
+    Prefect client's retries of the killed run (PREFECT_CLIENT_MAX_RETRIES; None: Prefect's
+    default, which takes minutes to give up)."""
     scope = _tiny_scope(root / "ws")
     scope_file = root / "scope.yaml"
     scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json"), sort_keys=False))
+    _cli(scope_file, "server", "start").communicate(timeout=300)
+    try:
+        return kill_prefect_during_ingest(
+            scope, scope_file, ("server", "start"), timeout_s, client_retries
+        )
+    finally:
+        _cli(scope_file, "server", "stop").communicate(timeout=120)
+
+
+def _kill_tree(pid: int, children_first: bool = False) -> int:
+    """SIGKILL a process and all its descendants; how many there were."""
+    top = psutil.Process(pid)
+    tree = [top, *top.children(recursive=True)]
+    for proc in reversed(tree) if children_first else tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=15)
+    return len(tree)
+
+
+def kill_prefect_during_ingest(
+    scope: Scope,
+    scope_file: Path,
+    restart: tuple[str, ...],
+    timeout_s: float = 900,
+    client_retries: int | None = None,
+) -> dict[str, Any]:
+    """On a running Prefect server (local or the team's): run ingest, SIGKILL the server once
+    ingestion is probing clips, bring it back with the `restart` command (`server start`,
+    `team up`), read what its sweep left, and ingest again."""
+    from deployments.local import prefect_api_url
+
     datasets = scope.state.path("datasets_dir")
-    started = _cli(scope_file, "server", "start")
-    started.communicate(timeout=300)
+    before = set(_versions(datasets))
+    known = {r["id"] for r in flow_runs(prefect_api_url(scope))}  # runs of earlier work
     retries = {} if client_retries is None else {"PREFECT_CLIENT_MAX_RETRIES": str(client_retries)}
     ingest = _cli(scope_file, "ingest", env=retries)
     deadline = time.monotonic() + timeout_s
@@ -91,12 +123,7 @@ def prefect_server_kill(
             break
         time.sleep(0.1)
     ended_before_kill = ingest.poll() is not None
-    pid = int((scope.state.path("run_dir") / "prefect-server.pid").read_text())
-    server = psutil.Process(pid)
-    tree = [server, *server.children(recursive=True)]
-    for proc in tree:
-        proc.kill()
-    psutil.wait_procs(tree, timeout=15)
+    _kill_tree(int((scope.state.path("run_dir") / "prefect-server.pid").read_text()))
     killed_at = time.monotonic()
     out, _ = ingest.communicate(timeout=timeout_s)
     after_kill = {
@@ -106,24 +133,22 @@ def prefect_server_kill(
         # the kill must land mid-work: where ingest had already ended, say how
         "ended_before_kill": ended_before_kill,
         "output_tail": out.strip().splitlines()[-15:] if ended_before_kill else [],
-        "versions": _versions(datasets),
+        "versions": sorted(set(_versions(datasets)) - before),  # what the killed run published
         "partial": _partial_versions(datasets),
         "staging_left": len(list(datasets.glob(".staging-*"))),
     }
-    restarted = _cli(scope_file, "server", "start")
-    restart_out, _ = restarted.communicate(timeout=300)
-    api = f"http://127.0.0.1:{scope.state.prefect_port}/api"
-    after_restart = flow_runs(api)  # before the rerun: what the sweep left of the killed run
+    restart_out, _ = _cli(scope_file, *restart).communicate(timeout=300)
+    after_restart = [  # before the rerun: what the sweep left of the killed run
+        r for r in flow_runs(prefect_api_url(scope)) if r["id"] not in known
+    ]
     rerun = _cli(scope_file, "ingest")
     rerun_out, _ = rerun.communicate(timeout=timeout_s)
-    stop = _cli(scope_file, "server", "stop")
-    stop.communicate(timeout=120)
     return {
         "after_kill": after_kill,
         "rerun_exit": rerun.returncode,
         "rerun_version": next(iter(re.findall(r"dataset version (ds-[0-9a-f]+)", rerun_out)), None),
         "partial_versions": len(_partial_versions(datasets)),
-        # the run the kill left Running, ended Crashed by the sweep at `server start`
+        # the run the kill left Running, ended Crashed by the sweep at the restart
         "open_runs_after_restart": [r for r in after_restart if r["state"] in OPEN_STATES],
         "crashed_after_restart": [r for r in after_restart if r["state"] == "CRASHED"],
         "sweep_said": [
@@ -317,34 +342,50 @@ def worker_kill_during_retrain(root: Path, timeout_s: float = 900) -> dict[str, 
     scope = _training_scope(root / "ws")
     scope_file = root / "scope.yaml"
     scope_file.write_text(yaml.safe_dump(scope.model_dump(mode="json"), sort_keys=False))
-    api = f"http://127.0.0.1:{scope.state.prefect_port}/api"
-    runs_dir, run_dir = scope.state.path("runs_dir"), scope.state.path("run_dir")
     try:
         _cli(scope_file, "server", "start").communicate(timeout=300)
-        before = registry_state(scope)
-        trigger_out, _ = _cli(scope_file, "retrain", "--reason", "fault: worker kill"
-                              ).communicate(timeout=300)  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while not list(runs_dir.glob("*/last.pt")) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        checkpointed = bool(list(runs_dir.glob("*/last.pt")))
-        worker = psutil.Process(int((run_dir / "prefect-worker.pid").read_text()))
-        tree = [worker, *worker.children(recursive=True)]
-        for proc in reversed(tree):  # the flow-run process first, then its worker
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(tree, timeout=15)
-        killed = {"worker_pid": worker.pid, "processes_killed": len(tree),
-                  "killed_mid_training": checkpointed}  # fmt: skip
-        swept, _ = _cli(scope_file, "server", "start").communicate(timeout=300)
-        after_kill = flow_runs(api)
-        registry_after_kill = registry_state(scope)
-        rerun = _cli(scope_file, "retrain", "--reason", "rerun after a worker kill", "--wait")
-        rerun_out, _ = rerun.communicate(timeout=timeout_s)
-        registry_after_rerun = registry_state(scope)
-        final_runs = flow_runs(api)
+        return kill_worker_during_retrain(
+            scope, scope_file, ("server", "start"), ["prefect-worker"], timeout_s
+        )
     finally:
         _cli(scope_file, "server", "stop").communicate(timeout=120)
+
+
+def kill_worker_during_retrain(
+    scope: Scope,
+    scope_file: Path,
+    restart: tuple[str, ...],
+    workers: list[str],
+    timeout_s: float = 900,
+) -> dict[str, Any]:
+    """On a running Prefect server: trigger `voicecycle retrain`; once training has written a
+    checkpoint, SIGKILL the worker (of the pid-file names `workers`) whose flow-run process
+    trains, with that process; `restart` (`server start`, `team up`: its sweep), then a
+    manual `voicecycle retrain --wait` again."""
+    from deployments.local import prefect_api_url
+
+    api = prefect_api_url(scope)
+    runs_dir, run_dir = scope.state.path("runs_dir"), scope.state.path("run_dir")
+    checkpoints = set(runs_dir.glob("*/last.pt"))
+    before = registry_state(scope)
+    known = {r["id"] for r in flow_runs(api)}  # runs of earlier work
+    trigger_out, _ = _cli(scope_file, "retrain", "--reason", "fault: worker kill"
+                          ).communicate(timeout=300)  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while set(runs_dir.glob("*/last.pt")) <= checkpoints and time.monotonic() < deadline:
+        time.sleep(0.2)
+    checkpointed = bool(set(runs_dir.glob("*/last.pt")) - checkpoints)
+    pids = [int((run_dir / f"{name}.pid").read_text()) for name in workers]
+    busy = [pid for pid in pids if psutil.Process(pid).children()] or pids[:1]
+    killed = {"worker_pid": busy[0], "processes_killed": _kill_tree(busy[0], children_first=True),
+              "killed_mid_training": checkpointed}  # fmt: skip
+    swept, _ = _cli(scope_file, *restart).communicate(timeout=300)
+    after_kill = [r for r in flow_runs(api) if r["id"] not in known]
+    registry_after_kill = registry_state(scope)
+    rerun = _cli(scope_file, "retrain", "--reason", "rerun after a worker kill", "--wait")
+    rerun_out, _ = rerun.communicate(timeout=timeout_s)
+    registry_after_rerun = registry_state(scope)
+    final_runs = flow_runs(api)
     killed_runs = [r for r in after_kill if r["state"] == "CRASHED"]
     outcome = {
         **killed,

@@ -37,6 +37,7 @@ from deployments.local import (
     server_healthy,
     service_url,
     stop_pidfile,
+    sweep_orphaned_runs,
 )
 from deployments.postgres import (
     MLFLOW_DB,
@@ -194,8 +195,9 @@ def start_replicas(scope: Scope, scope_path: Path, timeout_s: float = 180.0) -> 
 def team_up(scope: Scope, scope_path: Path | None = None, log: bool = True) -> dict[str, str]:
     """Start every team server the scope names (or keep the running ones); name -> address.
     PostgreSQL first, then Prefect, MLflow and Dask at once (each waits on its own start-up:
-    migrations, imports), then the Prefect workers. With the scope's file and a model in the
-    store, also the service replicas after the first."""
+    migrations, imports), then the Prefect workers, then the sweep of flow runs a killed
+    server or worker left Running (as at `server start`). With the scope's file and a model
+    in the store, also the service replicas after the first."""
     ensure_credentials(scope)
     pg = postgres_target(scope)
     tiers = [
@@ -214,6 +216,7 @@ def team_up(scope: Scope, scope_path: Path | None = None, log: bool = True) -> d
                 print(f"starting {name} ({where})", file=sys.stderr, flush=True)
         _all_at_once([start for _, start, _ in tier])
         up.update({name: where for name, _, where in tier})
+    sweep_orphaned_runs(scope)  # what a killed server or worker left Running ends Crashed
     if scope_path is not None and replica_names(scope):
         from deployments.local import store_has_model
 

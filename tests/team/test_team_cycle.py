@@ -253,3 +253,51 @@ def _check_servers_hold_the_cycle(scope: Scope) -> None:
         assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
         ran = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
     assert ran > 0, "the fan-out ran on the Dask cluster"
+
+
+def test_killed_team_servers_leave_nothing_half_done_and_reruns_complete(
+    team: tuple[Scope, Path],
+) -> None:
+    """On the team's servers, one at a time (bench/kills.py, as on the local profile): the
+    Prefect server on Postgres SIGKILLed while `voicecycle ingest` works, then a Prefect worker
+    with its flow-run process while a retrain trains. `team up` brings each back, its sweep
+    ends the killed runs Crashed with why, nothing is half-published, and the reruns complete."""
+    from bench.kills import kill_prefect_during_ingest, kill_worker_during_retrain
+    from deployments.team import worker_names
+
+    scope, scope_file = team
+    server = kill_prefect_during_ingest(
+        scope, scope_file, ("team", "up"), timeout_s=600, client_retries=3
+    )
+    after = server["after_kill"]
+    assert not after["ended_before_kill"] and after["exit"] != 0, server
+    assert "Traceback" not in after["last_line"], server
+    assert after["partial"] == [] and server["partial_versions"] == 0, server
+    assert after["versions"] == [], server  # the killed run published nothing
+    assert server["rerun_exit"] == 0 and server["rerun_version"] is not None, server
+    assert server["open_runs_after_restart"] == [], server
+    crashed = server["crashed_after_restart"]
+    assert crashed and all("is gone" in run["message"] for run in crashed), server
+    assert any("marked Crashed" in line for line in server["sweep_said"]), server
+
+    # a retrain long enough to be killed while it trains (same servers and workspace)
+    training = scope.training.model_copy(update={"max_minutes": 0.5, "eval_every_steps": 2})
+    longer = scope.model_copy(update={"training": training})
+    longer_file = scope_file.with_name("scope.retrain.yaml")
+    longer_file.write_text(yaml.safe_dump(longer.model_dump(mode="json")))
+    worker = kill_worker_during_retrain(
+        longer, longer_file, ("team", "up"), worker_names(scope), timeout_s=600
+    )
+    assert worker["killed_mid_training"] and worker["processes_killed"] >= 2, worker
+    assert worker["open_runs_after_restart"] == [], worker
+    assert len(worker["crashed_runs"]) >= 2, worker  # the retrain run and its train subflow
+    assert all("is gone" in r["message"] for r in worker["crashed_runs"]), worker
+    after_kill = worker["registry_after_kill"]
+    assert after_kill["champion"] == worker["champion_before"], worker
+    assert after_kill["versions_without_metrics"] == [], worker
+    assert worker["rerun_exit"] == 0 and worker["partial_versions"] == 0, worker
+    after_rerun = worker["registry_after_rerun"]
+    assert after_rerun["mlflow_running"] == [] and after_rerun["versions_without_metrics"] == []
+    assert worker["open_runs_at_end"] == [], worker
+    status = json.loads(_voicecycle(scope_file, "team", "status").stdout)
+    assert all(status.values()), status  # every server back, the killed worker included
