@@ -64,7 +64,8 @@ cycle: setup ## set up, start the local Prefect server and run the full cycle
 # tests/service
 comma := ,
 BESIDE_GROUPS := tests/e2e,tests/faults/test_machine_changes.py tests/team/test_team_cycle.py \
-  tests/faults/test_prefect_kill.py,tests/faults/test_worker_kill.py
+  tests/faults/test_prefect_kill.py,tests/faults/test_worker_kill.py,tests/faults/test_disk_full.py,$\
+tests/faults/test_service_kill.py,tests/faults/test_trainer_kill.py,tests/faults/test_postgres_log.py
 BESIDE := $(subst $(comma), ,$(BESIDE_GROUPS))
 
 test: setup labelstudio lint ## set up, lint (ruff, mypy, import contracts) and run the whole test suite (what CI runs)

@@ -153,40 +153,51 @@ def locked_log_refusals(server: Server, wav: bytes, n: int = 4) -> dict[str, Any
 
 
 def soak(
-    server: Server, store_root: Path, minutes: float, switch_minutes: float, wav: bytes
+    servers: list[Server], store_root: Path, minutes: float, switch_minutes: float, wav: bytes
 ) -> dict[str, Any]:
-    """Mixed traffic (good and bad uploads) for `minutes`, a new model version every
-    `switch_minutes` (the service follows the store's latest at its next poll)."""
+    """Mixed traffic (good and bad uploads) for `minutes`, spread over `servers` (replicas
+    sharing one store and one log, or a single service), a new model version every
+    `switch_minutes` (each replica follows the store's latest at its next poll)."""
     bad = [b"", b"not audio" * 10, wav[: len(wav) // 2]]
-    errors, answered, versions = 0, [], set()
-    rss_start = tree_rss(server)
+    errors, answered = 0, []
+    versions: list[set[str]] = [set() for _ in servers]
+    rss_start = [tree_rss(server) for server in servers]
     started = time.monotonic()
-    end, version = started + minutes * 60, 1
+    end, version, n = started + minutes * 60, 1, 0
     with httpx.Client(timeout=60) as client:
         while time.monotonic() < end:
             if time.monotonic() - started >= version * switch_minutes * 60:
                 version += 1
                 make_store(store_root, version=version)
+            i, n = n % len(servers), n + 1
             body = random.choice([wav, wav, wav, *bad])
             try:
-                r = client.post(f"{server.url}/transcribe", files={"audio": body})
+                r = client.post(f"{servers[i].url}/transcribe", files={"audio": body})
             except httpx.TransportError:
                 errors += 1
                 continue
             if r.status_code == 200:
                 answered.append(r.json()["request_id"])
-                versions.add(r.json()["model_version"])
+                versions[i].add(r.json()["model_version"])
             elif r.status_code >= 500:
                 errors += 1
-    lost = set(answered) - set(server.logged()["request_id"])
-    growth = (tree_rss(server) - rss_start) / rss_start if rss_start else None
+    logged = servers[0].logged()["request_id"]  # the log they share (or the one service's)
+    lost = set(answered) - set(logged)
+    growth = [
+        round((tree_rss(server) - start) / start, 4) if start else None
+        for server, start in zip(servers, rss_start, strict=True)
+    ]
+    known = [g for g in growth if g is not None]
     return {
         "errors": errors,
         "answered": len(answered),
         "lost": len(lost),
-        "growth": growth,
+        "duplicated": int(logged.duplicated().sum()),
+        "growth": max(known) if known else None,  # the replica that grew most
+        "growth_by_server": growth,
         "switches": version - 1,
-        "versions_served": sorted(versions, key=int),
+        "versions_served": sorted(set().union(*versions), key=int),
+        "versions_by_server": [sorted(v, key=int) for v in versions],
     }
 
 
@@ -215,13 +226,11 @@ def main(
             locked = locked_log_refusals(server, wav)
             figures["locked_log_codes"] = locked["codes"]
             figures["locked_log_refusal_max_ms"] = locked["max_ms"]
-            soaked = soak(server, root, soak_minutes, switch_minutes, wav)
+            soaked = soak([server], root, soak_minutes, switch_minutes, wav)
             figures["acknowledged_lost"] += soaked["lost"]
             figures["soak_minutes"] = soak_minutes
             figures["soak_errors"] = soaked["errors"]
-            figures["soak_rss_growth"] = (
-                round(soaked["growth"], 4) if soaked["growth"] is not None else None
-            )
+            figures["soak_rss_growth"] = soaked["growth"]
             figures["soak_requests"] = soaked["answered"]
             figures["soak_versions_served"] = soaked["versions_served"]
             figures["soak_switch_minutes"] = switch_minutes

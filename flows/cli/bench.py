@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Literal
 
 import typer
 
@@ -34,6 +35,13 @@ def bench(
     switch_minutes: Annotated[
         float, typer.Option(help="a model switch every this many minutes of the faults soak")
     ] = 5.0,
+    servers: Annotated[
+        Literal["local", "team"],
+        typer.Option(
+            help="faults only: local (one service, SQLite log -> faults.json) or team (two "
+            "replicas sharing a PostgreSQL log and one store -> faults-team.json)"
+        ),
+    ] = "local",
 ) -> None:
     """Run a benchmark; writes JSON under bench/results/ and prints a table."""
     import importlib
@@ -45,6 +53,16 @@ def bench(
     module = importlib.import_module(f"bench.{suite}")  # bench/ is imported only here
     if suite == "train":
         module.main(scope, out, profile=profile)
+    elif suite == "faults" and servers == "team":
+        from deployments.addresses import TeamError
+
+        try:
+            importlib.import_module("bench.faults_team").main(
+                scope, out, soak_minutes=soak_minutes, switch_minutes=switch_minutes
+            )
+        except TeamError as exc:  # no PostgreSQL here, or it would not start
+            print(f"bench faults --servers team: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
     elif suite == "faults":
         module.main(scope, out, soak_minutes=soak_minutes, switch_minutes=switch_minutes)
     else:
