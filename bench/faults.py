@@ -201,6 +201,19 @@ def soak(
     }
 
 
+def soak_figures(soaked: dict[str, Any], minutes: float, switch_minutes: float) -> dict[str, Any]:
+    """The soak's keys in the results (faults.json and faults-team.json alike)."""
+    return {
+        "soak_minutes": minutes,
+        "soak_errors": soaked["errors"],
+        "soak_rss_growth": soaked["growth"],
+        "soak_requests": soaked["answered"],
+        "soak_versions_served": soaked["versions_served"],
+        "soak_switch_minutes": switch_minutes,
+        "soak_switches": soaked["switches"],
+    }
+
+
 def main(
     scope: Scope, out: Path, soak_minutes: float = 2.0, switch_minutes: float = 5.0
 ) -> dict[str, Any]:
@@ -228,13 +241,7 @@ def main(
             figures["locked_log_refusal_max_ms"] = locked["max_ms"]
             soaked = soak([server], root, soak_minutes, switch_minutes, wav)
             figures["acknowledged_lost"] += soaked["lost"]
-            figures["soak_minutes"] = soak_minutes
-            figures["soak_errors"] = soaked["errors"]
-            figures["soak_rss_growth"] = soaked["growth"]
-            figures["soak_requests"] = soaked["answered"]
-            figures["soak_versions_served"] = soaked["versions_served"]
-            figures["soak_switch_minutes"] = switch_minutes
-            figures["soak_switches"] = soaked["switches"]
+            figures |= soak_figures(soaked, soak_minutes, switch_minutes)
             corrupt = corrupt_model_in_store(server, root, version=soaked["switches"] + 2)
             figures["killed"].append(
                 f"the newest model in the store (truncated weights) under a running service: "

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench.faults import kill_worker_under_load, soak
+from bench.faults import kill_worker_under_load, soak, soak_figures
 from bench.harness import free_port, make_store, start_tuned, stop_server
 from bench.mutations import encode
 from bench.report import write_results
@@ -88,15 +88,9 @@ def main(
         soaked = soak(servers, root, soak_minutes, switch_minutes, wav)
         figures["acknowledged_lost"] += soaked["lost"]
         figures["duplicated_rows"] = soaked["duplicated"]
-        figures["soak_minutes"] = soak_minutes
-        figures["soak_errors"] = soaked["errors"]
-        figures["soak_rss_growth"] = soaked["growth"]
+        figures |= soak_figures(soaked, soak_minutes, switch_minutes)
         figures["soak_rss_growth_by_replica"] = soaked["growth_by_server"]
-        figures["soak_requests"] = soaked["answered"]
-        figures["soak_versions_served"] = soaked["versions_served"]
         figures["soak_versions_served_by_replica"] = soaked["versions_by_server"]
-        figures["soak_switch_minutes"] = switch_minutes
-        figures["soak_switches"] = soaked["switches"]
     finally:
         for server in servers:
             stop_server(server)
