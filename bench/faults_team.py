@@ -13,6 +13,7 @@ The keys are those of faults.json, plus what only two replicas can show (`replic
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -61,14 +62,17 @@ def main(
     scope: Scope, out: Path, soak_minutes: float = 2.0, switch_minutes: float = 5.0
 ) -> dict[str, Any]:
     del scope  # the cluster and the replicas run on scopes of their own under a temporary folder
-    postgres_bindir()  # a missing PostgreSQL is a clear TeamError before anything starts
+    bindir = postgres_bindir()  # a missing PostgreSQL is a clear TeamError before anything starts
+    version = subprocess.run(
+        [str(bindir / "pg_ctl"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()  # "pg_ctl (PostgreSQL) 15.x"
     root = Path(tempfile.mkdtemp(prefix="bench-faults-team-"))
     root.chmod(0o711)  # the cluster runs as the `postgres` user when this runs as root
     url = f"postgresql+psycopg://vc:faults-pw@127.0.0.1:{free_port()}/predictions"
     state: dict[str, object] = {"prediction_log_url": url, "postgres_dir": str(root / "postgres")}
     cluster = Scope.model_validate({"state": {"workspace": str(root / "workspace"), **state}})
     wav = encode("WAV", "PCM_16", 16000, 1, 2.0)
-    figures: dict[str, Any] = {"replicas": REPLICAS, "prediction_log": "postgresql 15"}
+    figures: dict[str, Any] = {"replicas": REPLICAS, "prediction_log": version}
     start_postgres(cluster, postgres_target(cluster))
     servers = []
     try:
