@@ -20,7 +20,16 @@ LIST_FORMAT = "voicecycle-hot-words/1"
 PHRASE_PATTERN = r"^[a-z']+( [a-z']+)*$"
 # the BeamSettings fields (models/decoder.py) a list may change while it is in force
 DECODER_KEYS = frozenset(
-    {"beam_size", "beam_size_token", "beam_threshold", "lm_weight", "word_score", "hot_word_bonus"}
+    {
+        "beam_size",
+        "beam_size_token",
+        "beam_threshold",
+        "lm_weight",
+        "word_score",
+        "hot_word_bonus",
+        "known_hot_word_share",
+        "hot_phrase_snap",
+    }
 )
 
 

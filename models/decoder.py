@@ -30,7 +30,7 @@ from torchaudio.models.decoder import (
 )
 
 from models.language_model import BOS, EOS, LM_FORMAT, WORD_PATTERN, WordLM
-from models.text import BLANK_ID, SPACE_ID, VOCAB, decode
+from models.text import BLANK_ID, SPACE_ID, VOCAB, decode, snap_to_phrases
 
 __all__ = [
     "BOS",
@@ -172,12 +172,21 @@ class BeamSettings:
     word_score: float = 0.0  # added per word
     sil_score: float = 0.0
     hot_word_bonus: float = 3.0  # log-bonus on each hot word's LM score
+    # the share of that bonus a hot word gets when the lexicon already holds it ("moss",
+    # "bell" in a name): a full bonus pushes such common words into every query
+    known_hot_word_share: float = 0.5
+    # a run of hot-phrase words is snapped to the listed phrase nearest in spelling when
+    # within this many character edits per letter (0: off); see models.text.snap_to_phrases
+    hot_phrase_snap: float = 0.5
     lexicon_free: bool = False  # spell anything, no LM: for when the lexicon is too narrow
 
     def __post_init__(self) -> None:
         for name in ("beam_size", "beam_size_token", "beam_threshold"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"expected {name} > 0, got {getattr(self, name)}")
+        for name in ("known_hot_word_share", "hot_phrase_snap"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"expected 0 <= {name} <= 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,11 +229,16 @@ class BeamDecoder:
         lm: WordLM | None,
         hot_words: Sequence[str] = (),
         settings: BeamSettings | None = None,
+        known_words: Iterable[str] | None = None,
     ) -> None:
         self.lm = lm
         self.settings = settings if settings is not None else BeamSettings()
         self.hot_words = normalise_hot_words(hot_words)  # phrases
         self.hot_word_set = frozenset(w for phrase in self.hot_words for w in phrase.split())
+        # the lexicon before any hot-word context was counted into the LM (default: the LM's)
+        self.known_words = frozenset(
+            known_words if known_words is not None else (lm.words if lm is not None else ())
+        )
         self._decoder = self._build()
 
     def _build(self) -> CTCDecoder:
@@ -250,7 +264,10 @@ class BeamDecoder:
         words = [*self.lm.words, *sorted(self.hot_word_set - known)]
         if not words:
             raise ValueError("expected an LM with at least one word, or hot words; got neither")
-        bonus = dict.fromkeys(self.hot_word_set, s.hot_word_bonus)
+        bonus = {
+            w: s.hot_word_bonus * (s.known_hot_word_share if w in self.known_words else 1.0)
+            for w in self.hot_word_set
+        }
         pairs = frozenset(
             pair for phrase in self.hot_words for pair in itertools.pairwise(phrase.split())
         )
@@ -282,12 +299,14 @@ class BeamDecoder:
         into the LM; `settings`: BeamSettings fields to change (e.g. a wider beam)."""
         lm = self.lm.with_texts(context) if context and self.lm is not None else self.lm
         changed = BeamSettings.from_dict({**self.settings.to_dict(), **(settings or {})})
-        return BeamDecoder(lm, [*self.hot_words, *hot_words], changed)
+        return BeamDecoder(lm, [*self.hot_words, *hot_words], changed, self.known_words)
 
     def _text(self, hypothesis: CTCHypothesis) -> str:
         if self.settings.lexicon_free:
             return _clean(decode(int(t) for t in hypothesis.tokens))
-        return " ".join(hypothesis.words)
+        return snap_to_phrases(
+            " ".join(hypothesis.words), self.hot_words, self.settings.hot_phrase_snap
+        )
 
     @torch.inference_mode()
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[tuple[str, float]]:

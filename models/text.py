@@ -6,6 +6,7 @@ transcripts, and that should stay cheap.
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Iterable, Sequence
 
@@ -56,3 +57,51 @@ def ctc_collapse(ids: Sequence[int]) -> list[int]:
             out.append(index)
         previous = index
     return out
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance of a and b, or limit + 1 once it is certain to exceed `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
+
+
+def snap_to_phrases(text: str, phrases: Sequence[str], max_ratio: float) -> str:
+    """Each run of consecutive words that all belong to hot phrases, replaced by the phrase
+    nearest in spelling when it is within `max_ratio` character edits per letter (0: off).
+
+    A beam biased towards hot words can put the right words of a name next to words of
+    another ("fenella oriane" for "fenella quartermaine"); the run is snapped whole to one
+    listed phrase. Ties go to the earlier phrase; runs of other words are left alone.
+    """
+    if max_ratio <= 0 or not phrases:
+        return text
+    phrase_words = {w for p in phrases for w in p.split()}
+    words, out, i = text.split(), [], 0
+    while i < len(words):
+        if words[i] not in phrase_words:
+            out.append(words[i])
+            i += 1
+            continue
+        j = i
+        while j < len(words) and words[j] in phrase_words:
+            j += 1
+        run = " ".join(words[i:j])
+        best, best_ratio = run, math.inf
+        for phrase in phrases:
+            longer = max(len(phrase), len(run))
+            limit = int(max_ratio * longer)
+            ratio = edit_distance(run, phrase, limit) / longer
+            if ratio < best_ratio:
+                best, best_ratio = phrase, ratio
+        out += best.split() if best_ratio <= max_ratio else words[i:j]
+        i = j
+    return " ".join(out)

@@ -22,6 +22,7 @@ from prefect import task
 from data_contracts.hot_words import HotWordList, latest_list, latest_lists, write_list
 from data_contracts.scoping import HotWordsScope, Scope
 from models.recognizer import Recognizer
+from models.text import edit_distance
 from tasks.text import normalise_transcript
 
 _WORD = re.compile(r"^[a-z']+$")
@@ -40,21 +41,6 @@ class MinedNames:
     examples: dict[str, list[str]] = field(default_factory=dict)
     queries: int = 0  # distinct queries read
     candidates: int = 0  # distinct runs of new words before filtering
-
-
-def edit_distance(a: str, b: str, limit: int) -> int:
-    """Levenshtein distance of a and b, or limit + 1 once it is certain to exceed `limit`."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i]
-        for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        if min(current) > limit:
-            return limit + 1
-        previous = current
-    return previous[-1]
 
 
 def new_word_runs(text: str, lexicon: set[str], rules: HotWordsScope) -> list[str]:

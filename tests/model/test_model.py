@@ -192,6 +192,38 @@ def test_hot_phrase_boosts_its_second_word() -> None:
     assert as_words[0][0] == "kamala paris"
 
 
+def test_a_hot_word_the_lexicon_knows_gets_only_its_share_of_the_bonus() -> None:
+    """ "bell" is an ordinary word ("ring the ball" or "ring the bell"): as a hot word it gets
+    known_hot_word_share of the bonus, so a share of 0 leaves the acoustics to decide."""
+    probs = spelled("ring the ball").exp()
+    a_frames = (probs.argmax(-1)[0] == VOCAB.index("a")).nonzero().flatten()
+    probs[0, a_frames, VOCAB.index("e")] = 0.4
+    probs[0, a_frames, VOCAB.index("a")] = 0.5
+    log_probs, lengths = probs.log(), torch.tensor([probs.shape[1]])
+    lm = WordLM.from_transcripts([*LM_TEXTS, "ring the ball", "ring the bell"])
+
+    def heard(share: float) -> str:
+        settings = BeamSettings(hot_word_bonus=3.0, known_hot_word_share=share)
+        return BeamDecoder(lm, ["bell"], settings).decode(log_probs, lengths)[0][0]
+
+    assert heard(0.0) == "ring the ball"
+    assert heard(1.0) == "ring the bell"
+    with pytest.raises(ValueError, match="known_hot_word_share"):
+        BeamSettings(known_hot_word_share=1.5)
+
+
+def test_a_run_of_hot_phrase_words_is_snapped_to_the_nearest_listed_name() -> None:
+    """The beam mixes two listed names ("fenella" + "oriane"); the run becomes one name."""
+    log_probs = spelled("play fenella oriane")
+    lengths = torch.tensor([log_probs.shape[1]])
+    lm = WordLM.from_transcripts(["play jazz", "play the news"])
+    names = ["fenella quartermaine", "oriane kolawole"]
+    snapped = BeamDecoder(lm, names, BeamSettings(hot_phrase_snap=0.5))
+    assert snapped.decode(log_probs, lengths)[0][0] == "play fenella quartermaine"
+    as_heard = BeamDecoder(lm, names, BeamSettings(hot_phrase_snap=0.0))
+    assert as_heard.decode(log_probs, lengths)[0][0] == "play fenella oriane"
+
+
 def test_beam_decoder_splits_words_with_the_lexicon() -> None:
     log_probs = spelled("weatherinparis")  # no spaces emitted
     lengths = torch.tensor([log_probs.shape[1]])

@@ -17,9 +17,9 @@ from data_contracts.hot_words import (
     write_list,
 )
 from data_contracts.scoping import HotWordsScope
+from models.text import edit_distance, snap_to_phrases
 from tasks.corpus import ENTITY_NAMES, generate_queries
 from tasks.hot_words import (
-    edit_distance,
     mine_new_names,
     mined_texts,
     new_word_runs,
@@ -52,6 +52,21 @@ def test_runs_of_new_words_become_phrases_and_noise_runs_are_dropped() -> None:
     assert new_word_runs("qzv kkrt plom wuzz", lexicon, RULES) == []  # four new words: a mash
     assert edit_distance("farnsworth", "farnswort", 2) == 1
     assert edit_distance("abc", "xyzabc", 2) == 3  # past the limit: limit + 1
+
+
+def test_snapping_replaces_a_run_of_name_words_only_when_a_listed_name_is_close() -> None:
+    names = ["fenella quartermaine", "oriane kolawole", "esperanza lindgren moss"]
+
+    def snap(text: str) -> str:
+        return snap_to_phrases(text, names, 0.5)
+
+    assert snap("song by fenella oriane") == "song by fenella quartermaine"
+    assert snap("starring kolawole lindgren moss") == "starring esperanza lindgren moss"
+    # one word of a three-word name is too far from the name: left as heard
+    assert snap("news about moss") == "news about moss"
+    assert snap("play jazz near me") == "play jazz near me"  # no name words: untouched
+    assert snap_to_phrases("by fenella oriane", names, 0.0) == "by fenella oriane"  # off
+    assert snap_to_phrases("by fenella oriane", [], 0.5) == "by fenella oriane"
 
 
 def test_mining_finds_the_recurring_new_names_and_filters_the_noise() -> None:
