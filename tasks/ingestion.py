@@ -102,7 +102,8 @@ def process_row(
     if not resolved.is_relative_to(job.data_root.resolve()):
         return None, (
             f"audio path {row['audio_path']!r} is outside the data root {job.data_root}: "
-            "pass --data-root DIR to `voicecycle ingest` or set the source's data_root"
+            "pass --data-root DIR (`voicecycle ingest` and `voicecycle evaluate` take it) or set "
+            "the source's data_root"
         )
     if not resolved.is_file():
         return None, f"missing audio file {row['audio_path']!r}"

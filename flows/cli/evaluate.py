@@ -45,7 +45,7 @@ def evaluate(
     with quiet:
         prepare(scope, quiet=as_json)
         from flows.evaluate import evaluate as evaluate_flow
-        from tasks.evaluation.external import NoChampion
+        from tasks.evaluation.external import NoChampion, NothingToScore
         from tasks.manifests import ManifestError
 
         state = evaluate_flow(scope, manifest, kind, data_root, return_state=True)
@@ -54,7 +54,7 @@ def evaluate(
         except (ManifestError, FileNotFoundError) as exc:
             print(f"cannot evaluate {manifest}: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
-        except (NoChampion, ValueError) as exc:
+        except (NoChampion, NothingToScore) as exc:
             print(f"cannot evaluate {manifest}: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
     if as_json:

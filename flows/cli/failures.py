@@ -46,6 +46,7 @@ EXPECTED: dict[str, int] = {
     "ConnectTimeout": 3,  # httpx, requests
     "ConnectionError": 3,  # requests, and the builtin (refused, reset)
     "NoChampion": 4,
+    "NothingToScore": 1,  # voicecycle evaluate: every row quarantined
     "PortInUse": 5,
     "WorkspaceBusy": 7,
 }

@@ -33,6 +33,10 @@ class NoChampion(RuntimeError):
     """The registry holds no champion to score."""
 
 
+class NothingToScore(ValueError):
+    """Every row of the manifest was quarantined: there is nothing to score."""
+
+
 @dataclass(frozen=True)
 class Champion:
     """The model as served: its registry version, the recogniser, the hot words it hears."""
@@ -85,7 +89,7 @@ def load_champion(scope: Scope, dest: Path) -> Champion:
 def score_dataset(champion: Champion, result: IngestResult) -> pd.DataFrame:
     """Transcribe every accepted clip; per-utterance errors and slice columns."""
     if result.dataset_dir is None or not result.accepted:
-        raise ValueError(
+        raise NothingToScore(
             f"no row of the manifest can be scored ({len(result.quarantined)} quarantined); "
             + "; ".join(f"row {q['row']}: {q['reason']}" for q in result.quarantined[:3])
         )

@@ -76,3 +76,34 @@ def test_evaluate_command_names_a_missing_manifest(tmp_path: Path) -> None:
         ["evaluate", "--manifest", str(tmp_path / "nope.csv"), "--workspace", str(tmp_path)]
     )
     assert code == 2
+
+
+def test_a_manifest_with_no_usable_row_is_an_expected_failure_naming_the_row(
+    tmp_path: Path,
+) -> None:
+    """`voicecycle evaluate` exits 1 with one message (no traceback) naming the row at fault
+    and the option that fixes it."""
+    from flows.cli.failures import expected_exit
+    from flows.evaluate import evaluate
+    from tasks.evaluation.external import NothingToScore
+
+    scope = tiny_scope(tmp_path / "ws")
+    register_champion(scope, tmp_path / "rec", ["play jazz music", "call mom"])
+    clips = _manifest(tmp_path).parent
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    manifest = outside / "external.csv"  # its data root is its folder: the clip lies outside
+    wav = next((clips / "audio").glob("*.wav"))
+    manifest.write_text(f"audio_path,transcript\n{wav},play jazz music\n")
+
+    with pytest.raises(NothingToScore) as raised:
+        evaluate(scope, manifest)
+
+    message = str(raised.value)
+    assert "no row of the manifest can be scored (1 quarantined)" in message
+    assert "row 0: audio path" in message and "outside the data root" in message
+    assert "voicecycle evaluate" in message and "--data-root" in message
+    assert expected_exit(raised.value) == 1
+    # with the data root given, the same row is scored
+    summary = evaluate(scope, manifest, data_root=clips)
+    assert summary["n"] == 1 and summary["quarantined"] == 0
