@@ -49,7 +49,7 @@ RESULTS = Path("bench/results")
 ServerAction = Literal["start", "stop", "status"]
 ManifestFormat = Literal["nemo", "commonvoice", "csv"]
 ScenarioChoice = Literal["stable", "new-names", "in-car", "mixed"]
-Suite = Literal["data", "serve", "train", "faults", "scale", "decoding", "kokoro"]
+Suite = Literal["data", "serve", "train", "faults", "scale", "decoding", "kokoro", "human"]
 Profile = Literal["default", "quality"]
 
 

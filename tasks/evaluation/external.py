@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from data_contracts.hot_words import latest_list
 from data_contracts.scoping import Scope
@@ -85,7 +86,9 @@ def load_champion(scope: Scope, dest: Path) -> Champion:
     return Champion(version, recognizer, listed.label if listed else None)
 
 
-@task(name="score-dataset")
+# The champion (a loaded recogniser) cannot be hashed into a cache key, nor is a result
+# worth caching: an evaluation always scores the model as it is now.
+@task(name="score-dataset", cache_policy=NO_CACHE)
 def score_dataset(champion: Champion, result: IngestResult) -> pd.DataFrame:
     """Transcribe every accepted clip; per-utterance errors and slice columns."""
     if result.dataset_dir is None or not result.accepted:
@@ -156,7 +159,7 @@ def evaluation_html(summary: dict[str, Any], per: pd.DataFrame) -> str:
     )
 
 
-@task(name="write-evaluation-report")
+@task(name="write-evaluation-report", cache_policy=NO_CACHE)
 def write_evaluation(
     per: pd.DataFrame, result: IngestResult, champion: Champion, manifest: Path, out_dir: Path
 ) -> dict[str, Any]:

@@ -33,7 +33,9 @@ def _manifest(tmp_path: Path) -> Path:
     return path
 
 
-def test_evaluate_scores_the_champion_on_usable_rows_only(tmp_path: Path) -> None:
+def test_evaluate_scores_the_champion_on_usable_rows_only(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     from flows.evaluate import evaluate
     from models.recognizer import Recognizer
     from tasks.evaluation import wer
@@ -67,6 +69,9 @@ def test_evaluate_scores_the_champion_on_usable_rows_only(tmp_path: Path) -> Non
     assert saved["wer"] == summary["wer"]
     # the training datasets (read by the simulator and retraining) are untouched
     assert not scope.state.path("datasets_dir").exists()
+    # a scored evaluation logs no error (Prefect once failed to hash the loaded champion)
+    logged = "".join(capfd.readouterr())
+    assert "Traceback" not in logged and "ERROR" not in logged
 
 
 def test_evaluate_command_names_a_missing_manifest(tmp_path: Path) -> None:
