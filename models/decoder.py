@@ -6,28 +6,33 @@ emitted in the CTC path; word separators excluded), of the posterior of that let
 frame. For an empty output it is the mean posterior of the blank over the valid frames, i.e.
 how sure the model is that nothing was said.
 
-The beam decoder is torchaudio's (flashlight's) ``ctc_decoder`` with a lexicon built from the
-LM's words plus hot words, and the LM plugged in through the ``CTCDecoderLM`` interface.
+The beam decoder is torchaudio's (flashlight's) lexicon CTC decoder over the LM's words plus hot
+words. The word LM (models/language_model.py, plain Python) is written out as an ARPA bigram
+file, hot-word bonuses included, and scored by flashlight's KenLM in C++: the search calls the
+LM about ten thousand times a clip, and through a Python callback those calls took two thirds
+of the decoding time.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torchaudio.models.decoder import (
-    CTCDecoder,
-    CTCDecoderLM,
-    CTCDecoderLMState,
-    CTCHypothesis,
-    ctc_decoder,
+from flashlight.lib.text.decoder import (
+    CriterionType,
+    KenLM,
+    LexiconDecoderOptions,
 )
+from flashlight.lib.text.dictionary import Dictionary, load_words
+from torchaudio.models.decoder import CTCDecoder, CTCHypothesis, ctc_decoder
 
 from models.language_model import BOS, EOS, LM_FORMAT, WORD_PATTERN, WordLM
 from models.text import BLANK_ID, SPACE_ID, VOCAB, decode, snap_to_phrases
@@ -49,6 +54,9 @@ UNK = "<unk>"
 # a name of its own. Our space (index 1) becomes "|"; indices are unchanged.
 SIL_TOKEN = "|"
 HOT_PHRASE_LOG_PROB = math.log(0.5)
+LN10 = math.log(10.0)  # our LM scores are natural logs, ARPA files and KenLM's are log10
+# what KenLM prints (from C++, to stderr) while it reads an ARPA file
+_KENLM_CHATTER = ("Loading the LM will be faster", "Reading ", "----5---10", "*****")
 DECODER_TOKENS: list[str] = [SIL_TOKEN if s == " " else s for s in VOCAB]
 
 
@@ -109,54 +117,92 @@ class GreedyDecoder:
         return results
 
 
-class _BigramDecoderLM(CTCDecoderLM):
-    """WordLM behind flashlight's LM interface.
+def write_arpa(
+    lm: WordLM,
+    words: Sequence[str],
+    bonus: Mapping[str, float],
+    phrase_pairs: Iterable[tuple[str, str]],
+    path: Path,
+) -> float:
+    """The search's LM as an ARPA bigram file (log10), for KenLM; returns the shift, in
+    natural log per word, that was taken off every score.
 
-    flashlight merges hypotheses whose LM states are the same object, so a bigram state is
-    one object per previous word (children of one root), not one per history.
+    Every word (the lexicon's, ``</s>``, ``<unk>``) gets its P_cont and every pair seen in the
+    transcripts its P(w | v), both exactly as ``WordLM`` scores them, with the word's hot-word
+    bonus added; each word's backoff weight carries P(w | v) of the unseen pairs. Inside a hot
+    phrase ("kamala" -> "harris") the next word is likely, whatever the LM, which never saw the
+    pair: those pairs get at least HOT_PHRASE_LOG_PROB. KenLM refuses positive log
+    probabilities, which a bonus can give: every score is then shifted down by one constant per
+    word, and the caller adds it back to the word score (the search ranks the same).
+    """
+    scores = {w: lm.continuation_log_prob(w) + bonus.get(w, 0.0) for w in [*words, EOS, UNK]}
+    pairs: dict[tuple[str, str], float] = {}
+    for v, followers in lm.bigram_counts.items():
+        for w in followers:
+            pairs[(v, w)] = lm.log_prob(v, w) + bonus.get(w, 0.0)
+    for v, w in phrase_pairs:
+        pairs[(v, w)] = max(lm.log_prob(v, w), HOT_PHRASE_LOG_PROB) + bonus.get(w, 0.0)
+    shift = max(0.0, *scores.values(), *pairs.values())
+    lines = [
+        "\\data\\",
+        f"ngram 1={len(scores) + 1}",
+        f"ngram 2={len(pairs)}",
+        "",
+        "\\1-grams:",
+        f"-99\t{BOS}\t{lm.backoff_log_prob(BOS) / LN10:.7f}",
+    ]
+    lines += [
+        f"{(p - shift) / LN10:.7f}\t{w}\t{lm.backoff_log_prob(w) / LN10:.7f}"
+        for w, p in scores.items()
+    ]
+    lines += ["", "\\2-grams:"]
+    lines += [f"{(p - shift) / LN10:.7f}\t{v} {w}" for (v, w), p in pairs.items()]
+    lines += ["", "\\end\\", ""]
+    path.write_text("\n".join(lines))
+    return shift
+
+
+class _TrieKenLM(KenLM):
+    """KenLM, and what torchaudio's trie construction sees of it (it asks from Python).
+
+    The trie holds each word's score for pruning inside words (smearing): from the empty
+    context (P_cont and the bonus), as the Python LM gave it, not P(w | <s>) (that cost 0.015
+    WER in-domain), and without `write_arpa`'s shift, which would otherwise weigh on every
+    word being spelled until its end (that cost hot-word decoding 0.03 WER on new names). The
+    search calls KenLM's own start and score from C++: from ``<s>``, shifted, with the shift
+    added back through the word score when a word ends.
     """
 
-    def __init__(
-        self,
-        lm: WordLM,
-        words: Sequence[str],
-        bonus: dict[str, float],
-        phrase_pairs: frozenset[tuple[str, str]] = frozenset(),
-    ) -> None:
-        CTCDecoderLM.__init__(self)
-        self.lm = lm
-        self.words = list(words)  # LM index -> word, the order of the decoder's lm_dict
-        self.bonus = [bonus.get(w, 0.0) for w in self.words]
-        self.phrase_pairs = phrase_pairs
-        self.root = CTCDecoderLMState()  # "<s>"
-        self.lookahead = CTCDecoderLMState()
-        self.word_states = [self.root.child(i) for i in range(len(self.words))]
-        self.state_word: dict[CTCDecoderLMState, str] = {self.root: BOS}
-        self.state_word.update((s, w) for s, w in zip(self.word_states, self.words, strict=True))
-        # While the decoder builds its lexicon trie it calls start() once and scores every
-        # word from there; those scores only guide pruning inside words (smearing), so they
-        # come from the context-free continuation distribution instead of P(w | <s>).
-        self.building_trie = True
+    def __init__(self, path: str, word_dict: Dictionary, shift: float) -> None:
+        super().__init__(path, word_dict)
+        self.shift10 = shift / LN10
 
-    def start(self, start_with_nothing: bool) -> CTCDecoderLMState:
-        return self.lookahead if self.building_trie else self.root
+    def start(self, start_with_nothing: bool) -> Any:
+        return super().start(True)
 
-    def score(
-        self, state: CTCDecoderLMState, usr_token_idx: int
-    ) -> tuple[CTCDecoderLMState, float]:
-        word = self.words[usr_token_idx]
-        if state is self.lookahead:
-            return state, self.lm.continuation_log_prob(word) + self.bonus[usr_token_idx]
-        previous = self.state_word[state]
-        score = self.lm.log_prob(previous, word)
-        if (previous, word) in self.phrase_pairs:
-            # Inside a hot phrase ("kamala" -> "harris") the next word is likely, whatever
-            # the LM, which never saw the pair.
-            score = max(score, HOT_PHRASE_LOG_PROB)
-        return self.word_states[usr_token_idx], score + self.bonus[usr_token_idx]
+    def score(self, state: Any, usr_token_idx: int) -> tuple[Any, float]:
+        next_state, score = super().score(state, usr_token_idx)
+        return next_state, score + self.shift10
 
-    def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
-        return state, self.lm.log_prob(self.state_word[state], EOS)
+
+def _load_kenlm(arpa: Path, word_dict: Dictionary, shift: float) -> KenLM:
+    """KenLM reading an ARPA file, its progress lines kept off stderr (anything else another
+    thread wrote there meanwhile is passed on)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            lm = _TrieKenLM(str(arpa), word_dict, shift)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+    other = [line for line in lines if not line.startswith(_KENLM_CHATTER)]
+    if other:
+        sys.stderr.write("".join(other))
+    return lm
 
 
 @dataclass
@@ -271,23 +317,38 @@ class BeamDecoder:
         pairs = frozenset(
             pair for phrase in self.hot_words for pair in itertools.pairwise(phrase.split())
         )
-        decoder_lm = _BigramDecoderLM(self.lm, [*words, UNK], bonus, pairs)
         with tempfile.TemporaryDirectory(prefix="voicecycle-lexicon-") as tmp:
+            arpa = Path(tmp) / "lm.arpa"
+            shift = write_arpa(self.lm, words, bonus, pairs, arpa)
             lexicon = Path(tmp) / "lexicon.txt"
             # No trailing "|": our model emits spaces between words, not after the last.
             lexicon.write_text("".join(f"{w} {' '.join(w)}\n" for w in words))
             lm_dict = Path(tmp) / "lm_dict.txt"  # fixes LM indices to our order
             lm_dict.write_text("".join(f"{w}\n" for w in [*words, UNK]))
-            decoder = ctc_decoder(
-                lexicon=str(lexicon),
-                lm=decoder_lm,
-                lm_dict=str(lm_dict),
-                lm_weight=s.lm_weight,
-                word_score=s.word_score,
-                **common,
+            word_dict = Dictionary(str(lm_dict))
+            kenlm = _load_kenlm(arpa, word_dict, shift)
+            options = LexiconDecoderOptions(
+                beam_size=s.beam_size,
+                beam_size_token=min(s.beam_size_token, len(VOCAB)),
+                beam_threshold=s.beam_threshold,
+                lm_weight=s.lm_weight * LN10,  # the same weight on log10 scores
+                word_score=s.word_score + s.lm_weight * shift,  # the shift added back
+                unk_score=float("-inf"),
+                sil_score=s.sil_score,
+                log_add=False,
+                criterion_type=CriterionType.CTC,
             )
-        decoder_lm.building_trie = False
-        return decoder
+            return CTCDecoder(
+                nbest=1,
+                lexicon=load_words(str(lexicon)),
+                word_dict=word_dict,
+                tokens_dict=Dictionary(DECODER_TOKENS),
+                lm=kenlm,
+                decoder_options=options,
+                blank_token=VOCAB[BLANK_ID],
+                sil_token=SIL_TOKEN,
+                unk_word=UNK,
+            )
 
     def with_hot_words(
         self,

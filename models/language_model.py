@@ -176,6 +176,15 @@ class WordLM:
         self._cache[key] = score
         return score
 
+    def backoff_log_prob(self, previous: str) -> float:
+        """log of the weight P_cont gets after ``previous``: D * N1+(v .) / c(v), or 0 (weight
+        1) for a word never seen with a follower. With it every P(w | v) of an unseen pair is
+        ``exp(backoff_log_prob(v) + continuation_log_prob(w))``: the LM as an ARPA file."""
+        followers = self.bigram_counts.get(previous)
+        if not followers:
+            return 0.0
+        return math.log(self.discount * len(followers) / self._history_total[previous])
+
     def sentence_log_prob(self, text: str) -> float:
         words = text.split()
         return sum(self.log_prob(v, w) for v, w in zip([BOS, *words], [*words, EOS], strict=True))

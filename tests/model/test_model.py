@@ -164,6 +164,50 @@ def test_word_lm_round_trips_through_json_and_normalises() -> None:
         WordLM.from_transcripts(["Who is"])
 
 
+def test_the_search_scores_with_exactly_the_word_lm_and_its_bonuses(tmp_path: Path) -> None:
+    """The ARPA file KenLM scores (in C++) gives every sentence the WordLM's log-probability,
+    plus the hot-word bonuses and the hot-phrase floor, less one shift per word."""
+    from flashlight.lib.text.decoder import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    from models.decoder import HOT_PHRASE_LOG_PROB, LN10, write_arpa
+    from models.language_model import EOS
+
+    lm = WordLM.from_transcripts(
+        LM_TEXTS, background={"banana": 3.0, "who": 1.0}, background_weight=0.1
+    )
+    words = [*lm.words, "kamala", "harris"]  # hot words the LM never saw
+    bonus = {"kamala": 7.0, "harris": 7.0, "paris": 1.5}
+    pairs = {("kamala", "harris")}
+    shift = write_arpa(lm, words, bonus, pairs, tmp_path / "lm.arpa")
+    assert shift > 0  # the phrase pair's bonus made a positive log-probability
+    word_dict = Dictionary([*words, "<unk>"])
+    kenlm = KenLM(str(tmp_path / "lm.arpa"), word_dict)
+
+    def expected(sentence: str) -> float:
+        tokens = sentence.split()
+        total = 0.0
+        for v, w in zip(["<s>", *tokens], [*tokens, EOS], strict=True):
+            score = lm.log_prob(v, w)
+            if (v, w) in pairs:
+                score = max(score, HOT_PHRASE_LOG_PROB)
+            total += score + bonus.get(w, 0.0) - shift
+        return total
+
+    for sentence in [
+        "who is in paris",  # seen pairs
+        "paris who banana",  # unseen pairs, a background-only word
+        "call kamala harris",  # the hot phrase
+        "harris kamala mom",  # its words the other way round: no floor
+    ]:
+        state, total = kenlm.start(False), 0.0
+        for word in sentence.split():
+            state, score = kenlm.score(state, word_dict.get_index(word))
+            total += score
+        _, score = kenlm.finish(state)
+        assert (total + score) * LN10 == pytest.approx(expected(sentence), abs=1e-4), sentence
+
+
 def test_hot_word_is_emitted_only_when_in_the_lexicon() -> None:
     lm = WordLM.from_transcripts(LM_TEXTS)
     log_probs = spelled("who is zelensky")
