@@ -254,8 +254,11 @@ class TrainingBudget(_Strict):
     # with the open vocabulary a narrow beam loses in-domain words to general ones early
     # (launch model of a fresh-clone story, its 741 test clips, bench/decoding.py: 48 beams,
     # 5 tokens a frame WER clean/car/telephone 0.058/0.081/0.084; 128 beams, 8 tokens
-    # 0.047/0.070/0.071, general English 0.797 either way, ~10 ms a clip to decode against ~4)
-    beam_size: int = Field(128, ge=1)
+    # 0.047/0.070/0.071, general English 0.797 either way). Since the LM is scored in C++
+    # (models/decoder.py) a wider beam costs less than 128 did before (a fresh-clone
+    # champion's 713 test clips, one thread: 128 beams 0.057/0.081/0.076 in 10.8 ms a clip,
+    # 256 beams 0.055/0.073/0.063 in 22.5 ms; 128 with the Python LM took 27.6 ms)
+    beam_size: int = Field(256, ge=1)
     beam_size_token: int = Field(8, ge=1)
     warm_start: bool = True  # retrains start from the champion's weights
     # The saved recogniser runs its GRU and output layer in int8 (dynamic quantisation, about
