@@ -193,16 +193,15 @@ def _load_kenlm(arpa: Path, word_dict: Dictionary, shift: float) -> KenLM:
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            lm = _TrieKenLM(str(arpa), word_dict, shift)
-        finally:
+            return _TrieKenLM(str(arpa), word_dict, shift)
+        finally:  # also when KenLM fails: what others wrote meanwhile still goes out
             os.dup2(saved, 2)
             os.close(saved)
-        capture.seek(0)
-        lines = capture.read().decode(errors="replace").splitlines(keepends=True)
-    other = [line for line in lines if not line.startswith(_KENLM_CHATTER)]
-    if other:
-        sys.stderr.write("".join(other))
-    return lm
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+            other = [line for line in lines if not line.startswith(_KENLM_CHATTER)]
+            if other:
+                sys.stderr.write("".join(other))
 
 
 @dataclass
