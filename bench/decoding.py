@@ -105,7 +105,14 @@ def with_background(lm: WordLM, words: int, weight: float) -> WordLM:
     from tasks.lexicon import general_lexicon
 
     background = general_lexicon(words) if words and weight else None
-    return WordLM(lm.bigram_counts, lm.discount, lm.add_k, background, weight if background else 0)
+    return WordLM(
+        lm.bigram_counts,
+        lm.discount,
+        lm.add_k,
+        background,
+        weight if background else 0,
+        lm.trigram_counts,
+    )
 
 
 def scored(decoder: GreedyDecoder | BeamDecoder, data: EmissionSet) -> tuple[float, float, float]:
@@ -286,6 +293,7 @@ def measure(
             "hot_words_decoder": dict(listed.decoder),
             "lexicon_words": len(recognizer.vocabulary),
             "general_lexicon_weight": beam.lm.background_weight if beam.lm else 0.0,
+            "lm_order": beam.lm.order if beam.lm else None,
             "clips": {name: len(s.emissions) for name, s in {**sets, **story}.items()},
         }
     )

@@ -260,6 +260,10 @@ class TrainingBudget(_Strict):
     # 256 beams 0.055/0.073/0.063 in 22.5 ms; 128 with the Python LM took 27.6 ms)
     beam_size: int = Field(256, ge=1)
     beam_size_token: int = Field(8, ge=1)
+    # The word LM's order: 3 also counts the two words before (models/language_model.py; a
+    # fresh-clone champion's test clips at 256 beams: WER clean/car/telephone 0.055/0.073/0.063
+    # with 2, 0.050/0.068/0.053 with 3, decoding time alike)
+    lm_order: Literal[2, 3] = 3
     warm_start: bool = True  # retrains start from the champion's weights
     # The saved recogniser runs its GRU and output layer in int8 (dynamic quantisation, about
     # 3x faster on CPU); the evaluation, the gate and the service all run it that way.

@@ -1,4 +1,4 @@
-"""Turning CTC log-probabilities into text: greedy, and beam search with a word bigram LM.
+"""Turning CTC log-probabilities into text: greedy, and beam search with a word n-gram LM.
 
 Both decoders return, per utterance, ``(text, confidence)``. Confidence is defined the same
 way for both: the mean, over the letters of the output (the frame at which each letter is
@@ -7,10 +7,10 @@ frame. For an empty output it is the mean posterior of the blank over the valid 
 how sure the model is that nothing was said.
 
 The beam decoder is torchaudio's (flashlight's) lexicon CTC decoder over the LM's words plus hot
-words. The word LM (models/language_model.py, plain Python) is written out as an ARPA bigram
-file, hot-word bonuses included, and scored by flashlight's KenLM in C++: the search calls the
-LM about ten thousand times a clip, and through a Python callback those calls took two thirds
-of the decoding time.
+words. The word LM (models/language_model.py, plain Python) is written out as an ARPA file
+(bigram or trigram), hot-word bonuses included, and scored by flashlight's KenLM in C++: the
+search calls the LM about ten thousand times a clip, and through a Python callback those calls
+took two thirds of the decoding time.
 """
 
 from __future__ import annotations
@@ -124,29 +124,50 @@ def write_arpa(
     phrase_pairs: Iterable[tuple[str, str]],
     path: Path,
 ) -> float:
-    """The search's LM as an ARPA bigram file (log10), for KenLM; returns the shift, in
-    natural log per word, that was taken off every score.
+    """The search's LM as an ARPA file (log10; bigram or trigram, as the LM is), for KenLM;
+    returns the shift, in natural log per word, that was taken off every score.
 
-    Every word (the lexicon's, ``</s>``, ``<unk>``) gets its P_cont and every pair seen in the
-    transcripts its P(w | v), both exactly as ``WordLM`` scores them, with the word's hot-word
-    bonus added; each word's backoff weight carries P(w | v) of the unseen pairs. Inside a hot
-    phrase ("kamala" -> "harris") the next word is likely, whatever the LM, which never saw the
-    pair: those pairs get at least HOT_PHRASE_LOG_PROB. KenLM refuses positive log
+    Every word (the lexicon's, ``</s>``, ``<unk>``) gets its P_cont, every pair seen in the
+    transcripts its P(w | v) and every triple its P(w | u v), all exactly as ``WordLM`` scores
+    them, with the word's hot-word bonus added; each word's (and each trigram history's)
+    backoff weight carries the unseen ones. Inside a hot phrase ("kamala" -> "harris") the next
+    word is likely, whatever the LM, which never saw the pair: those pairs, and the triples
+    that end in them, get at least HOT_PHRASE_LOG_PROB. KenLM refuses positive log
     probabilities, which a bonus can give: every score is then shifted down by one constant per
     word, and the caller adds it back to the word score (the search ranks the same).
     """
+    hot_pairs = set(phrase_pairs)
     scores = {w: lm.continuation_log_prob(w) + bonus.get(w, 0.0) for w in [*words, EOS, UNK]}
     pairs: dict[tuple[str, str], float] = {}
     for v, followers in lm.bigram_counts.items():
         for w in followers:
             pairs[(v, w)] = lm.log_prob(v, w) + bonus.get(w, 0.0)
-    for v, w in phrase_pairs:
+    for v, w in hot_pairs:
         pairs[(v, w)] = max(lm.log_prob(v, w), HOT_PHRASE_LOG_PROB) + bonus.get(w, 0.0)
-    shift = max(0.0, *scores.values(), *pairs.values())
+    triples: dict[tuple[str, str, str], float] = {}
+    for (u, v), followers in lm.trigram_counts.items():
+        for w in followers:
+            triples[(u, v, w)] = lm.trigram_log_prob(u, v, w) + bonus.get(w, 0.0)
+    phrase_next: dict[str, list[str]] = {}
+    for v, w in hot_pairs:
+        phrase_next.setdefault(v, []).append(w)
+    for u, v in lm.trigram_counts:  # seen histories that end inside a hot phrase
+        for w in phrase_next.get(v, ()):
+            score = max(lm.trigram_log_prob(u, v, w), HOT_PHRASE_LOG_PROB)
+            triples[(u, v, w)] = score + bonus.get(w, 0.0)
+    shift = max(0.0, *scores.values(), *pairs.values(), *triples.values())
+
+    def pair_line(v: str, w: str, p: float) -> str:
+        line = f"{(p - shift) / LN10:.7f}\t{v} {w}"
+        if (v, w) in lm.trigram_counts:
+            line += f"\t{lm.trigram_backoff_log_prob(v, w) / LN10:.7f}"
+        return line
+
     lines = [
         "\\data\\",
         f"ngram 1={len(scores) + 1}",
         f"ngram 2={len(pairs)}",
+        *([f"ngram 3={len(triples)}"] if triples else []),
         "",
         "\\1-grams:",
         f"-99\t{BOS}\t{lm.backoff_log_prob(BOS) / LN10:.7f}",
@@ -156,7 +177,10 @@ def write_arpa(
         for w, p in scores.items()
     ]
     lines += ["", "\\2-grams:"]
-    lines += [f"{(p - shift) / LN10:.7f}\t{v} {w}" for (v, w), p in pairs.items()]
+    lines += [pair_line(v, w, p) for (v, w), p in pairs.items()]
+    if triples:
+        lines += ["", "\\3-grams:"]
+        lines += [f"{(p - shift) / LN10:.7f}\t{u} {v} {w}" for (u, v, w), p in triples.items()]
     lines += ["", "\\end\\", ""]
     path.write_text("\n".join(lines))
     return shift
@@ -263,7 +287,7 @@ def normalise_hot_words(hot_words: Iterable[str]) -> tuple[str, ...]:
 
 
 class BeamDecoder:
-    """Lexicon beam search with the word bigram LM; hot words extend the lexicon.
+    """Lexicon beam search with the word n-gram LM; hot words extend the lexicon.
 
     Words outside the lexicon (LM words + hot words) cannot be output; with
     ``settings.lexicon_free`` the search spells freely instead, without an LM.

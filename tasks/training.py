@@ -294,13 +294,17 @@ def build_recognizer(
     background: dict[str, float] | None = None,
     background_weight: float = 0.0,
     beam_size_token: int = 8,
+    lm_order: int = 3,
 ) -> Recognizer:
-    """The serving recogniser: trained weights + lexicon beam search with a word bigram LM
-    (`background`: general English word frequencies, the open vocabulary)."""
+    """The serving recogniser: trained weights + lexicon beam search with a word n-gram LM
+    of `lm_order` (`background`: general English word frequencies, the open vocabulary)."""
     model = CTCAcousticModel(config)
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
     lm = WordLM.from_transcripts(
-        (t for t in lm_texts if t), background=background, background_weight=background_weight
+        (t for t in lm_texts if t),
+        background=background,
+        background_weight=background_weight,
+        order=lm_order,
     )
     settings = BeamSettings(beam_size=beam_size, beam_size_token=beam_size_token)
     decoder = BeamDecoder(lm, hot_words=hot_words, settings=settings)
@@ -342,6 +346,7 @@ def save_recognizer(
         background=general_lexicon(budget.general_lexicon_words),
         background_weight=budget.general_lexicon_weight,
         beam_size_token=budget.beam_size_token,
+        lm_order=budget.lm_order,
     )
     recognizer.save(out_dir)
     return out_dir

@@ -164,7 +164,41 @@ def test_word_lm_round_trips_through_json_and_normalises() -> None:
         WordLM.from_transcripts(["Who is"])
 
 
-def test_the_search_scores_with_exactly_the_word_lm_and_its_bonuses(tmp_path: Path) -> None:
+def test_a_trigram_lm_hears_two_words_back_and_reads_old_bigram_files() -> None:
+    texts = ["play the news", "read the book", "play the news again", "read the paper"]
+    bigram = WordLM.from_transcripts(texts)
+    trigram = WordLM.from_transcripts(texts, order=3)
+    assert (bigram.order, trigram.order) == (2, 3)
+    # after "the" alone, news and book are alike; after "play the", news is far ahead
+    assert bigram.trigram_log_prob("play", "the", "news") == bigram.log_prob("the", "news")
+    assert trigram.trigram_log_prob("play", "the", "news") > (
+        trigram.trigram_log_prob("play", "the", "book") + 1.0
+    )
+    for history in [("play", "the"), ("never", "seen")]:
+        total = sum(
+            math.exp(trigram.trigram_log_prob(*history, w)) for w in [*trigram.words, "</s>"]
+        )
+        assert 0.9 < total < 1.0, history  # the rest is kept for unseen words
+    assert trigram.sentence_log_prob("play the news") > bigram.sentence_log_prob("play the news")
+    again = WordLM.from_dict(json.loads(json.dumps(trigram.to_dict())))
+    assert again.trigram_counts == trigram.trigram_counts and again.order == 3
+    # counting more sentences in keeps the order and adds their triples
+    more = trigram.with_texts(["play the news now"])
+    assert more.trigram_counts[("the", "news")] == {"</s>": 1, "again": 1, "now": 1}
+    # a recogniser saved before trigrams (format 1) still loads, as the bigram it was
+    old = {**bigram.to_dict(), "format": "voicecycle-word-bigram-kn/1"}
+    del old["order"]
+    assert WordLM.from_dict(old).order == 2
+    with pytest.raises(ValueError, match="voicecycle-word-ngram-kn/2"):
+        WordLM.from_dict({**old, "format": "something-else/9"})
+    with pytest.raises(ValueError, match="order of 2 or 3"):
+        WordLM.from_transcripts(texts, order=4)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_the_search_scores_with_exactly_the_word_lm_and_its_bonuses(
+    tmp_path: Path, order: int
+) -> None:
     """The ARPA file KenLM scores (in C++) gives every sentence the WordLM's log-probability,
     plus the hot-word bonuses and the hot-phrase floor, less one shift per word."""
     from flashlight.lib.text.decoder import KenLM
@@ -174,9 +208,12 @@ def test_the_search_scores_with_exactly_the_word_lm_and_its_bonuses(tmp_path: Pa
     from models.language_model import EOS
 
     lm = WordLM.from_transcripts(
-        LM_TEXTS, background={"banana": 3.0, "who": 1.0}, background_weight=0.1
+        [*LM_TEXTS, "call kamala now"],
+        background={"banana": 3.0, "who": 1.0},
+        background_weight=0.1,
+        order=order,
     )
-    words = [*lm.words, "kamala", "harris"]  # hot words the LM never saw
+    words = [*lm.words, "harris"]  # a hot word the LM never saw
     bonus = {"kamala": 7.0, "harris": 7.0, "paris": 1.5}
     pairs = {("kamala", "harris")}
     shift = write_arpa(lm, words, bonus, pairs, tmp_path / "lm.arpa")
@@ -185,10 +222,11 @@ def test_the_search_scores_with_exactly_the_word_lm_and_its_bonuses(tmp_path: Pa
     kenlm = KenLM(str(tmp_path / "lm.arpa"), word_dict)
 
     def expected(sentence: str) -> float:
-        tokens = sentence.split()
+        tokens = ["<s>", *sentence.split(), EOS]
         total = 0.0
-        for v, w in zip(["<s>", *tokens], [*tokens, EOS], strict=True):
-            score = lm.log_prob(v, w)
+        for i in range(1, len(tokens)):
+            v, w = tokens[i - 1], tokens[i]
+            score = lm.log_prob(v, w) if i == 1 else lm.trigram_log_prob(tokens[i - 2], v, w)
             if (v, w) in pairs:
                 score = max(score, HOT_PHRASE_LOG_PROB)
             total += score + bonus.get(w, 0.0) - shift
@@ -197,8 +235,10 @@ def test_the_search_scores_with_exactly_the_word_lm_and_its_bonuses(tmp_path: Pa
     for sentence in [
         "who is in paris",  # seen pairs
         "paris who banana",  # unseen pairs, a background-only word
-        "call kamala harris",  # the hot phrase
+        "call kamala harris",  # the hot phrase, after a seen trigram history
+        "who kamala harris",  # the hot phrase after an unseen history
         "harris kamala mom",  # its words the other way round: no floor
+        "who is paris",  # a seen triple
     ]:
         state, total = kenlm.start(False), 0.0
         for word in sentence.split():
