@@ -19,11 +19,15 @@ bench/serve_clips.py):
    many client threads (httpx, pre-encoded multipart bodies), recording client-side latency
    percentiles, throughput, errors, the server's own `latency_ms` (from its prediction log) and
    the batch sizes it formed (GET /metadata, before and after);
-5. the server stopped (its whole process tree), then the raw ceiling: `Recognizer.transcribe`
+5. the server stopped (its whole process tree), then the raw figures: `Recognizer.transcribe`
    in this process on the same clips, in batches of `serving.max_batch_size`, with the torch
    thread count the server reported, as the server runs it (int8 if the saved recogniser
-   says so) and, for reference, in float; and the machine's ceiling, one such process per
-   core at once (the server runs `serving.workers` processes, one per core by default);
+   says so) and, for reference, in float; one such process per core at once (the server runs
+   `serving.workers` processes, one per core by default); and the machine's real ceiling:
+   the CPU time a clip of the acoustic model (batched) and of the beam search (per clip, which
+   batching does not share), each timed on its own with one thread, every core doing only
+   that. (One process per core running `transcribe` is no ceiling: since the LM is scored in
+   C++ the server did more than it, `http_over_raw_all_cores` 1.11);
 6. what int8 costs: test WER in float and in int8 on the newest augmented test split;
 7. where the server's CPU per request goes (`profile_c8`; py-spy, a measuring tool in the
    lock, samples the server: `{"skipped": ...}` where it is missing): a last load at
@@ -37,7 +41,11 @@ bench/serve_clips.py):
 `serve.json` holds `p50/p95/p99_ms_c{N}`, `rps_c{N}`, `errors_c{N}`, `batch_sizes_c{N}`,
 `raw_rps`, `http_over_raw` (best HTTP throughput / raw), `http_over_raw_c8`,
 `raw_rps_all_cores`, `http_over_raw_all_cores` and `http_over_raw_all_cores_c8` (concurrency 8
-against the machine's ceiling), `server_cpu_ms_per_req_c{N}` (the server's process tree) and
+against one process per core), `model_cpu_ms_per_clip` and `decode_cpu_ms_per_clip`,
+`ceiling_rps_all_cores` (cores * 1000 / their sum), `http_over_ceiling` and
+`http_over_ceiling_c8` (the best and the concurrency-8 throughput over it: the target),
+`server_cpu_over_work_c8` (the server's CPU a request over the model and beam search's),
+`server_cpu_ms_per_req_c{N}` (the server's process tree) and
 `model_cpu_ms_per_req_c{N}` (of which the model threads in `transcribe`, summed over the
 workers' /metadata; `workers_seen_c{N}` when not every worker answered), `wer_test_float/int8`
 and `errors` (the total over every level, valid input only: every error counts), and the
@@ -143,6 +151,61 @@ def raw_throughput_all_cores(
             for _ in range(processes)
         ]
         return float(sum(job.result() for job in jobs))
+
+
+def work_cpu_ms(
+    recognizer_dir: Path, wavs: Sequence[bytes], batch_size: int, clips: int
+) -> dict[str, float]:
+    """CPU milliseconds a clip of the two things a request cannot do without, each timed on
+    its own in this process with one torch thread (so the thread's CPU time is all of it):
+    the acoustic model (features and network, in batches of `batch_size`) and the beam search
+    (one batch's emissions at a time, as `Recognizer.transcribe` decodes them)."""
+    import torch
+
+    from models.recognizer import Recognizer
+
+    torch.set_num_threads(1)
+    recognizer = Recognizer.load(recognizer_dir)
+    waves = [torch.from_numpy(sf.read(io.BytesIO(w), dtype="float32")[0]) for w in wavs]
+    batches = [
+        [waves[(start + k) % len(waves)] for k in range(batch_size)]
+        for start in range(0, clips, batch_size)
+    ]
+    recognizer.decoder.decode(*recognizer.emissions(batches[0]))  # warm-up
+    model_s = decode_s = 0.0
+    for batch in batches:
+        started = time.thread_time()
+        emissions = recognizer.emissions(batch)
+        model_s += time.thread_time() - started
+        started = time.thread_time()
+        recognizer.decoder.decode(*emissions)
+        decode_s += time.thread_time() - started
+    n = len(batches) * batch_size
+    return {"model": 1000.0 * model_s / n, "decode": 1000.0 * decode_s / n}
+
+
+def ceiling_figures(
+    work: dict[str, float], cores: int, figures: dict[str, Any], concurrencies: Sequence[int]
+) -> dict[str, Any]:
+    """The machine's real ceiling: every core doing nothing but the model and the beam search,
+    `cores * 1000 / (model + decode CPU ms a clip)` clips a second; HTTP's throughput over it
+    (at most 1, but for the machine's noise) and the server's CPU a request over that work."""
+    per_clip = work["model"] + work["decode"]
+    ceiling = cores * 1000.0 / per_clip
+    best = max(figures[f"rps_c{c}"] for c in concurrencies)
+    out: dict[str, Any] = {
+        "model_cpu_ms_per_clip": round(work["model"], 2),
+        "decode_cpu_ms_per_clip": round(work["decode"], 2),
+        "ceiling_rps_all_cores": round(ceiling, 1),
+        "http_over_ceiling": round(best / ceiling, 3),
+    }
+    if 8 in concurrencies:
+        out["http_over_ceiling_c8"] = round(figures["rps_c8"] / ceiling, 3)
+        if "server_cpu_ms_per_req_c8" in figures:
+            out["server_cpu_over_work_c8"] = round(
+                figures["server_cpu_ms_per_req_c8"] / per_clip, 3
+            )
+    return out
 
 
 def int8_accuracy(
@@ -291,6 +354,8 @@ def main(
         if 8 in concurrencies:
             figures["http_over_raw_c8"] = round(figures["rps_c8"] / raw, 3)
             figures["http_over_raw_all_cores_c8"] = round(figures["rps_c8"] / raw_all, 3)
+        work = work_cpu_ms(recognizer_dir, wavs, batch, n_raw)
+        figures |= ceiling_figures(work, cores, figures, concurrencies)
         figures |= target_figures(scope, figures, concurrencies)
         figures |= int8_accuracy(scope, recognizer_dir)
         _print_table(figures, concurrencies)
@@ -362,6 +427,16 @@ def _print_table(figures: dict[str, Any], concurrencies: Sequence[int]) -> None:
         f"{figures['torch_threads']} torch threads; HTTP/raw {figures['http_over_raw']}; "
         f"{figures['raw_rps_all_cores']} clips/s with one process per core "
         f"(HTTP over that {figures['http_over_raw_all_cores']})"
+    )
+    print(
+        f"the machine's ceiling: {figures['ceiling_rps_all_cores']} clips/s, every core on "
+        f"the model ({figures['model_cpu_ms_per_clip']} CPU ms a clip) and the beam search "
+        f"({figures['decode_cpu_ms_per_clip']} ms); HTTP over it {figures['http_over_ceiling']}"
+        + (
+            f", at concurrency 8 {figures['http_over_ceiling_c8']}"
+            if "http_over_ceiling_c8" in figures
+            else ""
+        )
     )
     profiled = figures.get(f"profile_c{PROFILE_CONCURRENCY}", {})
     if "ms_per_req" in profiled:
