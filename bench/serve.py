@@ -57,7 +57,6 @@ co-located client would.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -68,7 +67,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import yaml
 
 from bench.report import write_results
@@ -86,11 +84,11 @@ from bench.serve_harness import (
     worker_batching,
 )
 from bench.serve_profile import profile_load
+from bench.serve_raw import ceiling_figures, raw_throughput, raw_throughput_all_cores, work_cpu_ms
 from data_contracts.scoping import Scope
 
 CONCURRENCIES = (1, 8, 32)
 REQUESTS = 200
-RAW_PASSES = 3
 PROFILE_CONCURRENCY = 8
 PROFILE_REQUESTS = 1000
 INT8_CHECK_CLIPS = 400
@@ -98,114 +96,6 @@ INT8_CHECK_CLIPS = 400
 
 def _pct(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
-
-
-# -- the raw ceiling ----------------------------------------------------------------------------
-
-
-def raw_throughput(
-    recognizer_dir: Path,
-    wavs: Sequence[bytes],
-    batch_size: int,
-    threads: int,
-    clips: int,
-    int8: bool | None = None,
-) -> float:
-    """Clips per second of `Recognizer.transcribe` in this process (median of a few passes);
-    `int8` None: as the saved recogniser says (what the server runs)."""
-    import torch
-
-    from models.recognizer import Recognizer
-
-    torch.set_num_threads(threads)
-    recognizer = Recognizer.load(recognizer_dir)
-    if int8 is not None:
-        recognizer = recognizer.with_int8(int8)
-    waves = [sf.read(io.BytesIO(w), dtype="float32")[0] for w in wavs]
-    batches = [
-        [waves[(start + k) % len(waves)] for k in range(batch_size)]
-        for start in range(0, clips, batch_size)
-    ]
-    recognizer.transcribe(batches[0])  # warm-up
-    rates = []
-    for _ in range(RAW_PASSES):
-        started = time.perf_counter()
-        for batch in batches:
-            recognizer.transcribe(batch)
-        rates.append(len(batches) * batch_size / (time.perf_counter() - started))
-    return float(np.median(rates))
-
-
-def raw_throughput_all_cores(
-    recognizer_dir: Path, wavs: Sequence[bytes], batch_size: int, clips: int, processes: int
-) -> float:
-    """The machine's ceiling: `raw_throughput` in `processes` processes at once (one torch
-    thread each), their rates summed."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context) as pool:
-        jobs = [
-            pool.submit(raw_throughput, recognizer_dir, list(wavs), batch_size, 1, clips)
-            for _ in range(processes)
-        ]
-        return float(sum(job.result() for job in jobs))
-
-
-def work_cpu_ms(
-    recognizer_dir: Path, wavs: Sequence[bytes], batch_size: int, clips: int
-) -> dict[str, float]:
-    """CPU milliseconds a clip of the two things a request cannot do without, each timed on
-    its own in this process with one torch thread (so the thread's CPU time is all of it):
-    the acoustic model (features and network, in batches of `batch_size`) and the beam search
-    (one batch's emissions at a time, as `Recognizer.transcribe` decodes them)."""
-    import torch
-
-    from models.recognizer import Recognizer
-
-    torch.set_num_threads(1)
-    recognizer = Recognizer.load(recognizer_dir)
-    waves = [torch.from_numpy(sf.read(io.BytesIO(w), dtype="float32")[0]) for w in wavs]
-    batches = [
-        [waves[(start + k) % len(waves)] for k in range(batch_size)]
-        for start in range(0, clips, batch_size)
-    ]
-    recognizer.decoder.decode(*recognizer.emissions(batches[0]))  # warm-up
-    model_s = decode_s = 0.0
-    for batch in batches:
-        started = time.thread_time()
-        emissions = recognizer.emissions(batch)
-        model_s += time.thread_time() - started
-        started = time.thread_time()
-        recognizer.decoder.decode(*emissions)
-        decode_s += time.thread_time() - started
-    n = len(batches) * batch_size
-    return {"model": 1000.0 * model_s / n, "decode": 1000.0 * decode_s / n}
-
-
-def ceiling_figures(
-    work: dict[str, float], cores: int, figures: dict[str, Any], concurrencies: Sequence[int]
-) -> dict[str, Any]:
-    """The machine's real ceiling: every core doing nothing but the model and the beam search,
-    `cores * 1000 / (model + decode CPU ms a clip)` clips a second; HTTP's throughput over it
-    (at most 1, but for the machine's noise) and the server's CPU a request over that work."""
-    per_clip = work["model"] + work["decode"]
-    ceiling = cores * 1000.0 / per_clip
-    best = max(figures[f"rps_c{c}"] for c in concurrencies)
-    out: dict[str, Any] = {
-        "model_cpu_ms_per_clip": round(work["model"], 2),
-        "decode_cpu_ms_per_clip": round(work["decode"], 2),
-        "ceiling_rps_all_cores": round(ceiling, 1),
-        "http_over_ceiling": round(best / ceiling, 3),
-    }
-    if 8 in concurrencies:
-        out["http_over_ceiling_c8"] = round(figures["rps_c8"] / ceiling, 3)
-        if "server_cpu_ms_per_req_c8" in figures:
-            out["server_cpu_over_work_c8"] = round(
-                figures["server_cpu_ms_per_req_c8"] / per_clip, 3
-            )
-    return out
 
 
 def int8_accuracy(

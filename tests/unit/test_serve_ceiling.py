@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.serve import ceiling_figures, work_cpu_ms
 from bench.serve_clips import random_recognizer
+from bench.serve_raw import ceiling_figures, work_cpu_ms
 
 
 def test_the_ceiling_is_every_core_on_the_model_and_the_beam_search(tmp_path: Path) -> None:
