@@ -235,14 +235,18 @@ def measure(
     scope_settings: bool = False,
 ) -> dict[str, Any]:
     """Every decoder figure of one recogniser (see the module docstring); `scope_settings`:
-    with the scope's beam settings (training.beam_size/_token, hot_words.decoder) instead of
-    those saved with the model and its list (what the defaults would give this model)."""
+    with the scope's beam settings (training.beam_size/_token/_threshold, hot_words.decoder)
+    instead of those saved with the model and its list (what the defaults would give this
+    model)."""
     if not isinstance(recognizer.decoder, BeamDecoder):
         raise SystemExit("bench decoding: the champion decodes greedily; nothing to measure")
     beam = recognizer.decoder
     if scope_settings:
-        wider = {"beam_size": scope.training.beam_size}
-        wider["beam_size_token"] = scope.training.beam_size_token
+        wider: dict[str, float] = {
+            "beam_size": scope.training.beam_size,
+            "beam_size_token": scope.training.beam_size_token,
+            "beam_threshold": scope.training.beam_threshold,
+        }
         settings = BeamSettings.from_dict({**beam.settings.to_dict(), **wider})
         beam = BeamDecoder(beam.lm, beam.hot_words, settings)
     # the story's clips first: this process's espeak engine keeps state between utterances,

@@ -47,7 +47,8 @@ against one process per core), `model_cpu_ms_per_clip` and `decode_cpu_ms_per_cl
 `server_cpu_over_work_c8` (the server's CPU a request over the model and beam search's),
 `server_cpu_ms_per_req_c{N}` (the server's process tree) and
 `model_cpu_ms_per_req_c{N}` (of which the model threads in `transcribe`, summed over the
-workers' /metadata; `workers_seen_c{N}` when not every worker answered), `wer_test_float/int8`
+workers' /metadata; `workers_seen_c{N}` when not every worker answered both before and
+after the load: then it and `batch_sizes_c{N}` cover only those), `wer_test_float/int8`
 and `errors` (the total over every level, valid input only: every error counts), and the
 scope's serving targets next to what was measured: `target_p95_latency_ms` against `p95_ms_c8`
 (`p95_target_met`) and `target_min_throughput_rps` against the best req/s
@@ -186,6 +187,11 @@ def main(
             server_cpu = tree_cpu_s(process.pid) - cpu_before
             client_cpu = time.process_time() - own_before
             after = worker_batching(url, workers)
+            # a worker's counters only against its own: one that answered only before or only
+            # after cannot be differenced (a difference over different workers went negative)
+            both = set(before) & set(after)
+            before = {pid: stats for pid, stats in before.items() if pid in both}
+            after = {pid: stats for pid, stats in after.items() if pid in both}
             formed = batch_sizes(after) - batch_sizes(before)
             model_cpu = model_cpu_ms(after) - model_cpu_ms(before)
             lat, statuses = result["latencies"], result["statuses"]
@@ -205,11 +211,14 @@ def main(
                 f"client_cpu_ms_per_req_c{c}": round(client_cpu * 1000 / max(1, len(lat)), 1),
                 # of which the model (the model threads in `transcribe`); the rest is HTTP,
                 # parsing, decoding, audio features, the log and the event loop
-                f"model_cpu_ms_per_req_c{c}": round(model_cpu / max(1, len(lat)), 1),
+                # (per clip those workers ran: the batch sizes they formed)
+                f"model_cpu_ms_per_req_c{c}": round(
+                    model_cpu / max(1, sum(k * n for k, n in formed.items())), 1
+                ),
                 f"batch_sizes_c{c}": {str(k): v for k, v in sorted(formed.items())},
             }
-            if len(after) < workers or len(before) < workers:
-                figures[f"workers_seen_c{c}"] = min(len(before), len(after))
+            if len(both) < workers:  # the model CPU and batch sizes are of these workers only
+                figures[f"workers_seen_c{c}"] = len(both)
             if failed:
                 figures[f"statuses_c{c}"] = {str(k): v for k, v in sorted(statuses.items())}
         if profile:

@@ -66,13 +66,17 @@ class HotWordsScope(_Strict):
     #            no snap) 0.273 [0.305] / 0.162 [0.230]; now 0.226 [0.246] / 0.146 [0.207]
     #   model B  before 0.546 / 0.057; the old decoder 0.281 / 0.097; now 0.252 / 0.085
     # bonus 5 keeps launch names nearer to before (A 0.122, B 0.069) but loses new names on
-    # B (0.299); lm_weight 1.0 loses new names
+    # B (0.299); lm_weight 1.0 loses new names. With the trigram LM (models/language_model.py)
+    # and its base decoder at beam_threshold 13 (same clips and lists), 128 beams at threshold
+    # 25 gave new names 0.495 -> 0.247 (A) and 0.501 -> 0.254 (B), launch names with the list
+    # 0.087 / 0.084; 256 beams at threshold 18 give 0.225 / 0.240 and 0.074 / 0.068 (hot-word
+    # decoding 1.1-1.6x the time: the threshold prunes what the wider beam adds; at 25, 2x)
     decoder: dict[str, int | float] = {
         "hot_word_bonus": 7.0,
         "lm_weight": 1.3,
-        "beam_size": 128,
+        "beam_size": 256,
         "beam_size_token": 12,
-        "beam_threshold": 25.0,
+        "beam_threshold": 18.0,
     }
 
 

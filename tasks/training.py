@@ -295,6 +295,7 @@ def build_recognizer(
     background_weight: float = 0.0,
     beam_size_token: int = 8,
     lm_order: int = 3,
+    beam_threshold: float = 13.0,
 ) -> Recognizer:
     """The serving recogniser: trained weights + lexicon beam search with a word n-gram LM
     of `lm_order` (`background`: general English word frequencies, the open vocabulary)."""
@@ -306,7 +307,9 @@ def build_recognizer(
         background_weight=background_weight,
         order=lm_order,
     )
-    settings = BeamSettings(beam_size=beam_size, beam_size_token=beam_size_token)
+    settings = BeamSettings(
+        beam_size=beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold
+    )
     decoder = BeamDecoder(lm, hot_words=hot_words, settings=settings)
     return Recognizer(model.eval(), decoder, int8=int8)
 
@@ -347,6 +350,7 @@ def save_recognizer(
         background_weight=budget.general_lexicon_weight,
         beam_size_token=budget.beam_size_token,
         lm_order=budget.lm_order,
+        beam_threshold=budget.beam_threshold,
     )
     recognizer.save(out_dir)
     return out_dir
