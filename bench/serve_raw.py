@@ -17,6 +17,15 @@ import soundfile as sf
 RAW_PASSES = 3
 
 
+def _batches(wavs: Sequence[bytes], batch_size: int, clips: int) -> list[list[np.ndarray]]:
+    """`clips` of the WAVs (cycled) as float32 samples, in batches of `batch_size`."""
+    waves = [sf.read(io.BytesIO(w), dtype="float32")[0] for w in wavs]
+    return [
+        [waves[(start + k) % len(waves)] for k in range(batch_size)]
+        for start in range(0, clips, batch_size)
+    ]
+
+
 def raw_throughput(
     recognizer_dir: Path,
     wavs: Sequence[bytes],
@@ -35,11 +44,7 @@ def raw_throughput(
     recognizer = Recognizer.load(recognizer_dir)
     if int8 is not None:
         recognizer = recognizer.with_int8(int8)
-    waves = [sf.read(io.BytesIO(w), dtype="float32")[0] for w in wavs]
-    batches = [
-        [waves[(start + k) % len(waves)] for k in range(batch_size)]
-        for start in range(0, clips, batch_size)
-    ]
+    batches = _batches(wavs, batch_size, clips)
     recognizer.transcribe(batches[0])  # warm-up
     rates = []
     for _ in range(RAW_PASSES):
@@ -53,8 +58,8 @@ def raw_throughput(
 def raw_throughput_all_cores(
     recognizer_dir: Path, wavs: Sequence[bytes], batch_size: int, clips: int, processes: int
 ) -> float:
-    """The machine's ceiling: `raw_throughput` in `processes` processes at once (one torch
-    thread each), their rates summed."""
+    """`raw_throughput` in `processes` processes at once (one torch thread each), their rates
+    summed (no ceiling: the server did more; see `work_cpu_ms`)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -81,11 +86,7 @@ def work_cpu_ms(
 
     torch.set_num_threads(1)
     recognizer = Recognizer.load(recognizer_dir)
-    waves = [torch.from_numpy(sf.read(io.BytesIO(w), dtype="float32")[0]) for w in wavs]
-    batches = [
-        [waves[(start + k) % len(waves)] for k in range(batch_size)]
-        for start in range(0, clips, batch_size)
-    ]
+    batches = [[torch.from_numpy(w) for w in batch] for batch in _batches(wavs, batch_size, clips)]
     recognizer.decoder.decode(*recognizer.emissions(batches[0]))  # warm-up
     passes: list[tuple[float, float]] = []
     for _ in range(RAW_PASSES):

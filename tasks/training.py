@@ -290,12 +290,13 @@ def build_recognizer(
     lm_texts: Sequence[str],
     hot_words: Sequence[str],
     beam_size: int,
+    *,
+    lm_order: int,
+    beam_threshold: float,
     int8: bool = False,
     background: dict[str, float] | None = None,
     background_weight: float = 0.0,
     beam_size_token: int = 8,
-    lm_order: int = 3,
-    beam_threshold: float = 13.0,
 ) -> Recognizer:
     """The serving recogniser: trained weights + lexicon beam search with a word n-gram LM
     of `lm_order` (`background`: general English word frequencies, the open vocabulary)."""
