@@ -1,20 +1,51 @@
 """What the serving benchmark holds HTTP against, measured in this process on the same clips:
 `Recognizer.transcribe` as the server runs it (one process, and one process per core), and
 the machine's real ceiling, the CPU a clip of the acoustic model and of the beam search, each
-timed on its own (bench/serve.py's module docstring says how each is read)."""
+timed on its own (bench/serve.py's module docstring says how each is read).
+
+Every figure is measured in a thread of its own, as the server's model thread (`asr-model`,
+deployments/batcher.py) runs the work. That is not a detail: glibc gives a new thread its own
+malloc arena, and the beam search, which allocates many small objects, runs in it with 0.5-0.7x
+the CPU it takes in the main thread, whose arena the imports and the model load fragmented
+(same clips, same process; with MALLOC_ARENA_MAX=1 the two are the same). Measured in the main
+thread, the "ceiling" was below what the server did (`http_over_ceiling` 1.16).
+"""
 
 from __future__ import annotations
 
 import io
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import soundfile as sf
 
 RAW_PASSES = 3
+
+T = TypeVar("T")
+
+
+def in_own_thread(work: Callable[[], T]) -> T:
+    """`work()` run in a new thread (its own malloc arena, as the server's model thread has);
+    its result, or its exception raised here."""
+    out: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="bench-model")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return out[0]
 
 
 def _batches(wavs: Sequence[bytes], batch_size: int, clips: int) -> list[list[np.ndarray]]:
@@ -34,32 +65,37 @@ def raw_throughput(
     clips: int,
     int8: bool | None = None,
 ) -> float:
-    """Clips per second of `Recognizer.transcribe` in this process (median of a few passes);
-    `int8` None: as the saved recogniser says (what the server runs)."""
-    import torch
+    """Clips per second of `Recognizer.transcribe` in this process, in a thread of its own as
+    the server runs it (median of a few passes); `int8` None: as the saved recogniser says
+    (what the server runs)."""
 
-    from models.recognizer import Recognizer
+    def measure() -> float:
+        import torch
 
-    torch.set_num_threads(threads)
-    recognizer = Recognizer.load(recognizer_dir)
-    if int8 is not None:
-        recognizer = recognizer.with_int8(int8)
-    batches = _batches(wavs, batch_size, clips)
-    recognizer.transcribe(batches[0])  # warm-up
-    rates = []
-    for _ in range(RAW_PASSES):
-        started = time.perf_counter()
-        for batch in batches:
-            recognizer.transcribe(batch)
-        rates.append(len(batches) * batch_size / (time.perf_counter() - started))
-    return float(np.median(rates))
+        from models.recognizer import Recognizer
+
+        torch.set_num_threads(threads)  # OpenMP settings are per thread: set them in this one
+        recognizer = Recognizer.load(recognizer_dir)
+        if int8 is not None:
+            recognizer = recognizer.with_int8(int8)
+        batches = _batches(wavs, batch_size, clips)
+        recognizer.transcribe(batches[0])  # warm-up
+        rates = []
+        for _ in range(RAW_PASSES):
+            started = time.perf_counter()
+            for batch in batches:
+                recognizer.transcribe(batch)
+            rates.append(len(batches) * batch_size / (time.perf_counter() - started))
+        return float(np.median(rates))
+
+    return in_own_thread(measure)
 
 
 def raw_throughput_all_cores(
     recognizer_dir: Path, wavs: Sequence[bytes], batch_size: int, clips: int, processes: int
 ) -> float:
     """`raw_throughput` in `processes` processes at once (one torch thread each), their rates
-    summed (no ceiling: the server did more; see `work_cpu_ms`)."""
+    summed (no ceiling: what batching shares is counted once; see `work_cpu_ms`)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -79,33 +115,40 @@ def work_cpu_ms(
     its own in this process with one torch thread (so the thread's CPU time is all of it):
     the acoustic model (features and network, in batches of `batch_size`) and the beam search
     (one batch's emissions at a time, as `Recognizer.transcribe` decodes them); the best of
-    `RAW_PASSES` passes over the clips."""
-    import torch
+    `RAW_PASSES` passes over the clips; in a thread of its own, as the server runs them."""
 
-    from models.recognizer import Recognizer
+    def measure() -> dict[str, float]:
+        import torch
 
-    torch.set_num_threads(1)
-    recognizer = Recognizer.load(recognizer_dir)
-    batches = [[torch.from_numpy(w) for w in batch] for batch in _batches(wavs, batch_size, clips)]
-    recognizer.decoder.decode(*recognizer.emissions(batches[0]))  # warm-up
-    passes: list[tuple[float, float]] = []
-    for _ in range(RAW_PASSES):
-        model_s = decode_s = 0.0
-        for batch in batches:
-            started = time.thread_time()
-            emissions = recognizer.emissions(batch)
-            model_s += time.thread_time() - started
-            started = time.thread_time()
-            recognizer.decoder.decode(*emissions)
-            decode_s += time.thread_time() - started
-        passes.append((model_s, decode_s))
-    n = len(batches) * batch_size
-    # the best pass of each: a ceiling is what the machine can do (the same clips' CPU time
-    # varied by 20 % between passes of one process on this shared machine)
-    return {
-        "model": 1000.0 * min(m for m, _ in passes) / n,
-        "decode": 1000.0 * min(d for _, d in passes) / n,
-    }
+        from models.recognizer import Recognizer
+
+        torch.set_num_threads(1)
+        recognizer = Recognizer.load(recognizer_dir)
+        batches = [
+            [torch.from_numpy(w) for w in batch] for batch in _batches(wavs, batch_size, clips)
+        ]
+        passes: list[tuple[float, float]] = []
+        with torch.inference_mode():  # as `Recognizer.transcribe` runs
+            recognizer.decoder.decode(*recognizer.emissions(batches[0]))  # warm-up
+            for _ in range(RAW_PASSES):
+                model_s = decode_s = 0.0
+                for batch in batches:
+                    started = time.thread_time()
+                    emissions = recognizer.emissions(batch)
+                    model_s += time.thread_time() - started
+                    started = time.thread_time()
+                    recognizer.decoder.decode(*emissions)
+                    decode_s += time.thread_time() - started
+                passes.append((model_s, decode_s))
+        n = len(batches) * batch_size
+        # the best pass of each: a ceiling is what the machine can do (the same clips' CPU
+        # time varied by 20 % between passes of one process on this shared machine)
+        return {
+            "model": 1000.0 * min(m for m, _ in passes) / n,
+            "decode": 1000.0 * min(d for _, d in passes) / n,
+        }
+
+    return in_own_thread(measure)
 
 
 def ceiling_figures(

@@ -4,6 +4,7 @@ timed on its own, and what HTTP is measured against (bench/serve.py)."""
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from bench.serve_clips import random_recognizer
-from bench.serve_raw import ceiling_figures, work_cpu_ms
+from bench.serve_raw import ceiling_figures, in_own_thread, work_cpu_ms
 
 
 def test_the_ceiling_is_every_core_on_the_model_and_the_beam_search(tmp_path: Path) -> None:
@@ -35,3 +36,16 @@ def test_the_ceiling_is_every_core_on_the_model_and_the_beam_search(tmp_path: Pa
     assert "http_over_ceiling_c8" not in ceiling_figures(
         {"model": 10.0, "decode": 15.0}, 2, {"rps_c1": 20.0}, (1,)
     )
+
+
+def test_raw_figures_run_in_a_thread_of_their_own_as_the_server_model_thread() -> None:
+    """The beam search's CPU depends on the thread's malloc arena: the figures are measured
+    off the main thread, as the server runs them; a failure still reaches the caller."""
+    assert in_own_thread(lambda: threading.current_thread().name) == "bench-model"
+    assert in_own_thread(lambda: threading.current_thread()) is not threading.main_thread()
+
+    def broken() -> None:
+        raise ValueError("no model here")
+
+    with pytest.raises(ValueError, match="no model here"):
+        in_own_thread(broken)
