@@ -99,6 +99,11 @@ class SyntheticCorpus(_Strict):
     # model, speaks at about 2x real time on one free core (100x for espeak), so it gives a few
     # never-heard test clips, not a share (60 add about 45 s to a cycle on 2 cores)
     engine_utterances: dict[str, int] = {"kokoro": 60}
+    # General-English training utterances beside the queries: 3-8 common English words
+    # (tasks.corpus.general_training_queries), spoken only by training voices, so the acoustic
+    # model learns to spell beyond the templates (the open vocabulary); the word LM never sees
+    # them. 0: none.
+    general_utterances: int = Field(0, ge=0)
 
     @field_validator("engine_utterances")
     @classmethod

@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.utilities.annotations import unmapped
 
-from data_contracts.scoping import DataSource, Scope
+from data_contracts.scoping import DataSource, Scope, SplitPolicy
 from tasks.fanout import max_workers, task_runner
 from tasks.ingestion import (
     IngestResult,
@@ -28,9 +28,11 @@ from tasks.synthesis import discard_partial, synthesise_shard
 
 
 @flow(name="synthesise-corpus")
-def synthesise_corpus(source: DataSource, corpus_root: Path, n_shards: int) -> Path:
+def synthesise_corpus(
+    source: DataSource, corpus_root: Path, n_shards: int, split: SplitPolicy | None = None
+) -> Path:
     """Render a synthetic source's corpus, one task run per shard; return its manifest."""
-    plan = plan_synthetic_corpus(source, corpus_root, n_shards)
+    plan = plan_synthetic_corpus(source, corpus_root, n_shards, split)
     rendered = synthesise_shard.map(
         unmapped(plan.audio_dir), unmapped(plan.seed), unmapped(plan.sample_rate), plan.shards
     )
@@ -76,7 +78,7 @@ def ingest(scope: Scope, summary_path: Path | None = None) -> str:
         task_runner=task_runner(scope, tasks_start_processes=True)
     )
     manifests = [
-        synthesise(source, scope.state.path("corpus_dir"), max_workers(scope))
+        synthesise(source, scope.state.path("corpus_dir"), max_workers(scope), scope.split)
         if source.kind == "synthetic"
         else Path(str(source.path))
         for source in scope.sources

@@ -295,3 +295,39 @@ def general_sentences(n: int, seed: int) -> list[str]:
     while len(out) < n:
         out += [pool[i] for i in rng.permutation(len(pool))]
     return out[:n]
+
+
+GENERAL_TRAINING_WORDS = 20000  # drawn from the most frequent (within the decoder's lexicon)
+GENERAL_INTENT = "general"  # the intent (and era) of general-English training utterances
+GENERAL_WORDS_PER_UTTERANCE = (3, 8)  # fewest and most words of one
+GENERAL_TEMPERING = 0.5  # word weights: frequency ** this, so less common words are heard too
+
+
+def general_training_queries(n: int, seed: int, lexicon: Mapping[str, float]) -> list[Query]:
+    """`n` general-English training utterances: runs of 3-8 words drawn from `lexicon`
+    (word -> frequency; tasks.lexicon.general_lexicon), weighted by frequency ** 0.5.
+
+    They teach the acoustic model to spell words beyond the voice-search templates (the
+    open vocabulary); their word order means nothing, so the word LM is never built from them
+    (tasks.training.training_sets). Deterministic for `n`, `seed` and the lexicon.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"expected a non-negative number of utterances, got {n!r}")
+    if n == 0:
+        return []
+    if not lexicon:
+        raise ValueError("expected a non-empty general lexicon to draw training words from")
+    # words a speech engine reads as words: acronyms without a vowel ("nm") are spelt out
+    words = sorted(w for w in lexicon if len(w) > 1 and any(c in "aeiouy" for c in w))
+    if not words:
+        raise ValueError("expected speakable words in the general lexicon, got none")
+    weights = np.array([lexicon[w] for w in words], dtype=np.float64) ** GENERAL_TEMPERING
+    weights /= weights.sum()
+    rng = np.random.default_rng([seed, 11])
+    shortest, longest = GENERAL_WORDS_PER_UTTERANCE
+    queries = []
+    for _ in range(n):
+        picks = rng.choice(len(words), size=int(rng.integers(shortest, longest + 1)), p=weights)
+        text = " ".join(words[int(i)] for i in picks)
+        queries.append(Query(text=text, intent=GENERAL_INTENT, entities=(), era=GENERAL_INTENT))
+    return queries

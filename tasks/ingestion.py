@@ -206,6 +206,14 @@ def voice_draw(voice: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def voice_split(voice: str, policy: SplitPolicy) -> str:
+    """The split a (not held-out) voice's clips land in: its hash draw against the shares.
+    (`assign_splits` may still lend a training voice to a split a small set left empty.)"""
+    draw = voice_draw(voice, policy.seed)
+    test_below, dev_below = policy.test_share, policy.test_share + policy.dev_share
+    return "test" if draw < test_below else "dev" if draw < dev_below else "train"
+
+
 def assign_splits(df: pd.DataFrame, policy: SplitPolicy) -> pd.Series:
     """Split by voice: a voice's clips all land in one split; held-out synthesizers apart.
 
@@ -216,11 +224,7 @@ def assign_splits(df: pd.DataFrame, policy: SplitPolicy) -> pd.Series:
     """
     held = df["synthesizer"].isin(policy.held_out_synthesizers)
     voices = sorted(set(df.loc[~held, "voice"]), key=lambda v: (voice_draw(v, policy.seed), v))
-    test_below, dev_below = policy.test_share, policy.test_share + policy.dev_share
-    split_of: dict[str, str] = {}
-    for voice in voices:
-        draw = voice_draw(voice, policy.seed)
-        split_of[voice] = "test" if draw < test_below else "dev" if draw < dev_below else "train"
+    split_of = {voice: voice_split(voice, policy) for voice in voices}
     if len(voices) >= 3:
         for name in ("test", "dev"):
             if name not in split_of.values():

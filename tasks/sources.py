@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from prefect import task
 
-from data_contracts.scoping import DataSource
-from tasks.corpus import load_tables
+from data_contracts.scoping import DataSource, SplitPolicy, SyntheticCorpus
+from tasks.corpus import GENERAL_TRAINING_WORDS, load_tables
+from tasks.ingestion import voice_split
+from tasks.lexicon import general_lexicon
 from tasks.manifests import read_manifest
 from tasks.synthesis import (
     CORPUS_FORMAT_VERSION,
@@ -21,6 +24,7 @@ from tasks.synthesis import (
     plan_corpus,
 )
 from tasks.synthesis.catalogue import engines_gone, pinned_engines
+from tasks.synthesis.voices import Voice
 
 
 def corpus_dir_for(source: DataSource, corpus_root: Path, engines: Sequence[str]) -> Path:
@@ -44,6 +48,8 @@ def corpus_dir_for(source: DataSource, corpus_root: Path, engines: Sequence[str]
     tables = load_tables(syn.templates_file, syn.entities_file)
     if tables.sha256 != load_tables().sha256:  # the user's own templates or entities
         eras += f"-q{tables.sha256[:12]}"
+    if syn.general_utterances:
+        eras += f"-g{syn.general_utterances}"
     return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-{eras}"
 
 
@@ -60,8 +66,11 @@ def read_texts(path: Path) -> list[str]:
 
 
 @task(name="plan-synthetic-corpus")
-def plan_synthetic_corpus(source: DataSource, corpus_root: Path, n_shards: int) -> CorpusPlan:
-    """Plan (or find already built) the voice-search corpus of a synthetic source."""
+def plan_synthetic_corpus(
+    source: DataSource, corpus_root: Path, n_shards: int, split: SplitPolicy | None = None
+) -> CorpusPlan:
+    """Plan (or find already built) the voice-search corpus of a synthetic source; its
+    general-English utterances are spoken by the voices `split` puts in training."""
     syn = source.synthetic
     if syn is None:
         raise ValueError(f"source {source.name!r} is not synthetic")
@@ -89,7 +98,29 @@ def plan_synthetic_corpus(source: DataSource, corpus_root: Path, n_shards: int) 
         id_prefix="utt" if syn.texts_file is None else source.name,
         tables=load_tables(syn.templates_file, syn.entities_file),
         engine_utterances=syn.engine_utterances,
+        **_general_english(syn, voices, split),
     )
+
+
+def _general_english(
+    syn: SyntheticCorpus, voices: Sequence[Voice], split: SplitPolicy | None
+) -> dict[str, Any]:
+    """plan_corpus's general-English arguments: how many, said by which (training) voices."""
+    if not syn.general_utterances:
+        return {}
+    if split is None:
+        raise ValueError("general-English utterances need the split policy (training voices)")
+    held = set(split.held_out_synthesizers)
+    speakers = [
+        v.voice_id
+        for v in voices
+        if v.synthesizer not in held and voice_split(v.voice_id, split) == "train"
+    ]
+    return {
+        "general_utterances": syn.general_utterances,
+        "general_voices": speakers,
+        "general_lexicon": general_lexicon(GENERAL_TRAINING_WORDS),
+    }
 
 
 @task(name="publish-synthetic-corpus")

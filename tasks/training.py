@@ -46,6 +46,7 @@ from models.training import (
     load_checkpoint,
     save_checkpoint,
 )
+from tasks.corpus import GENERAL_INTENT
 from tasks.evaluation.metrics import wer
 from tasks.feature_cache import FeatureCache, load_feature_cache
 from tasks.lexicon import general_lexicon
@@ -316,10 +317,12 @@ def build_recognizer(
 
 
 def training_sets(manifest: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
-    """Train ids, dev ids (clean and in-car) and the texts the word LM is built from (train)."""
+    """Train ids, dev ids (clean and in-car) and the texts the word LM is built from (the
+    clean training queries; general-English training utterances are words in no order)."""
     train = manifest[manifest["split"] == "train"]
     dev = manifest[manifest["split"] == "dev"]
-    lm_texts = list(train.loc[train["condition"] == "clean", "transcript"])
+    queries = (train["condition"] == "clean") & (train["intent"] != GENERAL_INTENT)
+    lm_texts = list(train.loc[queries, "transcript"])
     return list(train["utterance_id"]), list(dev["utterance_id"]), lm_texts
 
 

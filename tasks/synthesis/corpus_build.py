@@ -32,7 +32,14 @@ import soundfile as sf
 from prefect import task
 
 from models.audio import SAMPLE_RATE
-from tasks.corpus import DEFAULT_ERA_WEIGHTS, Query, QueryTables, generate_queries, load_tables
+from tasks.corpus import (
+    DEFAULT_ERA_WEIGHTS,
+    Query,
+    QueryTables,
+    general_training_queries,
+    generate_queries,
+    load_tables,
+)
 from tasks.fanout import shards
 from tasks.synthesis.corpus_store import (
     check_existing,
@@ -53,6 +60,7 @@ from tasks.synthesis.voices import (
     check_voice,
     engine_of,
     list_voices,
+    shuffled_rounds,
 )
 from tasks.text import normalise_transcript
 
@@ -193,6 +201,9 @@ def plan_corpus(
     id_prefix: str = "utt",
     tables: QueryTables | None = None,
     engine_utterances: Mapping[str, int] | None = None,
+    general_utterances: int = 0,
+    general_voices: Sequence[str] = (),
+    general_lexicon: Mapping[str, float] | None = None,
 ) -> CorpusPlan:
     """Check the inputs and the folder; cut the utterances into n_shards of whole blocks.
 
@@ -200,6 +211,9 @@ def plan_corpus(
     voices) instead of generated queries, and `era_weights` is not used. A folder that already
     holds this corpus gives a plan with no shards; a staging folder is made otherwise.
     `engine_utterances` caps what a slow engine's voices speak (Kokoro: a few test clips).
+    `general_utterances` general-English training utterances (tasks.corpus
+    `general_training_queries`, words of `general_lexicon`) follow the others, spoken only by
+    `general_voices` (voice ids: the caller's training voices, so no test voice speaks them).
     """
     out_dir = Path(out_dir)
     if not isinstance(n_utterances, int) or n_utterances < 1:
@@ -214,6 +228,22 @@ def plan_corpus(
         queries = spoken_queries(texts, n_utterances)
     assignment, capped = assign_voices(n_utterances, voices, seed, engine_utterances or {})
     params = _corpus_params(n_utterances, seed, era_weights, voices, texts, capped)
+    if general_utterances:
+        pool = [i for i, v in enumerate(voices) if v.voice_id in set(general_voices)]
+        if not pool:
+            raise ValueError(
+                f"{general_utterances} general-English utterances need training voices to "
+                f"speak them; none of {len(voices)} voices is among {list(general_voices)[:5]}"
+            )
+        queries = queries + general_training_queries(
+            general_utterances, seed, general_lexicon or {}
+        )
+        assignment = assignment + shuffled_rounds(
+            general_utterances, pool, np.random.default_rng([seed, 5])
+        )
+        params["general_utterances"] = general_utterances
+        params["general_voices"] = sorted(voices[i].voice_id for i in pool)
+        n_utterances += general_utterances
     if id_prefix != "utt":
         params["id_prefix"] = id_prefix
     if texts is None and tables is not None and tables.sha256 != load_tables().sha256:

@@ -283,7 +283,7 @@ def is_catalogue_voice(voice_id: str) -> bool:
     return True
 
 
-def _rounds(n: int, pool: Sequence[int], rng: np.random.Generator) -> list[int]:
+def shuffled_rounds(n: int, pool: Sequence[int], rng: np.random.Generator) -> list[int]:
     """n picks from pool in shuffled rounds, so every member gets its share."""
     order: list[int] = []
     while len(order) < n:
@@ -307,7 +307,7 @@ def assign_voices(
         if e in engines
     }
     if not capped:
-        return _rounds(n, range(len(voices)), np.random.default_rng([seed, 1])), {}
+        return shuffled_rounds(n, range(len(voices)), np.random.default_rng([seed, 1])), {}
     free = [i for i, engine in enumerate(engines) if engine not in capped]
     if not free:
         raise ValueError(f"expected voices beside the capped engines {sorted(capped)}, got none")
@@ -321,9 +321,9 @@ def assign_voices(
     for engine, pool in capped.items():
         taken = sorted(places[start : start + counts[engine]])
         start += counts[engine]
-        for place, voice in zip(taken, _rounds(len(taken), pool, rng), strict=True):
+        for place, voice in zip(taken, shuffled_rounds(len(taken), pool, rng), strict=True):
             assignment[place] = voice
     rest = [p for p in range(n) if assignment[p] < 0]
-    for place, voice in zip(rest, _rounds(len(rest), free, rng), strict=True):
+    for place, voice in zip(rest, shuffled_rounds(len(rest), free, rng), strict=True):
         assignment[place] = voice
     return assignment, counts

@@ -291,3 +291,53 @@ def test_general_english_sentences_lie_outside_the_voice_search_templates() -> N
     query_words = _words([q.text for q in generate_queries(2000, seed=0)])
     general_words = _words(sentences)
     assert len(general_words - query_words) >= 0.5 * len(general_words)
+
+
+def test_general_english_training_utterances_are_spoken_by_training_voices_only(
+    tmp_path: Path,
+) -> None:
+    """They widen what the acoustic model hears (the open vocabulary) without a test voice
+    ever speaking training material, and the word LM never sees their word salad."""
+    import pandas as pd
+
+    from data_contracts.scoping import DataSource, SplitPolicy, SyntheticCorpus
+    from tasks.corpus import GENERAL_INTENT, general_training_queries
+    from tasks.ingestion import voice_split
+    from tasks.sources import corpus_dir_for, plan_synthetic_corpus
+    from tasks.training import training_sets
+
+    lexicon = {"weather": 3.0, "nm": 9.0, "a": 9.0, "garden": 1.0, "yellow": 2.0}
+    drawn = general_training_queries(40, 3, lexicon)
+    assert drawn == general_training_queries(40, 3, lexicon)  # deterministic
+    words = {w for q in drawn for w in q.text.split()}
+    assert words <= {"weather", "garden", "yellow"}  # no vowel-less acronym, no one-letter word
+    assert all(3 <= len(q.text.split()) <= 8 and q.intent == GENERAL_INTENT for q in drawn)
+
+    split = SplitPolicy(test_share=0.3, dev_share=0.2, seed=1)
+    plain = SyntheticCorpus(n_utterances=12, seed=2, n_voices=8, engines=["espeak"])
+    wider = plain.model_copy(update={"general_utterances": 10})
+    source = DataSource(kind="synthetic", name="s", synthetic=wider)
+    assert corpus_dir_for(source, tmp_path, ["espeak"]) != corpus_dir_for(
+        DataSource(kind="synthetic", name="s", synthetic=plain), tmp_path, ["espeak"]
+    )
+    plan = plan_synthetic_corpus.fn(source, tmp_path / "corpus", 1, split)
+    general = [u for u in plan.utterances if u.query.intent == GENERAL_INTENT]
+    assert len(plan.utterances) == 22 and len(general) == 10
+    assert {voice_split(u.voice.voice_id, split) for u in general} == {"train"}
+    assert plan.params["general_utterances"] == 10
+    assert len({u.utterance_id for u in plan.utterances}) == 22
+    with pytest.raises(ValueError, match="split policy"):
+        plan_synthetic_corpus.fn(source, tmp_path / "other", 1)
+
+    manifest = pd.DataFrame(
+        {
+            "utterance_id": ["a", "b", "c"],
+            "split": ["train", "train", "dev"],
+            "condition": ["clean", "clean", "clean"],
+            "intent": ["weather", GENERAL_INTENT, "weather"],
+            "transcript": ["weather in paris", "garden yellow weather", "weather in rome"],
+        }
+    )
+    train_ids, dev_ids, lm_texts = training_sets(manifest)
+    assert train_ids == ["a", "b"] and dev_ids == ["c"]  # the acoustic model hears both
+    assert lm_texts == ["weather in paris"]
