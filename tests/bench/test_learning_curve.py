@@ -38,3 +38,17 @@ def test_a_flat_curve_is_not_time_limited_and_a_poor_fit_is_capacity() -> None:
     assert [line.split(":")[0] for line in found] == ["capacity", "acoustic model"]
     assert gain_last_quarter({"step": [200], "dev_wer_greedy": [0.5]}) is None
     assert plot_curves({}, Path("unused.png")) is None
+
+
+def test_the_quality_profile_trains_longer_on_more_varied_data(tmp_path: Path) -> None:
+    from bench.train import QUALITY_GENERAL_UTTERANCES, profile_scope
+    from data_contracts.scoping import Scope
+
+    scope = Scope()
+    default = profile_scope(scope, "default", tmp_path / "d")
+    quality = profile_scope(scope, "quality", tmp_path / "q")
+    assert default.training == scope.training and default.sources == scope.sources
+    assert default.state.workspace == tmp_path / "d"
+    assert quality.training.profile == "quality" and quality.training.max_minutes == 30.0
+    synthetic = [s.synthetic for s in quality.sources if s.synthetic is not None]
+    assert [s.general_utterances for s in synthetic] == [QUALITY_GENERAL_UTTERANCES]
