@@ -26,9 +26,9 @@ bench/serve_clips.py):
    `serving.workers` processes, one per core by default); and the machine's real ceiling:
    the CPU time a clip of the acoustic model (batched) and of the beam search (per clip, which
    batching does not share), each timed on its own with one thread, every core doing only
-   that. Each is measured in a thread of its own, as the server's model thread runs the work
-   (bench/serve_raw.py says why: measured in the main thread, the beam search took up to 2x
-   the CPU, and the "ceiling" was below what the server did);
+   that. Each is loaded in this thread and run in another, as the server runs the work
+   (bench/serve_raw.py says why: decoded in the thread that loaded it, the beam search took
+   up to 2x the CPU, and the "ceiling" was below what the server did);
 6. what int8 costs: test WER in float and in int8 on the newest augmented test split;
 7. where the server's CPU per request goes (`profile_c8`; py-spy, a measuring tool in the
    lock, samples the server: `{"skipped": ...}` where it is missing): a last load at

@@ -3,12 +3,14 @@
 the machine's real ceiling, the CPU a clip of the acoustic model and of the beam search, each
 timed on its own (bench/serve.py's module docstring says how each is read).
 
-Every figure is measured in a thread of its own, as the server's model thread (`asr-model`,
-deployments/batcher.py) runs the work. That is not a detail: glibc gives a new thread its own
-malloc arena, and the beam search, which allocates many small objects, runs in it with 0.5-0.7x
-the CPU it takes in the main thread, whose arena the imports and the model load fragmented
-(same clips, same process; with MALLOC_ARENA_MAX=1 the two are the same). Measured in the main
-thread, the "ceiling" was below what the server did (`http_over_ceiling` 1.16).
+Every figure is measured as the server runs the work: the recogniser loaded in one thread and
+run in another (the service loads it in its main or model-poller thread, and its model thread,
+`asr-model` in deployments/batcher.py, runs it). That is not a detail: glibc gives each thread
+its own malloc arena, and the beam search, which allocates many small objects, takes 0.5-0.6x
+the CPU in an arena of its own than in the one that holds the loaded decoder and LM (same
+clips, same process: 8.7-10.1 against 17.4-18.8 ms a clip decoded where it was loaded, in the
+main thread or in another; with MALLOC_ARENA_MAX=1 the two are the same). Measured where it was
+loaded, the "ceiling" was below what the server did (`http_over_ceiling` 1.16).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ T = TypeVar("T")
 
 
 def in_own_thread(work: Callable[[], T]) -> T:
-    """`work()` run in a new thread (its own malloc arena, as the server's model thread has);
-    its result, or its exception raised here."""
+    """`work()` run in a new thread (an arena of its own, as the server's model thread has:
+    load what it runs before, in the calling thread); its result, or its exception here."""
     out: list[T] = []
     failed: list[BaseException] = []
 
@@ -65,20 +67,20 @@ def raw_throughput(
     clips: int,
     int8: bool | None = None,
 ) -> float:
-    """Clips per second of `Recognizer.transcribe` in this process, in a thread of its own as
-    the server runs it (median of a few passes); `int8` None: as the saved recogniser says
-    (what the server runs)."""
+    """Clips per second of `Recognizer.transcribe` in this process, loaded here and run in a
+    thread of its own as the server runs it (median of a few passes); `int8` None: as the
+    saved recogniser says (what the server runs)."""
+    from models.recognizer import Recognizer
+
+    recognizer = Recognizer.load(recognizer_dir)
+    if int8 is not None:
+        recognizer = recognizer.with_int8(int8)
+    batches = _batches(wavs, batch_size, clips)
 
     def measure() -> float:
         import torch
 
-        from models.recognizer import Recognizer
-
         torch.set_num_threads(threads)  # OpenMP settings are per thread: set them in this one
-        recognizer = Recognizer.load(recognizer_dir)
-        if int8 is not None:
-            recognizer = recognizer.with_int8(int8)
-        batches = _batches(wavs, batch_size, clips)
         recognizer.transcribe(batches[0])  # warm-up
         rates = []
         for _ in range(RAW_PASSES):
@@ -115,18 +117,17 @@ def work_cpu_ms(
     its own in this process with one torch thread (so the thread's CPU time is all of it):
     the acoustic model (features and network, in batches of `batch_size`) and the beam search
     (one batch's emissions at a time, as `Recognizer.transcribe` decodes them); the best of
-    `RAW_PASSES` passes over the clips; in a thread of its own, as the server runs them."""
+    `RAW_PASSES` passes over the clips; loaded here and run in a thread of its own, as the
+    server runs them."""
+    import torch
+
+    from models.recognizer import Recognizer
+
+    recognizer = Recognizer.load(recognizer_dir)
+    batches = [[torch.from_numpy(w) for w in batch] for batch in _batches(wavs, batch_size, clips)]
 
     def measure() -> dict[str, float]:
-        import torch
-
-        from models.recognizer import Recognizer
-
         torch.set_num_threads(1)
-        recognizer = Recognizer.load(recognizer_dir)
-        batches = [
-            [torch.from_numpy(w) for w in batch] for batch in _batches(wavs, batch_size, clips)
-        ]
         passes: list[tuple[float, float]] = []
         with torch.inference_mode():  # as `Recognizer.transcribe` runs
             recognizer.decoder.decode(*recognizer.emissions(batches[0]))  # warm-up
