@@ -302,6 +302,7 @@ def test_general_english_training_utterances_are_spoken_by_training_voices_only(
 
     from data_contracts.scoping import DataSource, SplitPolicy, SyntheticCorpus
     from tasks.corpus import GENERAL_INTENT, general_training_queries
+    from tasks.error_analysis import evaluation_rows
     from tasks.ingestion import voice_split
     from tasks.sources import corpus_dir_for, plan_synthetic_corpus
     from tasks.training import training_sets
@@ -341,3 +342,5 @@ def test_general_english_training_utterances_are_spoken_by_training_voices_only(
     train_ids, dev_ids, lm_texts = training_sets(manifest)
     assert train_ids == ["a", "b"] and dev_ids == ["c"]  # the acoustic model hears both
     assert lm_texts == ["weather in paris"]
+    # train error is measured on queries only: the word runs would read as under-fitting
+    assert list(evaluation_rows(manifest, seed=0)["utterance_id"]) == ["c", "a"]
