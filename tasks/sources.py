@@ -27,7 +27,12 @@ from tasks.synthesis.catalogue import engines_gone, pinned_engines
 from tasks.synthesis.voices import Voice
 
 
-def corpus_dir_for(source: DataSource, corpus_root: Path, engines: Sequence[str]) -> Path:
+def corpus_dir_for(
+    source: DataSource,
+    corpus_root: Path,
+    engines: Sequence[str],
+    split: SplitPolicy | None = None,
+) -> Path:
     """Where a synthetic source lives: named by its parameters, so a change never overwrites.
 
     `engines` is the pinned voice catalogue (tasks.synthesis.catalogue): another catalogue
@@ -48,8 +53,10 @@ def corpus_dir_for(source: DataSource, corpus_root: Path, engines: Sequence[str]
     tables = load_tables(syn.templates_file, syn.entities_file)
     if tables.sha256 != load_tables().sha256:  # the user's own templates or entities
         eras += f"-q{tables.sha256[:12]}"
-    if syn.general_utterances:
+    if syn.general_utterances:  # spoken by the training voices of `split`: it is named too
         eras += f"-g{syn.general_utterances}"
+        if split is not None:
+            eras += "-p" + hashlib.sha256(split.model_dump_json().encode()).hexdigest()[:8]
     return corpus_root / f"{source.name}-n{syn.n_utterances}-s{syn.seed}{voices}-{eras}"
 
 
@@ -76,7 +83,7 @@ def plan_synthetic_corpus(
         raise ValueError(f"source {source.name!r} is not synthetic")
     engines = pinned_engines(corpus_root, syn.engines)
     voices = list_voices(seed=syn.seed, n=syn.n_voices, engines=engines)
-    out_dir = corpus_dir_for(source, corpus_root, engines)
+    out_dir = corpus_dir_for(source, corpus_root, engines, split)
     # the engines whose voices this corpus would hear
     speaking = {engine_of(v.synthesizer) for v in voices} - {
         e for e, n in syn.engine_utterances.items() if n == 0
@@ -85,7 +92,8 @@ def plan_synthetic_corpus(
     if gone:  # to be rendered: a pinned engine removed since speaks none of it
         caps = {**syn.engine_utterances, **dict.fromkeys(gone, 0)}
         syn = syn.model_copy(update={"engine_utterances": caps})
-        out_dir = corpus_dir_for(source.model_copy(update={"synthetic": syn}), corpus_root, engines)
+        capped = source.model_copy(update={"synthetic": syn})
+        out_dir = corpus_dir_for(capped, corpus_root, engines, split)
     return plan_corpus(
         out_dir,
         syn.n_utterances,

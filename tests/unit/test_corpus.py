@@ -321,6 +321,10 @@ def test_general_english_training_utterances_are_spoken_by_training_voices_only(
     assert corpus_dir_for(source, tmp_path, ["espeak"]) != corpus_dir_for(
         DataSource(kind="synthetic", name="s", synthetic=plain), tmp_path, ["espeak"]
     )
+    other_split = split.model_copy(update={"seed": 2})  # other training voices: another corpus
+    assert corpus_dir_for(source, tmp_path, ["espeak"], split) != corpus_dir_for(
+        source, tmp_path, ["espeak"], other_split
+    )
     plan = plan_synthetic_corpus.fn(source, tmp_path / "corpus", 1, split)
     general = [u for u in plan.utterances if u.query.intent == GENERAL_INTENT]
     assert len(plan.utterances) == 22 and len(general) == 10
