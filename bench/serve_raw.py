@@ -16,9 +16,9 @@ loaded, the "ceiling" was below what the server did (`http_over_ceiling` 1.16).
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,21 +33,8 @@ T = TypeVar("T")
 def in_own_thread(work: Callable[[], T]) -> T:
     """`work()` run in a new thread (an arena of its own, as the server's model thread has:
     load what it runs before, in the calling thread); its result, or its exception here."""
-    out: list[T] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(work())
-        except BaseException as exc:  # re-raised in the caller's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, name="bench-model")
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
-    return out[0]
+    with ThreadPoolExecutor(1, thread_name_prefix="bench-model") as pool:
+        return pool.submit(work).result()
 
 
 def _batches(wavs: Sequence[bytes], batch_size: int, clips: int) -> list[list[np.ndarray]]:

@@ -229,7 +229,8 @@ def plan_corpus(
     assignment, capped = assign_voices(n_utterances, voices, seed, engine_utterances or {})
     params = _corpus_params(n_utterances, seed, era_weights, voices, texts, capped)
     if general_utterances:
-        pool = [i for i, v in enumerate(voices) if v.voice_id in set(general_voices)]
+        speakers = set(general_voices)
+        pool = [i for i, v in enumerate(voices) if v.voice_id in speakers]
         if not pool:
             raise ValueError(
                 f"{general_utterances} general-English utterances need training voices to "
