@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,20 @@ import pytest
 from data_contracts.scoping import DataSource, RuntimeScope, Scope, SyntheticCorpus, TrainingBudget
 
 _OURS = ("PREFECT_", "MLFLOW_", "BENTOML_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One OpenMP thread in each test process and in what it starts (servers, CLI commands,
+    workers), unless the caller sets OMP_NUM_THREADS. `make test` runs five pytest processes
+    on two cores: an operator whose second thread waits for a busy core spins and stalls
+    (measured: a torch-heavy part of the suite beside two busy processes, 143 s with
+    two threads, 106 s with one). Code that sets its own thread count from the scope (the
+    training step, the service, inference) still does."""
+    del config
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch = sys.modules.get("torch")  # imported by a plugin before the variable was read
+    if torch is not None and os.environ["OMP_NUM_THREADS"] == "1":
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
