@@ -77,6 +77,48 @@ def server_healthy(scope: Scope) -> bool:
     return _healthy(prefect_api_url(scope) + "/health")
 
 
+class ForeignPrefectServer(RuntimeError):
+    """The scope's Prefect port answers for a server that keeps its database elsewhere (another
+    workspace or clone started it): reusing it would record this workspace's runs there."""
+
+
+def listener_home(port: int) -> Path | None:
+    """The PREFECT_HOME of the process listening on 127.0.0.1:`port` (~/.prefect when it sets
+    none); None when no process of ours listens there or it cannot be read."""
+    import psutil
+
+    try:
+        sockets = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    pids = {
+        s.pid
+        for s in sockets
+        if s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port and s.pid
+    }
+    for pid in pids:
+        try:
+            home = psutil.Process(pid).environ().get("PREFECT_HOME", "~/.prefect")
+        except psutil.Error:
+            continue
+        return Path(home).expanduser().resolve()
+    return None
+
+
+def check_server_owner(scope: Scope) -> None:
+    """Refuse to reuse the Prefect server on `state.prefect_port` when it keeps its database
+    in another PREFECT_HOME than `state.prefect_home` (raises ForeignPrefectServer)."""
+    home = listener_home(scope.state.prefect_port)
+    ours = scope.state.path("prefect_home").resolve()
+    if home is not None and home != ours:
+        raise ForeignPrefectServer(
+            f"port {scope.state.prefect_port} (state.prefect_port) is served by a Prefect "
+            f"server that keeps its database in {home}, not this workspace's {ours}; stop it "
+            "(`voicecycle server stop` in its workspace) or set state.prefect_port to a free "
+            "port"
+        )
+
+
 def launch(
     scope: Scope,
     name: str,
@@ -113,7 +155,8 @@ def launch(
 
 
 def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
-    """Start the Prefect server in the background (or reuse a running one); return the UI URL.
+    """Start the Prefect server in the background (or reuse the running one of this
+    workspace's `state.prefect_home`); return the UI URL.
 
     Where the scope names a server (`state.prefect_api_url`) nothing is started: it must
     answer, or the error says which address did not."""
@@ -126,9 +169,10 @@ def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
             )
         sweep_orphaned_runs(scope)
         return prefect_ui_url(scope)
-    if not server_healthy(scope):
+    if server_healthy(scope):
+        check_server_owner(scope)
+    else:
         cmd = [
-            sys.executable,
             "-m",
             "prefect",
             "server",

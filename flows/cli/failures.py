@@ -8,7 +8,7 @@ Exit codes (also in `voicecycle --help` and the README):
   2  invalid usage or input (an unknown option, an invalid scope, an unreadable manifest)
   3  a server could not be reached (the Prefect API, the service, MLflow)
   4  nothing to work on (no champion in the registry)
-  5  a port the scope names is taken by another program
+  5  a port the scope names is taken by another program (or another workspace's server)
   6  the disk is full (nothing published)
   7  the workspace is busy: another run, story or retrain holds it (tasks/workspace_lock.py)
   70 an unexpected error (a bug: the traceback is printed)
@@ -48,6 +48,7 @@ EXPECTED: dict[str, int] = {
     "NoChampion": 4,
     "NothingToScore": 1,  # voicecycle evaluate: every row quarantined
     "PortInUse": 5,
+    "ForeignPrefectServer": 5,  # deployments.local: the port serves another workspace
     "WorkspaceBusy": 7,
 }
 WHAT = {

@@ -139,6 +139,24 @@ def test_a_taken_prefect_port_is_one_message_exit_5(tmp_path: Path) -> None:
     assert "state.prefect_port" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_the_prefect_server_of_another_workspace_is_not_reused(tmp_path: Path) -> None:
+    """The port answers for a real Prefect server with its database in another PREFECT_HOME
+    (the session's test server): this workspace's runs must not land there."""
+    from urllib.parse import urlsplit
+
+    from prefect.settings import PREFECT_API_URL
+
+    port = urlsplit(str(PREFECT_API_URL.value())).port
+    scope = _scope_with(tmp_path, prefect_port=port)
+    done = _voicecycle("server", "start", "--scope", str(scope), timeout=60)
+    assert done.returncode == 5, done.stderr[-2000:]
+    assert f"port {port} (state.prefect_port)" in done.stderr
+    assert os.environ["PREFECT_HOME"] in done.stderr  # names where that server keeps its runs
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "ws" / "run" / "prefect-server.pid").exists()  # started nothing
+
+
 @pytest.mark.slow
 def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> None:
     from tasks.synthesis import build_corpus
