@@ -173,6 +173,7 @@ def start_server(scope: Scope, timeout_s: float = 120.0) -> str:
         check_server_owner(scope)
     else:
         cmd = [
+            sys.executable,
             "-m",
             "prefect",
             "server",
