@@ -17,7 +17,13 @@ def server(
     workspace: Workspace = None,
 ) -> None:
     """Start or check the Prefect server (UI); stop also stops the worker and service."""
-    from deployments.local import configure_environment, server_healthy, start_server, stop_all
+    from deployments.local import (
+        check_server_owner,
+        configure_environment,
+        server_healthy,
+        start_server,
+        stop_all,
+    )
 
     scope = load(scope_file, workspace)
     configure_environment(scope)
@@ -28,6 +34,8 @@ def server(
         print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
     else:
         up = server_healthy(scope)
+        if up and scope.state.prefect_api_url is None:
+            check_server_owner(scope)  # another workspace's server is not this one's (exit 5)
         print("running" if up else "not running")
         raise typer.Exit(0 if up else 1)
 

@@ -155,6 +155,10 @@ def test_the_prefect_server_of_another_workspace_is_not_reused(tmp_path: Path) -
     assert os.environ["PREFECT_HOME"] in done.stderr  # names where that server keeps its runs
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "ws" / "run" / "prefect-server.pid").exists()  # started nothing
+    status = _voicecycle("server", "status", "--scope", str(scope), timeout=60)
+    assert status.returncode == 5, status.stdout + status.stderr[-2000:]
+    assert "running" not in status.stdout  # it is not this workspace's server
+    assert os.environ["PREFECT_HOME"] in status.stderr and "Traceback" not in status.stderr
 
 
 @pytest.mark.slow
