@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -38,14 +37,20 @@ def _voicecycle(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
 
 
 def _scope_file(tmp_path: Path) -> Path:
-    """A scope with all state under tmp_path/ws and the Prefect server on a free port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """A scope with all state under tmp_path/ws but its Prefect server: the session's test
+    server (`prefect_server`), as another command of the same workspace would have left it
+    running (its port and PREFECT_HOME), so the commands reuse it and start none."""
+    from urllib.parse import urlsplit
+
+    from prefect.settings import PREFECT_API_URL
+
+    state = {
+        "workspace": str(tmp_path / "ws"),
+        "prefect_port": urlsplit(str(PREFECT_API_URL.value())).port,
+        "prefect_home": os.environ["PREFECT_HOME"],
+    }
     scope = tmp_path / "scope.yaml"
-    scope.write_text(
-        yaml.safe_dump({"state": {"workspace": str(tmp_path / "ws"), "prefect_port": port}})
-    )
+    scope.write_text(yaml.safe_dump({"state": state}))
     return scope
 
 
@@ -162,61 +167,59 @@ def test_the_prefect_server_of_another_workspace_is_not_reused(tmp_path: Path) -
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
 def test_ingest_json_accepts_good_and_rejects_bad_manifests(tmp_path: Path) -> None:
     from tasks.synthesis import build_corpus
 
     scope = _scope_file(tmp_path)
     data = tmp_path / "data"
     build_corpus(data, 6, seed=3)
-    try:
-        good = _voicecycle(
-            "ingest", "--scope", str(scope), "--manifest", str(data / "manifest.csv"), "--json"
-        )
-        assert good.returncode == 0, good.stderr[-2000:]
-        assert "temporary server" not in good.stderr  # ran on the scope's own server
-        summary = json.loads(good.stdout)
-        assert summary["accepted"] == 6 and summary["quarantined"] == []
-        assert summary["dataset_version"].startswith("ds-")
+    good = _voicecycle(
+        "ingest", "--scope", str(scope), "--manifest", str(data / "manifest.csv"), "--json"
+    )
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert "temporary server" not in good.stderr  # ran on the scope's own server
+    summary = json.loads(good.stdout)
+    assert summary["accepted"] == 6 and summary["quarantined"] == []
+    assert summary["dataset_version"].startswith("ds-")
 
-        broken = data / "broken.csv"
-        rows = (data / "manifest.csv").read_text().splitlines()
-        broken.write_text(
-            "\n".join([rows[0], rows[1].replace("audio/", "audio/missing-"), rows[2]]) + "\n"
-        )
-        bad = _voicecycle("ingest", "--scope", str(scope), "--manifest", str(broken), "--json")
-        assert bad.returncode == 1
-        rejected = json.loads(bad.stdout)
-        assert rejected["dataset_version"] is None
-        assert rejected["quarantined"][0]["row"] == 0
-        assert "missing audio file" in rejected["quarantined"][0]["reason"]
-        assert "ingestion failed" in bad.stderr
-        assert "Traceback" not in bad.stderr  # Prefect logs the failure, without its traceback
-        versions = sorted(p.name for p in (tmp_path / "ws" / "datasets").iterdir())
-        assert versions == [summary["dataset_version"]]  # nothing stored changed
+    broken = data / "broken.csv"
+    rows = (data / "manifest.csv").read_text().splitlines()
+    broken.write_text(
+        "\n".join([rows[0], rows[1].replace("audio/", "audio/missing-"), rows[2]]) + "\n"
+    )
+    bad = _voicecycle("ingest", "--scope", str(scope), "--manifest", str(broken), "--json")
+    assert bad.returncode == 1
+    rejected = json.loads(bad.stdout)
+    assert rejected["dataset_version"] is None
+    assert rejected["quarantined"][0]["row"] == 0
+    assert "missing audio file" in rejected["quarantined"][0]["reason"]
+    assert "ingestion failed" in bad.stderr
+    assert "Traceback" not in bad.stderr  # Prefect logs the failure, without its traceback
+    versions = sorted(p.name for p in (tmp_path / "ws" / "datasets").iterdir())
+    assert versions == [summary["dataset_version"]]  # nothing stored changed
 
-        # the usual NeMo layout: absolute audio paths outside the manifest's folder
-        elsewhere = tmp_path / "nemo"
-        elsewhere.mkdir()
-        audio = sorted((data / "audio").glob("*.wav"))[0]
-        line = {"audio_filepath": str(audio), "text": "play jazz", "duration": 1.0}
-        (elsewhere / "train.jsonl").write_text(json.dumps(line) + "\n")
-        nemo = _voicecycle(
-            "ingest", "--scope", str(scope), "--manifest", str(elsewhere / "train.jsonl"), "--json"
-        )
-        assert nemo.returncode == 1, nemo.stderr[-2000:]
-        reason = json.loads(nemo.stdout)["quarantined"][0]["reason"]
-        assert "outside the data root" in reason and "--data-root" in reason, reason
-        assert "Traceback" not in nemo.stderr
+    # the usual NeMo layout: absolute audio paths outside the manifest's folder
+    elsewhere = tmp_path / "nemo"
+    elsewhere.mkdir()
+    audio = sorted((data / "audio").glob("*.wav"))[0]
+    line = {"audio_filepath": str(audio), "text": "play jazz", "duration": 1.0}
+    (elsewhere / "train.jsonl").write_text(json.dumps(line) + "\n")
+    nemo = _voicecycle(
+        "ingest", "--scope", str(scope), "--manifest", str(elsewhere / "train.jsonl"), "--json"
+    )
+    assert nemo.returncode == 1, nemo.stderr[-2000:]
+    reason = json.loads(nemo.stdout)["quarantined"][0]["reason"]
+    assert "outside the data root" in reason and "--data-root" in reason, reason
+    assert "Traceback" not in nemo.stderr
 
-        no_champion = _voicecycle("package", "--scope", str(scope), "--no-build")
-        assert no_champion.returncode == 4, no_champion.stderr[-2000:]
-        assert "no champion" in no_champion.stderr and "Traceback" not in no_champion.stderr
-    finally:
-        _voicecycle("server", "stop", "--scope", str(scope), timeout=60)
-        shutil.rmtree(tmp_path / "ws" / "prefect", ignore_errors=True)
+    no_champion = _voicecycle("package", "--scope", str(scope), "--no-build")
+    assert no_champion.returncode == 4, no_champion.stderr[-2000:]
+    assert "no champion" in no_champion.stderr and "Traceback" not in no_champion.stderr
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
 def test_rollback_puts_the_previous_champion_where_the_service_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,27 +251,23 @@ def test_rollback_puts_the_previous_champion_where_the_service_reads(
         run = mlflow.MlflowClient().create_run(experiment.experiment_id)
         versions.append(register_model.fn(run.info.run_id, saved, name, {}).version)
         promote.fn(name, versions[-1], "test")
-    try:
-        done = _voicecycle("rollback", "--scope", str(scope_file))
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert f"version {versions[1]} -> {versions[0]}" in done.stdout
-        assert "temporary server" not in done.stderr
-        assert alias_version(name, CHAMPION) == versions[0]
-        latest = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import bentoml, sys; "
-                "print(bentoml.models.get(sys.argv[1] + ':latest').info.metadata"
-                "['registry_version'])",
-                name,
-            ],
-            env={**os.environ, "BENTOML_HOME": str(scope.state.path("bentoml_home"))},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert latest.stdout.strip() == versions[0], latest.stderr[-2000:]
-    finally:
-        _voicecycle("server", "stop", "--scope", str(scope_file), timeout=60)
-        shutil.rmtree(tmp_path / "ws" / "prefect", ignore_errors=True)
+    done = _voicecycle("rollback", "--scope", str(scope_file))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"version {versions[1]} -> {versions[0]}" in done.stdout
+    assert "temporary server" not in done.stderr
+    assert alias_version(name, CHAMPION) == versions[0]
+    latest = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import bentoml, sys; "
+            "print(bentoml.models.get(sys.argv[1] + ':latest').info.metadata"
+            "['registry_version'])",
+            name,
+        ],
+        env={**os.environ, "BENTOML_HOME": str(scope.state.path("bentoml_home"))},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert latest.stdout.strip() == versions[0], latest.stderr[-2000:]
