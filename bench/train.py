@@ -195,8 +195,11 @@ def main(scope: Scope, out_dir: Path, profile: str = "default") -> dict[str, Any
             )
         }
     )
+    # the workspace's own server (started with its scope, so that `voicecycle server stop`
+    # there finds its pid file; started with the bench scope's, the file was left in the
+    # scratch workspace and the server ran on after the benchmark, unstoppable by name)
+    start_server(scope)
     configure_environment(bench_scope)
-    start_server(bench_scope)
 
     from flows.augment import augment
     from flows.ingest import ingest
