@@ -53,11 +53,11 @@ from tasks.lexicon import general_lexicon
 
 CPU = torch.device("cpu")
 # Model sizes per training profile; "smoke" is for tests and CI (seconds, not minutes).
-# "quality" is one BiGRU layer deeper (~1.4x the time a step) and is trained ~3x longer (the
-# train benchmark gives it 30 minutes): on 2 CPU cores the default's dev WER is still falling
-# when its 9 minutes end, so more steps pay first; the earlier 320x4 model managed a third of
-# the default's utterances a second and ended worse on every slice (WER 0.061 / 0.077
-# against 0.019 / 0.030, bench/results/train.json of 2026-11-23).
+# "quality" is one BiGRU layer deeper (~1.4x the time a step) and is trained longer (the train
+# benchmark gives it 60 minutes, bench/train.QUALITY_MINUTES): on 2 CPU cores the default's dev
+# WER is still falling when its 9 minutes end, so more steps pay first; the earlier 320x4 model
+# managed a third of the default's utterances a second and ended worse on every slice (WER
+# 0.061 / 0.077 against 0.019 / 0.030, bench/results/train.json of 2026-11-23).
 PROFILE_MODELS: dict[str, AcousticModelConfig] = {
     "smoke": AcousticModelConfig(conv_channels=64, rnn_hidden=64, rnn_layers=1),
     "default": AcousticModelConfig(),

@@ -41,7 +41,7 @@ def test_a_flat_curve_is_not_time_limited_and_a_poor_fit_is_capacity() -> None:
 
 
 def test_the_quality_profile_trains_longer_on_more_varied_data(tmp_path: Path) -> None:
-    from bench.train import QUALITY_GENERAL_UTTERANCES, profile_scope
+    from bench.train import QUALITY_GENERAL_UTTERANCES, QUALITY_MINUTES, profile_scope
     from data_contracts.scoping import Scope
 
     scope = Scope()
@@ -49,6 +49,9 @@ def test_the_quality_profile_trains_longer_on_more_varied_data(tmp_path: Path) -
     quality = profile_scope(scope, "quality", tmp_path / "q")
     assert default.training == scope.training and default.sources == scope.sources
     assert default.state.workspace == tmp_path / "d"
-    assert quality.training.profile == "quality" and quality.training.max_minutes == 30.0
+    assert (
+        quality.training.profile == "quality"
+        and quality.training.max_minutes == QUALITY_MINUTES == 60.0
+    )
     synthetic = [s.synthetic for s in quality.sources if s.synthetic is not None]
     assert [s.general_utterances for s in synthetic] == [QUALITY_GENERAL_UTTERANCES]
