@@ -107,7 +107,10 @@ def listener_home(port: int) -> Path | None:
 
 def check_server_owner(scope: Scope) -> None:
     """Refuse to reuse the Prefect server on `state.prefect_port` when it keeps its database
-    in another PREFECT_HOME than `state.prefect_home` (raises ForeignPrefectServer)."""
+    in another PREFECT_HOME than `state.prefect_home` (raises ForeignPrefectServer); a
+    server the scope names by address (`state.prefect_api_url`) is nobody's local one."""
+    if scope.state.prefect_api_url is not None:
+        return
     home = listener_home(scope.state.prefect_port)
     ours = scope.state.path("prefect_home").resolve()
     if home is not None and home != ours:

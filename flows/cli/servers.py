@@ -34,7 +34,7 @@ def server(
         print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
     else:
         up = server_healthy(scope)
-        if up and scope.state.prefect_api_url is None:
+        if up:
             check_server_owner(scope)  # another workspace's server is not this one's (exit 5)
         print("running" if up else "not running")
         raise typer.Exit(0 if up else 1)

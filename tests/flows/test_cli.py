@@ -36,17 +36,24 @@ def _voicecycle(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
     )
 
 
-def _scope_file(tmp_path: Path) -> Path:
-    """A scope with all state under tmp_path/ws but its Prefect server: the session's test
-    server (`prefect_server`), as another command of the same workspace would have left it
-    running (its port and PREFECT_HOME), so the commands reuse it and start none."""
+def _session_server_port() -> int:
+    """The port of the session's test Prefect server (`prefect_server`)."""
     from urllib.parse import urlsplit
 
     from prefect.settings import PREFECT_API_URL
 
+    port = urlsplit(str(PREFECT_API_URL.value())).port
+    assert port is not None
+    return port
+
+
+def _scope_file(tmp_path: Path) -> Path:
+    """A scope with all state under tmp_path/ws but its Prefect server: the session's test
+    server (`prefect_server`), as another command of the same workspace would have left it
+    running (its port and PREFECT_HOME), so the commands reuse it and start none."""
     state = {
         "workspace": str(tmp_path / "ws"),
-        "prefect_port": urlsplit(str(PREFECT_API_URL.value())).port,
+        "prefect_port": _session_server_port(),
         "prefect_home": os.environ["PREFECT_HOME"],
     }
     scope = tmp_path / "scope.yaml"
@@ -148,11 +155,7 @@ def test_a_taken_prefect_port_is_one_message_exit_5(tmp_path: Path) -> None:
 def test_the_prefect_server_of_another_workspace_is_not_reused(tmp_path: Path) -> None:
     """The port answers for a real Prefect server with its database in another PREFECT_HOME
     (the session's test server): this workspace's runs must not land there."""
-    from urllib.parse import urlsplit
-
-    from prefect.settings import PREFECT_API_URL
-
-    port = urlsplit(str(PREFECT_API_URL.value())).port
+    port = _session_server_port()
     scope = _scope_with(tmp_path, prefect_port=port)
     done = _voicecycle("server", "start", "--scope", str(scope), timeout=60)
     assert done.returncode == 5, done.stderr[-2000:]
