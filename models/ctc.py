@@ -109,9 +109,14 @@ class CTCAcousticModel(nn.Module):
                 f"got {tuple(features.shape)}"
             )
         x, out_lengths = self.subsample(features, lengths.cpu())  # (B, T', C), (B,)
-        packed = pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False)
-        packed_out, _ = self.rnn(packed)
-        x, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
+        if bool((out_lengths == x.shape[1]).all()):
+            # No padding (one clip, or clips of one length): packing would change nothing
+            # but the speed; the int8 GRU runs ~20 % slower on a packed sequence.
+            x, _ = self.rnn(x)  # (B, T', 2H)
+        else:
+            packed = pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False)
+            packed_out, _ = self.rnn(packed)
+            x, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])
         logits = self.head(self.dropout(x))  # (B, T', V)
         return logits.log_softmax(dim=-1), out_lengths  # (B, T', V), (B,)
 

@@ -71,7 +71,8 @@ def test_forward_shapes_and_lengths(num_samples: int) -> None:
 
 
 def test_batched_output_matches_single_clip() -> None:
-    """Padding must not leak into a clip's features or outputs."""
+    """Padding must not leak into a clip's features or outputs; a clip alone (no padding:
+    the GRU runs unpacked) gets what it gets in a padded batch (packed)."""
     model = tiny_model()
     short, long = torch.randn(5000) * 0.1, torch.randn(20000) * 0.1
     audio, lengths = pad_waveforms([short, long])
