@@ -255,15 +255,13 @@ def _check_servers_hold_the_cycle(scope: Scope) -> None:
     assert ran > 0, "the fan-out ran on the Dask cluster"
 
 
-def test_killed_team_servers_leave_nothing_half_done_and_reruns_complete(
+def test_a_killed_team_prefect_server_leaves_nothing_half_done_and_a_rerun_completes(
     team: tuple[Scope, Path],
 ) -> None:
-    """On the team's servers, one at a time (bench/kills.py, as on the local profile): the
-    Prefect server on Postgres SIGKILLed while `voicecycle ingest` works, then a Prefect worker
-    with its flow-run process while a retrain trains. `team up` brings each back, its sweep
-    ends the killed runs Crashed with why, nothing is half-published, and the reruns complete."""
-    from bench.kills import kill_prefect_during_ingest, kill_worker_during_retrain
-    from deployments.team import worker_names
+    """On the team's servers (bench/kills.py, as on the local profile): the Prefect server on
+    Postgres SIGKILLed while `voicecycle ingest` works. `team up` brings it back, its sweep ends
+    the killed run Crashed with why, nothing is half-published, and the rerun completes."""
+    from bench.kills import kill_prefect_during_ingest
 
     scope, scope_file = team
     server = kill_prefect_during_ingest(
@@ -280,6 +278,18 @@ def test_killed_team_servers_leave_nothing_half_done_and_reruns_complete(
     assert crashed and all("is gone" in run["message"] for run in crashed), server
     assert any("marked Crashed" in line for line in server["sweep_said"]), server
 
+
+def test_a_killed_team_worker_leaves_the_champion_and_a_rerun_completes(
+    team: tuple[Scope, Path],
+) -> None:
+    """On the team's servers, after the cycle above made a champion: a Prefect worker SIGKILLed
+    with its flow-run process while a retrain trains. `team up` brings it back, its sweep ends
+    the retrain and its train subflow Crashed with why, the champion and the registry are as
+    they were, and a manual retrain completes."""
+    from bench.kills import kill_worker_during_retrain
+    from deployments.team import worker_names
+
+    scope, scope_file = team
     # a retrain long enough to be killed while it trains (same servers and workspace)
     training = scope.training.model_copy(update={"max_minutes": 0.5, "eval_every_steps": 2})
     longer = scope.model_copy(update={"training": training})
