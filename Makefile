@@ -59,15 +59,16 @@ cycle: setup ## set up, start the local Prefect server and run the full cycle
 
 # the long tests `make test` runs beside the rest: one process per group (groups apart by
 # spaces, a group's files by commas), sized so that the four processes end together on two
-# cores (each alone: the rest of the suite 11 min, the tour 8, the team servers and the
-# machine changes 8, the kills and the train flow 10). test_machine_changes packages
-# in-process (its retrains run as flows there), which resolves BentoML's home: it must not
-# share a process with tests/service
+# cores (in a 31-minute run there: the rest of the suite 27 min with the data flows in it,
+# the tour 25, the team servers and the machine changes 24, the kills and the train flow 22;
+# so the data flows, 3.5 of the rest's minutes, run with the kills). test_machine_changes
+# packages in-process (its retrains run as flows there), which resolves BentoML's home: it
+# must not share a process with tests/service
 comma := ,
 BESIDE_GROUPS := tests/e2e tests/team/test_team_cycle.py,tests/faults/test_machine_changes.py \
   tests/faults/test_prefect_kill.py,tests/faults/test_worker_kill.py,tests/faults/test_disk_full.py,$\
 tests/faults/test_service_kill.py,tests/faults/test_trainer_kill.py,tests/faults/test_postgres_log.py,$\
-tests/flows/test_train_flow.py
+tests/flows/test_train_flow.py,tests/flows/test_data_flows.py
 BESIDE := $(subst $(comma), ,$(BESIDE_GROUPS))
 
 test: setup labelstudio lint ## set up, lint (ruff, mypy, import contracts) and run the whole test suite (what CI runs)
