@@ -61,7 +61,8 @@ cycle: setup ## set up, start the local Prefect server and run the full cycle
 # spaces, a group's files by commas), sized so that the four processes end together on two
 # cores (in a 31-minute run there: the rest of the suite 27 min with the data flows in it,
 # the tour 25, the team servers and the machine changes 24, the kills and the train flow 22;
-# so the data flows, 3.5 of the rest's minutes, run with the kills). test_machine_changes
+# so the data flows, 3.5 of the rest's minutes, run with the kills: 28 minutes, the four
+# ending at 25, 24, 24 and 22). test_machine_changes
 # packages in-process (its retrains run as flows there), which resolves BentoML's home: it
 # must not share a process with tests/service
 comma := ,
