@@ -57,7 +57,8 @@ def _cycle_cost(scope: Scope) -> dict[str, float]:
     """Speak the default corpus's Kokoro utterances shard by shard, as the ingest flow does."""
     from tasks.fanout import max_workers
     from tasks.sources import plan_synthetic_corpus
-    from tasks.synthesis.corpus_build import discard_partial, speak_batched
+    from tasks.synthesis.corpus_build import discard_partial
+    from tasks.synthesis.render import speak_batched
 
     source = next(s for s in scope.sources if s.synthetic is not None)
     assert source.synthetic is not None

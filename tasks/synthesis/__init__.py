@@ -5,7 +5,8 @@
 - `voices`: the voice catalogue (engine x accent x variant x fixed prosody); `catalogue`: the
   engines a workspace's corpora use, pinned by the first one built
 - `dsp`: speaking a text as a recorded-sounding clip
-- `corpus_build`, `corpus_store`: the corpus, planned, rendered shard by shard, published
+- `corpus_build`, `render`, `corpus_store`: the corpus planned, rendered shard by shard
+  (each block of utterances in a fresh process), published
 """
 
 from tasks.synthesis.corpus_build import (
@@ -14,16 +15,15 @@ from tasks.synthesis.corpus_build import (
     CORPUS_SAMPLE_RATE,
     CorpusPlan,
     Utterance,
-    build_corpus,
     discard_partial,
     finish_corpus,
     plan_corpus,
     spoken_queries,
-    synthesise_shard,
 )
 from tasks.synthesis.corpus_store import MANIFEST_COLUMNS
 from tasks.synthesis.dsp import MAX_PEAK, pink_noise, render_utterance, synthesize
 from tasks.synthesis.espeak import espeak_version
+from tasks.synthesis.render import build_corpus, synthesise_shard
 from tasks.synthesis.voices import (
     ENGINES,
     Voice,

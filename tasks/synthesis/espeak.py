@@ -3,7 +3,7 @@
 espeak keeps some generator state between utterances (pitch-flutter phase, and more: the same
 text with the same voice renders differently the second time), and neither re-selecting the
 voice nor re-initialising the library resets it. What a process speaks therefore depends on what
-it spoke before; `tasks.synthesis.corpus_build` renders each block of utterances in a fresh
+it spoke before; `tasks.synthesis.render` renders each block of utterances in a fresh
 process for that reason.
 """
 
