@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,17 +223,23 @@ def assign_splits(df: pd.DataFrame, policy: SplitPolicy) -> pd.Series:
     the voice with the lowest draw that is still in training.
     """
     held = df["synthesizer"].isin(policy.held_out_synthesizers)
-    voices = sorted(set(df.loc[~held, "voice"]), key=lambda v: (voice_draw(v, policy.seed), v))
-    split_of = {voice: voice_split(voice, policy) for voice in voices}
-    if len(voices) >= 3:
-        for name in ("test", "dev"):
-            if name not in split_of.values():
-                spare = next((v for v in voices if split_of[v] == "train"), None)
-                if spare is not None:
-                    split_of[spare] = name
+    split_of = voice_splits(set(df.loc[~held, "voice"]), policy)
     split = df["voice"].map(lambda v: split_of.get(v, "train"))
     split[held] = "cross_synth"
     return split
+
+
+def voice_splits(voices: Iterable[str], policy: SplitPolicy) -> dict[str, str]:
+    """The split of each (not held-out) voice of a set, as `assign_splits` gives it."""
+    ordered = sorted(set(voices), key=lambda v: (voice_draw(v, policy.seed), v))
+    split_of = {voice: voice_split(voice, policy) for voice in ordered}
+    if len(ordered) >= 3:
+        for name in ("test", "dev"):
+            if name not in split_of.values():
+                spare = next((v for v in ordered if split_of[v] == "train"), None)
+                if spare is not None:
+                    split_of[spare] = name
+    return split_of
 
 
 def manifest_bytes(df: pd.DataFrame) -> bytes:

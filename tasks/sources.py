@@ -12,7 +12,7 @@ from prefect import task
 
 from data_contracts.scoping import DataSource, SplitPolicy, SyntheticCorpus
 from tasks.corpus import GENERAL_TRAINING_WORDS, load_tables
-from tasks.ingestion import voice_split
+from tasks.ingestion import voice_splits
 from tasks.lexicon import general_lexicon
 from tasks.manifests import read_manifest
 from tasks.synthesis import (
@@ -118,12 +118,11 @@ def _general_english(
         return {}
     if split is None:
         raise ValueError("general-English utterances need the split policy (training voices)")
+    # the catalogue's voices split as assign_splits will split this corpus's rows (a training
+    # voice lent to a split a small set left empty speaks none of them)
     held = set(split.held_out_synthesizers)
-    speakers = [
-        v.voice_id
-        for v in voices
-        if v.synthesizer not in held and voice_split(v.voice_id, split) == "train"
-    ]
+    split_of = voice_splits((v.voice_id for v in voices if v.synthesizer not in held), split)
+    speakers = [v.voice_id for v in voices if split_of.get(v.voice_id) == "train"]
     return {
         "general_utterances": syn.general_utterances,
         "general_voices": speakers,

@@ -348,3 +348,42 @@ def test_general_english_training_utterances_are_spoken_by_training_voices_only(
     assert lm_texts == ["weather in paris"]
     # train error is measured on queries only: the word runs would read as under-fitting
     assert list(evaluation_rows(manifest, seed=0)["utterance_id"]) == ["c", "a"]
+
+
+def test_a_voice_lent_to_an_empty_split_speaks_no_general_english(tmp_path: Path) -> None:
+    """assign_splits lends the lowest-drawn training voice to a split a small set left empty:
+    that voice speaks no general-English run, so every one of them still lands in training."""
+    import pandas as pd
+
+    from data_contracts.scoping import DataSource, SplitPolicy, SyntheticCorpus
+    from tasks.corpus import GENERAL_INTENT
+    from tasks.ingestion import assign_splits, voice_split
+    from tasks.sources import plan_synthetic_corpus
+    from tasks.synthesis import list_voices
+
+    voices = [v.voice_id for v in list_voices(seed=2, n=6, engines=["espeak"])]
+    # a policy under which no voice draws test by its hash alone, so one is lent to it
+    split = next(
+        policy
+        for seed in range(200)
+        if "test"
+        not in {
+            voice_split(v, policy := SplitPolicy(test_share=0.05, dev_share=0.3, seed=seed))
+            for v in voices
+        }
+    )
+    corpus = SyntheticCorpus(
+        n_utterances=12, seed=2, n_voices=6, engines=["espeak"], general_utterances=24
+    )
+    source = DataSource(kind="synthetic", name="s", synthetic=corpus)
+    plan = plan_synthetic_corpus.fn(source, tmp_path / "corpus", 1, split)
+    rows = pd.DataFrame(
+        {
+            "voice": [u.voice.voice_id for u in plan.utterances],
+            "synthesizer": [u.voice.synthesizer for u in plan.utterances],
+            "intent": [u.query.intent for u in plan.utterances],
+        }
+    )
+    rows["split"] = assign_splits(rows, split)
+    assert "test" in set(rows["split"])  # the lending applied
+    assert set(rows.loc[rows["intent"] == GENERAL_INTENT, "split"]) == {"train"}
