@@ -217,7 +217,7 @@ def concurrent_retrains(scope: Scope, augmented: str) -> dict[str, Any]:
     """Two `train` deployments at once on the team's workers; what the registry says after."""
     import mlflow
 
-    from deployments.local import deploy_all, run_deployment_now
+    from deployments.work_pool import deploy_all, run_deployment_now
     from tasks.registry import CHAMPION, alias_version
 
     deploy_all(scope)

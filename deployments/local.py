@@ -8,7 +8,6 @@ at import.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import secrets
 import signal
@@ -18,12 +17,10 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from data_contracts.scoping import Scope
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PREFECT_FILE = REPO_ROOT / "prefect.yaml"
 WORK_POOL = "voicecycle-local"
 
 
@@ -312,49 +309,6 @@ def stop_service(scope: Scope) -> bool:
     return _stop(scope, "service")
 
 
-def ensure_work_pool(name: str = WORK_POOL) -> None:
-    """Create the process work pool the deployments run on (once)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-        except ObjectAlreadyExists:
-            pass
-
-
-def deploy_all(scope: Scope, prefect_file: Path = PREFECT_FILE) -> list[str]:
-    """Register every deployment of prefect.yaml, with this scope as its parameter."""
-    import yaml
-    from prefect import Flow
-
-    ensure_work_pool()
-    spec = yaml.safe_load(prefect_file.read_text())
-    names = []
-    payload = scope.model_dump(mode="json")
-    payload["state"]["workspace"] = str(scope.state.workspace.resolve())
-    for d in spec["deployments"]:
-        flow: Any = Flow.from_source(source=str(REPO_ROOT), entrypoint=d["entrypoint"])
-        params = {"scope": payload, **d.get("parameters", {})}
-        cron = d.get("schedule", {}).get("cron") if d.get("schedule") else None
-        if d["name"] == "monitor":
-            cron = scope.monitoring.schedule_cron
-        with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints a table per deploy
-            flow.deploy(
-                name=d["name"],
-                work_pool_name=d["work_pool"]["name"],
-                parameters=params,
-                cron=cron,
-                description=d.get("description"),
-                print_next_steps=False,
-                ignore_warnings=True,
-            )
-        names.append(f"{flow.name}/{d['name']}")
-    return names
-
-
 def worker_running(scope: Scope) -> bool:
     """True when the worker this workspace started is alive."""
     import psutil
@@ -430,6 +384,8 @@ def stop_all(scope: Scope) -> list[str]:
 
 def bring_up(scope: Scope, scope_path: Path) -> str:
     """Register the deployments, start the worker and the service; return the service URL."""
+    from deployments.work_pool import deploy_all  # it builds on this module
+
     deploy_all(scope)
     start_worker(scope)
     return start_service(scope, scope_path)
@@ -444,14 +400,3 @@ def store_has_model(scope: Scope) -> bool:
         return bool(bentoml.models.list(scope.registry.model_name))
     except NotFound:
         return False
-
-
-def run_deployment_now(name: str, parameters: dict[str, object], wait: bool) -> tuple[str, str]:
-    """Start a flow run of a registered deployment on the worker; (run id, state name).
-
-    Without `wait` the run is only scheduled (state "Scheduled")."""
-    from prefect.deployments import run_deployment
-
-    run = run_deployment(name, parameters=parameters, timeout=None if wait else 0)
-    state = run.state.name if run.state else "Scheduled"  # type: ignore[union-attr]
-    return str(run.id), str(state)  # type: ignore[union-attr]

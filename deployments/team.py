@@ -131,7 +131,7 @@ def worker_names(scope: Scope) -> list[str]:
 
 def start_prefect_workers(scope: Scope) -> None:
     """runtime.prefect_workers process workers on the work pool (created once)."""
-    from deployments.local import ensure_work_pool
+    from deployments.work_pool import ensure_work_pool
 
     env = _env(scope)
     ensure_work_pool()

@@ -43,7 +43,8 @@ def server(
 @app.command()
 def deploy(scope_file: ScopeFile = DEFAULT_SCOPE, workspace: Workspace = None) -> None:
     """Register prefect.yaml's deployments and start the worker."""
-    from deployments.local import WORK_POOL, deploy_all, start_worker
+    from deployments.local import WORK_POOL, start_worker
+    from deployments.work_pool import deploy_all
 
     scope = load(scope_file, workspace)
     prepare(scope)

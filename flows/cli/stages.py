@@ -213,7 +213,8 @@ def retrain(
 ) -> None:
     """Trigger the retrain deployment (or run it here with --local); refused (exit 7) while
     a run or story works on the workspace, and a retrain waits for the one before it."""
-    from deployments.local import deploy_all, run_deployment_now, start_worker
+    from deployments.local import start_worker
+    from deployments.work_pool import deploy_all, run_deployment_now
     from tasks.workspace_lock import cycle_lock
 
     scope = load(scope_file, workspace)

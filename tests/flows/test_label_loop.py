@@ -159,7 +159,8 @@ def test_drift_opens_a_batch_and_the_labels_start_the_retrain(tmp_path: Path) ->
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from deployments.local import REPO_ROOT, WORK_POOL, ensure_work_pool
+    from deployments.local import REPO_ROOT, WORK_POOL
+    from deployments.work_pool import ensure_work_pool
     from flows.label import label_export, label_import, label_status
     from flows.monitor import monitor
     from tasks.evaluation.metrics import wer

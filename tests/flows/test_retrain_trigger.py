@@ -16,7 +16,8 @@ def test_trigger_runs_the_retrain_deployment_and_records_the_cooldown(tmp_path: 
     from prefect import Flow
     from prefect.client.orchestration import get_client
 
-    from deployments.local import REPO_ROOT, WORK_POOL, ensure_work_pool
+    from deployments.local import REPO_ROOT, WORK_POOL
+    from deployments.work_pool import ensure_work_pool
     from tasks.monitoring import last_trigger, trigger_retrain
 
     ensure_work_pool()
