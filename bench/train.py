@@ -142,8 +142,9 @@ def general_english_set(
 
 
 # General-English training utterances of the quality profile (sources.synthetic
-# .general_utterances). In the default profile's 9 minutes 600 of them cut general English from
-# 0.794 to 0.731 and new names from 0.497 to 0.474 (0.390 -> 0.246 with the newsroom list), but
+# .general_utterances). In the default profile's 9 minutes (with 2,400 queries) 600 of them cut
+# general English from 0.794 to 0.731 and new names from 0.497 to 0.474 (0.390 -> 0.246 with the
+# newsroom list), but
 # the never-heard engine went from 0.237 / 0.290 to 0.303 / 0.369: too little time for more
 # varied data, so the default keeps none.
 QUALITY_GENERAL_UTTERANCES = 600
