@@ -26,14 +26,18 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml | $(BIN)/python
 	touch $@
 
 # Label Studio (the labelling tool the labelling tests run a real server of) in a venv of its
-# own, so its ~160 pinned packages (Django, ...) stay out of the lock: about 850 MB, 17 s to
-# install from uv's cache on 2 cores.
+# own, so its ~160 packages (Django, ...) stay out of the lock, each pinned by the constraints
+# file (its own requirements are open-ended): about 850 MB, 17 s to install from uv's cache on
+# 2 cores.
 LABEL_STUDIO_VENV := .venv-labelstudio
 LABEL_STUDIO_VERSION := 1.23.2
 
-$(LABEL_STUDIO_VENV)/.installed: | $(VENV)/.installed
+LABEL_STUDIO_CONSTRAINTS := requirements/labelstudio-constraints.txt
+
+$(LABEL_STUDIO_VENV)/.installed: $(LABEL_STUDIO_CONSTRAINTS) | $(VENV)/.installed
 	$(PYTHON) -m venv $(LABEL_STUDIO_VENV)
-	$(UV) pip install --python $(LABEL_STUDIO_VENV)/bin/python $(UV_FLAGS) label-studio==$(LABEL_STUDIO_VERSION)
+	$(UV) pip install --python $(LABEL_STUDIO_VENV)/bin/python $(UV_FLAGS) \
+	  label-studio==$(LABEL_STUDIO_VERSION) -c $(LABEL_STUDIO_CONSTRAINTS)
 	touch $@
 
 # A database with Label Studio's migrations applied (~80 s of a first start on 2 cores), which
